@@ -1,0 +1,34 @@
+#include "io/checkpoint.h"
+
+#include "io/container.h"
+#include "io/error.h"
+#include "io/hf_checkpoint.h"
+#include "io/safetensors.h"
+
+namespace moec {
+
+uint64_t TensorInfo::numel() const { return shape_numel(shape); }
+
+std::vector<float> TensorData::to_f32() const {
+  auto dtype = info_->dense_dtype();
+  if (!dtype) fail("tensor '{}': encoding '{}' is not a dense type", info_->name, info_->encoding);
+  std::vector<float> out(info_->numel());
+  convert_to_f32(*dtype, bytes_.data(), out.data(), out.size());
+  return out;
+}
+
+const TensorInfo& CheckpointSource::info(const TensorKey& key) const {
+  for (const auto& t : tensors_)
+    if (t.key == key) return t;
+  fail("{}: tensor '{}': not in this checkpoint", path_.string(), logical_name(key));
+}
+
+std::unique_ptr<CheckpointSource> open_checkpoint(const std::filesystem::path& path) {
+  namespace fs = std::filesystem;
+  if (fs::is_directory(path)) return std::make_unique<HfCheckpoint>(path);
+  if (!fs::exists(path)) fail("{}: no such file or directory", path.string());
+  if (is_container_file(path)) return std::make_unique<ContainerReader>(path);
+  fail("{}: neither a Hugging Face model folder nor a moec .h5 container", path.string());
+}
+
+}  // namespace moec

@@ -1,0 +1,32 @@
+#include "io/checksum.h"
+
+#include <zlib.h>
+
+#include <fmt/format.h>
+
+#include "io/mapped_file.h"
+
+namespace moec {
+
+uint32_t crc32_file(const std::filesystem::path& path) {
+  MappedFile file(path);
+  auto bytes = file.bytes();
+  uLong crc = crc32(0L, Z_NULL, 0);
+  constexpr size_t kChunk = size_t{1} << 30;  // zlib takes uInt lengths
+  for (size_t pos = 0; pos < bytes.size(); pos += kChunk) {
+    size_t n = std::min(kChunk, bytes.size() - pos);
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + pos), static_cast<uInt>(n));
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+nlohmann::json describe_files(const std::vector<std::filesystem::path>& files) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& f : files)
+    list.push_back({{"file", f.filename().string()},
+                    {"bytes", std::filesystem::file_size(f)},
+                    {"crc32", fmt::format("{:08x}", crc32_file(f))}});
+  return list;
+}
+
+}  // namespace moec

@@ -1,0 +1,82 @@
+// moec's own checkpoint: one self-describing, versioned HDF5 file. The layout
+// is specified field by field in docs/container.md; in short:
+//   /                      attrs moec_format="moec", format_version, config,
+//                          architecture, moec_version, created_by, created_at,
+//                          provenance (JSON)
+//   /tokenizer.model       uint8[n], the sentencepiece model (optional)
+//   /tensors/<logical/name/with/slashes>
+//                          one dataset per dense tensor, attrs encoding,
+//                          shape, hf_name
+// Dense data is stored contiguously and unfiltered so readers can map it
+// (zero-copy, like safetensors) instead of reading it into memory.
+#pragma once
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <span>
+
+#include "io/atomic_output.h"
+#include "io/checkpoint.h"
+#include "io/hdf5_handle.h"
+#include "io/mapped_file.h"
+
+namespace moec {
+
+inline constexpr const char* kContainerMagic = "moec";
+inline constexpr int64_t kContainerVersion = 1;
+
+// True when `path` is an HDF5 file (by its signature), container or not.
+bool is_container_file(const std::filesystem::path& path);
+// "/tensors/layers/0/experts/3/w1"
+std::string container_path(const TensorKey& key);
+
+struct Provenance {
+  std::string command_line;
+  std::string source;         // path of what the container was made from
+  std::string source_format;  // "hf-safetensors", ...
+  nlohmann::json source_files = nlohmann::json::array();  // [{file, bytes, crc32}]
+};
+
+class ContainerWriter {
+ public:
+  // Starts a container at a temporary name beside `target`.
+  ContainerWriter(const std::filesystem::path& target, bool overwrite, const nlohmann::json& config_json,
+                  const Provenance& provenance);
+  ~ContainerWriter();
+  void write_tokenizer(std::span<const std::byte> model);
+  // One dense tensor (encoding f32/f16/bf16), written and released at once.
+  void write_dense(const TensorInfo& info, std::string_view hf_name, std::span<const std::byte> bytes);
+  // Verifies every tensor the config expects was written, closes, renames.
+  void commit();
+
+ private:
+  AtomicOutput output_;
+  ModelConfig config_;
+  h5::Handle file_;
+  size_t written_ = 0;
+};
+
+class ContainerReader final : public CheckpointSource {
+ public:
+  // Opens and validates: magic, version, config, and every tensor's
+  // encoding, shape, storage type and extent. Throws moec::Error naming the
+  // file and tensor on the first problem.
+  explicit ContainerReader(const std::filesystem::path& path);
+
+  std::string_view format() const override { return "moec-h5"; }
+  TensorData read(const TensorKey& key) const override;
+  std::optional<std::vector<std::byte>> tokenizer_model() const override;
+  std::vector<std::filesystem::path> files() const override { return {path_}; }
+  int64_t format_version() const { return version_; }
+  const nlohmann::json& provenance() const { return provenance_; }
+
+ private:
+  void open_tensor(const TensorKey& key);
+  h5::Handle file_;
+  MappedFile mapping_;
+  int64_t version_ = 0;
+  nlohmann::json provenance_;
+  std::map<TensorKey, uint64_t> offsets_;  // file offset of mappable tensors
+};
+
+}  // namespace moec

@@ -1,0 +1,92 @@
+#include "io/dtype.h"
+
+#include <array>
+
+#if defined(__AVX512F__) || defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+namespace moec {
+namespace {
+
+struct DTypeRow {
+  DType dtype;
+  std::string_view name;
+  std::string_view encoding;
+  size_t size;
+  bool is_float;
+};
+
+constexpr std::array<DTypeRow, 7> kDTypes{{
+    {DType::F32, "F32", "f32", 4, true},
+    {DType::F16, "F16", "f16", 2, true},
+    {DType::BF16, "BF16", "bf16", 2, true},
+    {DType::I8, "I8", "i8", 1, false},
+    {DType::U8, "U8", "u8", 1, false},
+    {DType::I32, "I32", "i32", 4, false},
+    {DType::I64, "I64", "i64", 8, false},
+}};
+
+const DTypeRow& row(DType dtype) { return kDTypes[static_cast<size_t>(dtype)]; }
+
+void bf16_to_f32_n(const uint16_t* src, float* dst, size_t n) {
+  size_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16) {
+    __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
+    __m512i w = _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16);
+    _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(w));
+  }
+#endif
+  for (; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
+}
+
+void f16_to_f32_n(const uint16_t* src, float* dst, size_t n) {
+  size_t i = 0;
+#if defined(__F16C__)
+  for (; i + 8 <= n; i += 8) {
+    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+  }
+#endif
+  for (; i < n; ++i) dst[i] = f16_to_f32(src[i]);
+}
+
+template <typename T>
+void cast_n(const void* src, float* dst, size_t n) {
+  const T* s = static_cast<const T*>(src);
+  for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(s[i]);
+}
+
+}  // namespace
+
+std::optional<DType> dtype_from_name(std::string_view name) {
+  for (const auto& r : kDTypes)
+    if (r.name == name) return r.dtype;
+  return std::nullopt;
+}
+
+std::optional<DType> dtype_from_encoding(std::string_view encoding) {
+  for (const auto& r : kDTypes)
+    if (r.encoding == encoding) return r.dtype;
+  return std::nullopt;
+}
+
+std::string_view dtype_name(DType dtype) { return row(dtype).name; }
+std::string_view dtype_encoding(DType dtype) { return row(dtype).encoding; }
+size_t dtype_size(DType dtype) { return row(dtype).size; }
+bool dtype_is_float(DType dtype) { return row(dtype).is_float; }
+
+void convert_to_f32(DType dtype, const void* src, float* dst, size_t n) {
+  switch (dtype) {
+    case DType::F32: std::memcpy(dst, src, n * sizeof(float)); return;
+    case DType::BF16: bf16_to_f32_n(static_cast<const uint16_t*>(src), dst, n); return;
+    case DType::F16: f16_to_f32_n(static_cast<const uint16_t*>(src), dst, n); return;
+    case DType::I8: cast_n<int8_t>(src, dst, n); return;
+    case DType::U8: cast_n<uint8_t>(src, dst, n); return;
+    case DType::I32: cast_n<int32_t>(src, dst, n); return;
+    case DType::I64: cast_n<int64_t>(src, dst, n); return;
+  }
+}
+
+}  // namespace moec

@@ -1,0 +1,100 @@
+#include "io/model_config.h"
+
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "io/error.h"
+#include "io/tensor_names.h"
+
+namespace moec {
+namespace {
+
+using json = nlohmann::json;
+
+int64_t positive_int(const json& config, const char* field, const std::string& source) {
+  if (!config.contains(field)) fail("{}: missing '{}'", source, field);
+  const json& v = config[field];
+  if (!v.is_number_integer() || v.get<int64_t>() <= 0)
+    fail("{}: '{}' must be a positive integer, got {}", source, field, v.dump());
+  return v.get<int64_t>();
+}
+
+double positive_number(const json& config, const char* field, double fallback, const std::string& source) {
+  if (!config.contains(field)) return fallback;
+  const json& v = config[field];
+  if (!v.is_number() || !(v.get<double>() > 0))
+    fail("{}: '{}' must be a positive number, got {}", source, field, v.dump());
+  return v.get<double>();
+}
+
+std::optional<int64_t> optional_int(const json& config, const char* field, const std::string& source) {
+  if (!config.contains(field) || config[field].is_null()) return std::nullopt;
+  if (!config[field].is_number_integer()) fail("{}: '{}' must be an integer", source, field);
+  return config[field].get<int64_t>();
+}
+
+void check_mixtral(const ModelConfig& c, const std::string& source) {
+  if (c.head_dim % 2 != 0) fail("{}: head_dim {} must be even for rotary embeddings", source, c.head_dim);
+  if (c.num_heads % c.num_kv_heads != 0)
+    fail("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", source, c.num_heads,
+         c.num_kv_heads);
+  if (c.top_k > c.num_experts)
+    fail("{}: num_experts_per_tok {} exceeds num_local_experts {}", source, c.top_k, c.num_experts);
+}
+
+}  // namespace
+
+ModelConfig parse_model_config(const json& config, const std::string& source) {
+  if (!config.is_object()) fail("{}: config is not a JSON object", source);
+  if (!config.contains("model_type") || !config["model_type"].is_string())
+    fail("{}: missing 'model_type'", source);
+  ModelConfig c;
+  c.model_type = config["model_type"].get<std::string>();
+  if (!find_architecture(c.model_type))
+    fail("{}: model_type '{}' is not supported (supported: {})", source, c.model_type, supported_architectures());
+
+  c.vocab_size = positive_int(config, "vocab_size", source);
+  c.hidden_size = positive_int(config, "hidden_size", source);
+  c.intermediate_size = positive_int(config, "intermediate_size", source);
+  c.num_layers = positive_int(config, "num_hidden_layers", source);
+  c.num_heads = positive_int(config, "num_attention_heads", source);
+  c.num_kv_heads = config.contains("num_key_value_heads") ? positive_int(config, "num_key_value_heads", source)
+                                                          : c.num_heads;
+  if (config.contains("head_dim") && !config["head_dim"].is_null()) {
+    c.head_dim = positive_int(config, "head_dim", source);
+  } else {
+    if (c.hidden_size % c.num_heads != 0)
+      fail("{}: hidden_size {} is not a multiple of num_attention_heads {}", source, c.hidden_size, c.num_heads);
+    c.head_dim = c.hidden_size / c.num_heads;
+  }
+  c.num_experts = positive_int(config, "num_local_experts", source);
+  c.top_k = positive_int(config, "num_experts_per_tok", source);
+  c.max_position_embeddings = positive_int(config, "max_position_embeddings", source);
+  c.rms_norm_eps = positive_number(config, "rms_norm_eps", 1e-5, source);
+  c.rope_theta = positive_number(config, "rope_theta", 1e6, source);
+  if (config.contains("tie_word_embeddings")) {
+    if (!config["tie_word_embeddings"].is_boolean()) fail("{}: 'tie_word_embeddings' must be true or false", source);
+    c.tie_word_embeddings = config["tie_word_embeddings"].get<bool>();
+  }
+  c.sliding_window = optional_int(config, "sliding_window", source);
+  c.bos_token_id = optional_int(config, "bos_token_id", source).value_or(1);
+  c.eos_token_id = optional_int(config, "eos_token_id", source).value_or(2);
+  if (config.contains("hidden_act") && config["hidden_act"] != "silu")
+    fail("{}: hidden_act {} is not supported (only silu)", source, config["hidden_act"].dump());
+  check_mixtral(c, source);
+  return c;
+}
+
+json read_json_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot open", path.string());
+  std::stringstream text;
+  text << in.rdbuf();
+  json parsed = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) fail("{}: not valid JSON", path.string());
+  return parsed;
+}
+
+}  // namespace moec

@@ -1,0 +1,39 @@
+// The typed model configuration every stage works from, parsed from a
+// Hugging Face config.json. Only architectures with a tensor-name table
+// (tensor_names.h) are accepted.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace moec {
+
+struct ModelConfig {
+  std::string model_type;  // "mixtral"
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;  // width of one expert
+  int64_t num_layers = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t num_experts = 0;
+  int64_t top_k = 0;
+  int64_t max_position_embeddings = 0;
+  double rms_norm_eps = 0;
+  double rope_theta = 0;
+  bool tie_word_embeddings = false;
+  std::optional<int64_t> sliding_window;
+  int64_t bos_token_id = 1;
+  int64_t eos_token_id = 2;
+};
+
+// `source` names where the JSON came from, for error messages.
+ModelConfig parse_model_config(const nlohmann::json& config, const std::string& source);
+// Reads and parses a config.json file.
+nlohmann::json read_json_file(const std::filesystem::path& path);
+
+}  // namespace moec

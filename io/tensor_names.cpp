@@ -1,0 +1,188 @@
+#include "io/tensor_names.h"
+
+#include <array>
+#include <charconv>
+
+#include "io/error.h"
+#include "io/model_config.h"
+
+namespace moec {
+namespace {
+
+enum class Scope { Model, Layer, Expert };
+
+struct RoleRow {
+  TensorRole role;
+  Scope scope;
+  std::string_view logical;  // suffix after "layers.L." / "layers.L.experts.E."
+  Component component;
+};
+
+constexpr std::array<RoleRow, 13> kRoles{{
+    {TensorRole::Embed, Scope::Model, "embed", Component::Embedding},
+    {TensorRole::FinalNorm, Scope::Model, "norm", Component::Norms},
+    {TensorRole::LmHead, Scope::Model, "lm_head", Component::LmHead},
+    {TensorRole::AttnNorm, Scope::Layer, "attn_norm", Component::Norms},
+    {TensorRole::AttnQ, Scope::Layer, "attn.q", Component::Attention},
+    {TensorRole::AttnK, Scope::Layer, "attn.k", Component::Attention},
+    {TensorRole::AttnV, Scope::Layer, "attn.v", Component::Attention},
+    {TensorRole::AttnO, Scope::Layer, "attn.o", Component::Attention},
+    {TensorRole::MoeNorm, Scope::Layer, "moe_norm", Component::Norms},
+    {TensorRole::Router, Scope::Layer, "router", Component::Router},
+    {TensorRole::ExpertW1, Scope::Expert, "w1", Component::Experts},
+    {TensorRole::ExpertW2, Scope::Expert, "w2", Component::Experts},
+    {TensorRole::ExpertW3, Scope::Expert, "w3", Component::Experts},
+}};
+
+const RoleRow& role_row(TensorRole role) { return kRoles[static_cast<size_t>(role)]; }
+
+const std::vector<ArchitectureNames>& architectures() {
+  static const std::vector<ArchitectureNames> tables{
+      {"mixtral",
+       {
+           {TensorRole::Embed, "model.embed_tokens.weight"},
+           {TensorRole::FinalNorm, "model.norm.weight"},
+           {TensorRole::LmHead, "lm_head.weight"},
+           {TensorRole::AttnNorm, "model.layers.{L}.input_layernorm.weight"},
+           {TensorRole::AttnQ, "model.layers.{L}.self_attn.q_proj.weight"},
+           {TensorRole::AttnK, "model.layers.{L}.self_attn.k_proj.weight"},
+           {TensorRole::AttnV, "model.layers.{L}.self_attn.v_proj.weight"},
+           {TensorRole::AttnO, "model.layers.{L}.self_attn.o_proj.weight"},
+           {TensorRole::MoeNorm, "model.layers.{L}.post_attention_layernorm.weight"},
+           {TensorRole::Router, "model.layers.{L}.block_sparse_moe.gate.weight"},
+           {TensorRole::ExpertW1, "model.layers.{L}.block_sparse_moe.experts.{E}.w1.weight"},
+           {TensorRole::ExpertW2, "model.layers.{L}.block_sparse_moe.experts.{E}.w2.weight"},
+           {TensorRole::ExpertW3, "model.layers.{L}.block_sparse_moe.experts.{E}.w3.weight"},
+       }},
+  };
+  return tables;
+}
+
+// Reads a non-negative decimal from the front of `text`; no sign, no leading
+// zeros (so "01" never aliases "1").
+std::optional<int> take_index(std::string_view& text) {
+  int value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  size_t used = static_cast<size_t>(end - text.data());
+  if (ec != std::errc() || used == 0 || value < 0 || (used > 1 && text[0] == '0')) return std::nullopt;
+  text.remove_prefix(used);
+  return value;
+}
+
+// Matches `name` against a pattern with {L}/{E} placeholders.
+std::optional<TensorKey> match(std::string_view pattern, std::string_view name, TensorRole role) {
+  TensorKey key{role, -1, -1};
+  while (!pattern.empty()) {
+    if (pattern.starts_with("{L}") || pattern.starts_with("{E}")) {
+      auto index = take_index(name);
+      if (!index) return std::nullopt;
+      (pattern[1] == 'L' ? key.layer : key.expert) = *index;
+      pattern.remove_prefix(3);
+    } else {
+      if (name.empty() || name.front() != pattern.front()) return std::nullopt;
+      name.remove_prefix(1);
+      pattern.remove_prefix(1);
+    }
+  }
+  if (!name.empty()) return std::nullopt;
+  return key;
+}
+
+std::string substitute(std::string pattern, const TensorKey& key) {
+  for (auto [tag, value] : {std::pair{"{L}", key.layer}, std::pair{"{E}", key.expert}}) {
+    auto pos = pattern.find(tag);
+    if (pos != std::string::npos) pattern.replace(pos, 3, std::to_string(value));
+  }
+  return pattern;
+}
+
+}  // namespace
+
+std::string_view component_name(Component component) {
+  static constexpr std::array<std::string_view, 6> names{"embedding", "attention", "norms",
+                                                         "router",    "experts",   "lm_head"};
+  return names[static_cast<size_t>(component)];
+}
+
+Component component_of(TensorRole role) { return role_row(role).component; }
+
+std::string logical_name(const TensorKey& key) {
+  const RoleRow& row = role_row(key.role);
+  switch (row.scope) {
+    case Scope::Model: return std::string(row.logical);
+    case Scope::Layer: return fmt::format("layers.{}.{}", key.layer, row.logical);
+    case Scope::Expert: return fmt::format("layers.{}.experts.{}.{}", key.layer, key.expert, row.logical);
+  }
+  return {};
+}
+
+std::optional<TensorKey> parse_logical_name(std::string_view name) {
+  for (const RoleRow& row : kRoles) {
+    std::string pattern(row.logical);
+    if (row.scope == Scope::Layer) pattern = "layers.{L}." + pattern;
+    if (row.scope == Scope::Expert) pattern = "layers.{L}.experts.{E}." + pattern;
+    if (auto key = match(pattern, name, row.role)) return key;
+  }
+  return std::nullopt;
+}
+
+const ArchitectureNames* find_architecture(std::string_view model_type) {
+  for (const auto& arch : architectures())
+    if (arch.model_type == model_type) return &arch;
+  return nullptr;
+}
+
+std::string supported_architectures() {
+  std::string names;
+  for (const auto& arch : architectures()) names += (names.empty() ? "" : ", ") + arch.model_type;
+  return names;
+}
+
+std::string hf_name(const ArchitectureNames& arch, const TensorKey& key) {
+  for (const auto& [role, pattern] : arch.patterns)
+    if (role == key.role) return substitute(pattern, key);
+  fail("architecture {} has no tensor for role '{}'", arch.model_type, logical_name(key));
+}
+
+std::optional<TensorKey> parse_hf_name(const ArchitectureNames& arch, std::string_view name) {
+  for (const auto& [role, pattern] : arch.patterns)
+    if (auto key = match(pattern, name, role)) return key;
+  return std::nullopt;
+}
+
+std::vector<TensorKey> expected_tensors(const ModelConfig& c) {
+  std::vector<TensorKey> keys{{TensorRole::Embed}};
+  for (int l = 0; l < c.num_layers; ++l) {
+    for (auto role : {TensorRole::AttnNorm, TensorRole::AttnQ, TensorRole::AttnK, TensorRole::AttnV,
+                      TensorRole::AttnO, TensorRole::MoeNorm, TensorRole::Router})
+      keys.push_back({role, l, -1});
+    for (int e = 0; e < c.num_experts; ++e)
+      for (auto role : {TensorRole::ExpertW1, TensorRole::ExpertW2, TensorRole::ExpertW3})
+        keys.push_back({role, l, e});
+  }
+  keys.push_back({TensorRole::FinalNorm});
+  if (!c.tie_word_embeddings) keys.push_back({TensorRole::LmHead});
+  return keys;
+}
+
+std::vector<int64_t> expected_shape(const ModelConfig& c, const TensorKey& key) {
+  const int64_t h = c.hidden_size, q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
+  switch (key.role) {
+    case TensorRole::Embed:
+    case TensorRole::LmHead: return {c.vocab_size, h};
+    case TensorRole::FinalNorm:
+    case TensorRole::AttnNorm:
+    case TensorRole::MoeNorm: return {h};
+    case TensorRole::AttnQ: return {q, h};
+    case TensorRole::AttnK:
+    case TensorRole::AttnV: return {kv, h};
+    case TensorRole::AttnO: return {h, q};
+    case TensorRole::Router: return {c.num_experts, h};
+    case TensorRole::ExpertW1:
+    case TensorRole::ExpertW3: return {c.intermediate_size, h};
+    case TensorRole::ExpertW2: return {h, c.intermediate_size};
+  }
+  return {};
+}
+
+}  // namespace moec

@@ -1,0 +1,65 @@
+// moec's logical tensor names and, per architecture, the table that maps them
+// to Hugging Face checkpoint names. Stages only ever use TensorKey; adding an
+// architecture (Qwen2-MoE, OLMoE) means adding a table here, nothing else.
+#pragma once
+#include <compare>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace moec {
+
+struct ModelConfig;
+
+enum class TensorRole {
+  Embed,      // [vocab, hidden]
+  FinalNorm,  // [hidden]
+  LmHead,     // [vocab, hidden]; absent when tied to Embed
+  AttnNorm,   // [hidden]            per layer
+  AttnQ,      // [heads*hd, hidden]
+  AttnK,      // [kv*hd, hidden]
+  AttnV,      // [kv*hd, hidden]
+  AttnO,      // [hidden, heads*hd]
+  MoeNorm,    // [hidden]
+  Router,     // [experts, hidden]
+  ExpertW1,   // [inter, hidden]     per layer and expert (gate)
+  ExpertW2,   // [hidden, inter]     (down)
+  ExpertW3,   // [inter, hidden]     (up)
+};
+
+// Where a tensor's parameters are counted in summaries.
+enum class Component { Embedding, Attention, Norms, Router, Experts, LmHead };
+std::string_view component_name(Component component);
+Component component_of(TensorRole role);
+
+struct TensorKey {
+  TensorRole role = TensorRole::Embed;
+  int layer = -1;   // -1 when not per layer
+  int expert = -1;  // -1 when not per expert
+  auto operator<=>(const TensorKey&) const = default;
+};
+
+// "layers.0.experts.3.w1", "embed", "layers.2.attn.q", ...
+std::string logical_name(const TensorKey& key);
+std::optional<TensorKey> parse_logical_name(std::string_view name);
+
+struct ArchitectureNames {
+  std::string model_type;
+  // HF name patterns with {L} (layer) and {E} (expert) placeholders.
+  std::vector<std::pair<TensorRole, std::string>> patterns;
+};
+
+const ArchitectureNames* find_architecture(std::string_view model_type);
+std::string supported_architectures();  // "mixtral"
+std::string hf_name(const ArchitectureNames& arch, const TensorKey& key);
+std::optional<TensorKey> parse_hf_name(const ArchitectureNames& arch, std::string_view name);
+
+// Every tensor a model with this config has, in a stable order (embedding,
+// then layer by layer with experts in order, then final norm and lm_head),
+// and the shape each must have.
+std::vector<TensorKey> expected_tensors(const ModelConfig& config);
+std::vector<int64_t> expected_shape(const ModelConfig& config, const TensorKey& key);
+
+}  // namespace moec
