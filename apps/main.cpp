@@ -2,6 +2,7 @@
 // every error reaches the user as one line "moec: error: ..." and exit 1.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -27,6 +28,32 @@ std::string quoted_command_line(int argc, char** argv) {
     line += plain ? arg : "'" + arg + "'";
   }
   return line;
+}
+
+// CLI11's messages, kept to one line; an unknown first word is named as an
+// unknown command rather than CLI11's "A subcommand is required".
+std::string parse_error_message(const CLI::App& app, int argc, char** argv, const CLI::ParseError& e) {
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands({})) known |= sub->get_name() == argv[1];
+    if (!known) return fmt::format("unknown command '{}'", argv[1]);
+  }
+  std::string message = e.what();
+  std::replace(message.begin(), message.end(), '\n', ' ');
+  return message;
+}
+
+// A CLI11 validator for numbers > 0.
+CLI::Validator positive_number() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          if (std::stod(text) > 0) return {};
+        } catch (const std::exception&) {
+        }
+        return "must be a positive number, got '" + text + "'";
+      },
+      "POSITIVE");
 }
 
 void print_cost(const moec::Stopwatch& clock) {
@@ -94,14 +121,21 @@ int main(int argc, char** argv) {
   exporter->add_option("input", in, ".h5 container (or model folder)")->required();
   exporter->add_option("-o,--output", out, "Output folder")->required();
   exporter->add_option("--max-shard-size", max_shard_gb, "Largest shard in GB (10^9 bytes)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive_number())
       ->capture_default_str();
   exporter->add_flag("-f,--force", force, "Replace an existing output");
 
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    fmt::print(stderr, "moec: error: {} (see moec --help)\n", parse_error_message(app, argc, argv, e));
+    return e.get_exit_code();
   }
   try {
     if (*inspect) run_inspect(path, json);

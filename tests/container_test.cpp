@@ -1,0 +1,52 @@
+#include <catch2/catch.hpp>
+
+#include "io/container.h"
+#include "io/convert.h"
+#include "io/error.h"
+#include "io/hf_checkpoint.h"
+#include "tests/test_paths.h"
+
+using namespace moec;
+using test::TempDir;
+namespace fs = std::filesystem;
+
+TEST_CASE("container paths mirror logical names", "[container]") {
+  CHECK(container_path({TensorRole::ExpertW3, 1, 7}) == "/tensors/layers/1/experts/7/w3");
+  CHECK(container_path({TensorRole::Embed}) == "/tensors/embed");
+  CHECK(container_path({TensorRole::AttnQ, 0}) == "/tensors/layers/0/attn/q");
+}
+
+TEST_CASE("a container writer refuses to finish an incomplete model", "[container]") {
+  TempDir tmp;
+  test::write_tiny_checkpoint(tmp / "hf", test::tiny_config());
+  HfCheckpoint hf(tmp / "hf");
+  {
+    ContainerWriter writer(tmp / "m.h5", false, hf.config_json(), {});
+    const TensorInfo& first = hf.tensors().front();
+    writer.write_dense(first, first.stored_name, hf.read(first.key).bytes());
+    CHECK_THROWS_WITH(writer.commit(), Catch::Contains("1 of 41 tensors written"));
+  }
+  CHECK_FALSE(fs::exists(tmp / "m.h5"));
+  CHECK(std::distance(fs::directory_iterator(tmp.path()), fs::directory_iterator()) == 1);  // only hf/
+}
+
+TEST_CASE("f16 and f32 tensors survive the container too", "[container]") {
+  TempDir tmp;
+  test::write_tiny_checkpoint(tmp / "hf", test::tiny_config(), [](std::vector<test::TinyTensor>& tensors) {
+    for (auto& t : tensors) {
+      if (t.name.find("experts.1.") != std::string::npos) t.dtype = "F16";
+      if (t.name.find("norm") != std::string::npos) t.dtype = "F32";
+    }
+  });
+  HfCheckpoint hf(tmp / "hf");
+  convert_to_container(hf, tmp / "m.h5", false, "test");
+  ContainerReader reader(tmp / "m.h5");
+  for (const TensorInfo& t : hf.tensors()) {
+    REQUIRE(reader.info(t.key).encoding == t.encoding);
+    auto a = hf.read(t.key).to_f32(), b = reader.read(t.key).to_f32();
+    REQUIRE(a == b);
+  }
+  CHECK(reader.info({TensorRole::FinalNorm}).encoding == "f32");
+  CHECK(reader.info({TensorRole::ExpertW1, 0, 1}).encoding == "f16");
+  CHECK_FALSE(reader.tokenizer_model());  // the tiny model has none
+}
