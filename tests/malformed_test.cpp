@@ -261,6 +261,19 @@ void set_string(hid_t object, const char* path, const char* name, const std::str
   H5Oclose(target);
 }
 
+// Replaces the int64 shape attribute of the object at `path`.
+void set_shape(hid_t file, const char* path, std::vector<int64_t> shape) {
+  hid_t target = H5Oopen(file, path, H5P_DEFAULT);
+  H5Adelete(target, "shape");
+  hsize_t n = shape.size();
+  hid_t space = H5Screate_simple(1, &n, nullptr);
+  hid_t attr = H5Acreate2(target, "shape", H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+  H5Awrite(attr, H5T_NATIVE_INT64, shape.data());
+  H5Aclose(attr);
+  H5Sclose(space);
+  H5Oclose(target);
+}
+
 }  // namespace
 
 TEST_CASE("malformed containers", "[malformed][container]") {
@@ -290,39 +303,18 @@ TEST_CASE("malformed containers", "[malformed][container]") {
                           {"m.h5", "tensor 'layers.1.experts.2.w1'", "missing"});
   require_container_error(
       [&](hid_t f) {
-        hid_t o = H5Oopen(f, w1, H5P_DEFAULT);
-        H5Adelete(o, "shape");
-        int64_t shape[2] = {16, 24};
-        hsize_t n = 2;
-        hid_t space = H5Screate_simple(1, &n, nullptr);
-        hid_t attr = H5Acreate2(o, "shape", H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
-        H5Awrite(attr, H5T_NATIVE_INT64, shape);
-        H5Aclose(attr);
-        H5Sclose(space);
-        H5Oclose(o);
+        set_shape(f, w1, {16, 24});
       },
       {"tensor 'layers.1.experts.2.w1'", "shape [16, 24] but the config needs [24, 16]"});
   require_container_error(
       [&](hid_t f) {  // right attributes, wrong dataset extent
-        hid_t o = H5Oopen(f, w1, H5P_DEFAULT);
         H5Ldelete(f, w1, H5P_DEFAULT);
         hsize_t dims[2] = {16, 24};
         hid_t space = H5Screate_simple(2, dims, nullptr);
-        hid_t set = H5Dcreate2(f, w1, H5T_STD_U16LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        H5Ocopy(o, ".", set, ".", H5P_DEFAULT, H5P_DEFAULT);  // no-op; attributes are re-added below
-        H5Dclose(set);
+        H5Dclose(H5Dcreate2(f, w1, H5T_STD_U16LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
         H5Sclose(space);
-        H5Oclose(o);
         set_string(f, w1, "encoding", "bf16");
-        hid_t d = H5Oopen(f, w1, H5P_DEFAULT);
-        int64_t shape[2] = {24, 16};
-        hsize_t n = 2;
-        hid_t s = H5Screate_simple(1, &n, nullptr);
-        hid_t attr = H5Acreate2(d, "shape", H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT);
-        H5Awrite(attr, H5T_NATIVE_INT64, shape);
-        H5Aclose(attr);
-        H5Sclose(s);
-        H5Oclose(d);
+        set_shape(f, w1, {24, 16});
       },
       {"tensor 'layers.1.experts.2.w1'", "dataset extent does not match"});
 }
