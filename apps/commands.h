@@ -1,0 +1,21 @@
+// Each moec subcommand registers its flags and the library call it makes.
+#pragma once
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace moec::cli {
+
+// The command line as typed, shell-quoted (recorded in outputs' provenance).
+const std::string& command_line();
+void set_command_line(int argc, char** argv);
+
+void add_io_commands(CLI::App& app);       // inspect, convert, export
+void add_runtime_commands(CLI::App& app);  // eval, generate
+
+// Prints "time X s, peak memory Y MiB" to stderr.
+void print_cost(double seconds);
+// A CLI11 validator for numbers > 0.
+CLI::Validator positive_number();
+
+}  // namespace moec::cli

@@ -1,0 +1,48 @@
+// y = x · Wᵀ for weights kept in their stored dtype (bf16/f16/f32). Weights
+// are never copied whole to f32: the GEMM path widens one block of rows at a
+// time into per-thread scratch, the small-batch path widens on the fly inside
+// the dot product.
+//
+// Work is tiled into items that depend only on the problem's shape (never on
+// the thread count), and each output element is computed by exactly one item,
+// so results are bit-identical for any number of threads.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "io/checkpoint.h"
+#include "io/dtype.h"
+
+namespace moec {
+
+class ThreadPool;
+
+// A dense weight matrix [rows, cols], row-major, in its stored dtype.
+struct WeightView {
+  DType dtype = DType::F32;
+  const std::byte* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+// Checks the tensor is a dense 2-D float matrix and views it.
+WeightView weight_view(const TensorData& tensor);
+
+// y[t, n] = Σ_k x[t, k] · w[n, k] for t < tokens, n < w.rows.
+struct LinearProblem {
+  const float* x;
+  int64_t x_stride;  // floats between rows of x (>= w.cols)
+  int64_t tokens;
+  WeightView w;
+  float* y;
+  int64_t y_stride;  // floats between rows of y (>= w.rows)
+};
+
+// Solves all problems, their tiles spread over the pool together.
+void linear(ThreadPool& pool, std::span<const LinearProblem> problems);
+inline void linear(ThreadPool& pool, const LinearProblem& problem) { linear(pool, std::span(&problem, 1)); }
+
+// Reference: the same product in plain double-accumulated loops (tests).
+void linear_reference(const LinearProblem& problem);
+
+}  // namespace moec

@@ -1,0 +1,126 @@
+#include "model/model.h"
+
+#include <cstring>
+
+#include "io/error.h"
+#include "model/ops.h"
+#include "model/thread_pool.h"
+
+namespace moec {
+
+Model::Model(const CheckpointSource& source, ThreadPool& pool)
+    : source_(source),
+      config_(source.config()),
+      pool_(pool),
+      rope_(config_.head_dim, config_.rope_theta, config_.max_position_embeddings) {
+  const ModelConfig& c = config_;
+  embed_ = view({TensorRole::Embed});
+  lm_head_ = c.tie_word_embeddings ? embed_ : view({TensorRole::LmHead});
+  final_norm_ = vector({TensorRole::FinalNorm});
+  for (int l = 0; l < c.num_layers; ++l) {
+    Layer layer;
+    layer.attn_norm = vector({TensorRole::AttnNorm, l});
+    layer.moe_norm = vector({TensorRole::MoeNorm, l});
+    layer.q = view({TensorRole::AttnQ, l});
+    layer.k = view({TensorRole::AttnK, l});
+    layer.v = view({TensorRole::AttnV, l});
+    layer.o = view({TensorRole::AttnO, l});
+    layer.moe.router = view({TensorRole::Router, l});
+    for (int e = 0; e < c.num_experts; ++e)
+      layer.moe.experts.push_back({view({TensorRole::ExpertW1, l, e}), view({TensorRole::ExpertW2, l, e}),
+                                   view({TensorRole::ExpertW3, l, e})});
+    layers_.push_back(std::move(layer));
+  }
+}
+
+Model::~Model() = default;
+
+WeightView Model::view(const TensorKey& key) {
+  held_.push_back(source_.read(key));
+  try {
+    return weight_view(held_.back());
+  } catch (const Error& e) {
+    fail("{}: {}", source_.path().string(), e.what());
+  }
+}
+
+std::vector<float> Model::vector(const TensorKey& key) { return source_.read(key).to_f32(); }
+
+KvCache Model::make_cache(int64_t sequences, int64_t capacity) const {
+  if (capacity > config_.max_position_embeddings)
+    fail("{} positions requested but the model supports at most max_position_embeddings = {}", capacity,
+         config_.max_position_embeddings);
+  return KvCache(config_.num_layers, sequences, capacity, config_.num_kv_heads * config_.head_dim);
+}
+
+void Model::embed(std::span<const int32_t> tokens) {
+  const int64_t h = config_.hidden_size;
+  x_.resize(tokens.size() * size_t(h));
+  const size_t row_bytes = size_t(h) * dtype_size(embed_.dtype);
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    if (tokens[t] < 0 || tokens[t] >= config_.vocab_size)
+      fail("token id {} is outside the vocabulary (size {})", tokens[t], config_.vocab_size);
+    convert_to_f32(embed_.dtype, embed_.data + size_t(tokens[t]) * row_bytes, &x_[t * h], size_t(h));
+  }
+}
+
+void Model::attention_block(const Layer& layer, int64_t index, int64_t length, KvCache& cache) {
+  const ModelConfig& c = config_;
+  const int64_t n = cache.sequences * length, hd = c.hidden_size, qd = c.num_heads * c.head_dim,
+                kvd = c.num_kv_heads * c.head_dim, start = cache.length;
+  h_.resize(size_t(n * hd));
+  q_.resize(size_t(n * qd));
+  k_.resize(size_t(n * kvd));
+  v_.resize(size_t(n * kvd));
+  attn_.resize(size_t(n * qd));
+  out_.resize(size_t(n * hd));
+  rms_norm(x_.data(), n, hd, layer.attn_norm.data(), float(c.rms_norm_eps), h_.data());
+  const LinearProblem qkv[] = {{h_.data(), hd, n, layer.q, q_.data(), qd},
+                               {h_.data(), hd, n, layer.k, k_.data(), kvd},
+                               {h_.data(), hd, n, layer.v, v_.data(), kvd}};
+  linear(pool_, qkv);
+  for (int64_t b = 0; b < cache.sequences; ++b)
+    for (int64_t i = 0; i < length; ++i) {
+      const int64_t row = b * length + i, pos = start + i;
+      rope_.apply(&q_[row * qd], c.num_heads, pos);
+      rope_.apply(&k_[row * kvd], c.num_kv_heads, pos);
+      std::memcpy(cache.key(index, b, pos), &k_[row * kvd], size_t(kvd) * sizeof(float));
+      std::memcpy(cache.value(index, b, pos), &v_[row * kvd], size_t(kvd) * sizeof(float));
+    }
+  attention(pool_, cache, index, {c.num_heads, c.num_kv_heads, c.head_dim}, q_.data(), length, start, attn_.data());
+  linear(pool_, LinearProblem{attn_.data(), qd, n, layer.o, out_.data(), hd});
+  for (int64_t i = 0; i < n * hd; ++i) x_[i] += out_[i];
+}
+
+const std::vector<float>& Model::forward(std::span<const int32_t> tokens, int64_t length, KvCache& cache,
+                                         ForwardTrace* trace) {
+  const ModelConfig& c = config_;
+  if (int64_t(tokens.size()) != cache.sequences * length)
+    fail("forward: {} tokens for {} sequences of {}", tokens.size(), cache.sequences, length);
+  if (cache.length + length > cache.capacity)
+    fail("sequence of {} tokens exceeds the context of {} positions", cache.length + length, cache.capacity);
+  const int64_t n = int64_t(tokens.size()), hd = c.hidden_size;
+  embed(tokens);
+  if (trace) {
+    trace->hidden.clear();
+    trace->routing.resize(size_t(c.num_layers));
+    if (trace->keep_hidden) trace->hidden.push_back(x_);
+  }
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const Layer& layer = layers_[l];
+    attention_block(layer, l, length, cache);
+    rms_norm(x_.data(), n, hd, layer.moe_norm.data(), float(c.rms_norm_eps), h_.data());
+    moe_.forward(pool_, layer.moe, c.top_k, h_.data(), n, x_.data(), trace ? &trace->routing[l] : nullptr);
+    if (trace && trace->keep_hidden) trace->hidden.push_back(x_);
+  }
+  cache.length += length;
+  h_.resize(size_t(n * hd));
+  rms_norm(x_.data(), n, hd, final_norm_.data(), float(c.rms_norm_eps), h_.data());
+  return h_;
+}
+
+void Model::logits(const float* hidden, int64_t rows, float* out) {
+  linear(pool_, LinearProblem{hidden, config_.hidden_size, rows, lm_head_, out, config_.vocab_size});
+}
+
+}  // namespace moec

@@ -1,0 +1,68 @@
+// A Mixtral-family model running from any checkpoint source. Weights stay in
+// their stored dtype and in the source's mapping (bf16 stays bf16); only the
+// norm vectors (hidden_size floats each) are widened at load.
+#pragma once
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "io/checkpoint.h"
+#include "model/attention.h"
+#include "model/linear.h"
+#include "model/moe.h"
+#include "model/rope.h"
+
+namespace moec {
+
+class ThreadPool;
+
+// Optional record of a forward pass, for tests and `--routing`.
+struct ForwardTrace {
+  bool keep_hidden = false;
+  std::vector<std::vector<float>> hidden;    // embedding output, then after each layer
+  std::vector<RoutingRecord> routing;        // per layer
+};
+
+class Model {
+ public:
+  // `source` must outlive the model.
+  Model(const CheckpointSource& source, ThreadPool& pool);
+  ~Model();
+
+  const ModelConfig& config() const { return config_; }
+  ThreadPool& pool() { return pool_; }
+
+  // Runs `length` new tokens of each of cache.sequences sequences (tokens
+  // sequence-major), at positions cache.length .., appending to the cache.
+  // Returns the final-normed hidden states [sequences*length, H].
+  const std::vector<float>& forward(std::span<const int32_t> tokens, int64_t length, KvCache& cache,
+                                    ForwardTrace* trace = nullptr);
+  // logits[r, :] = lm_head(hidden[r, :]) for `rows` rows.
+  void logits(const float* hidden, int64_t rows, float* out);
+  KvCache make_cache(int64_t sequences, int64_t capacity) const;
+
+ private:
+  struct Layer {
+    std::vector<float> attn_norm, moe_norm;
+    WeightView q, k, v, o;
+    MoeWeights moe;
+  };
+  WeightView view(const TensorKey& key);
+  std::vector<float> vector(const TensorKey& key);
+  void embed(std::span<const int32_t> tokens);
+  void attention_block(const Layer& layer, int64_t index, int64_t length, KvCache& cache);
+
+  const CheckpointSource& source_;
+  ModelConfig config_;
+  ThreadPool& pool_;
+  std::vector<TensorData> held_;  // keeps views (or owned buffers) alive
+  std::vector<Layer> layers_;
+  WeightView embed_, lm_head_;
+  std::vector<float> final_norm_;
+  Rope rope_;
+  MoeBlock moe_;
+  // Activations, reused between calls (no per-token allocation).
+  std::vector<float> x_, h_, q_, k_, v_, attn_, out_;
+};
+
+}  // namespace moec

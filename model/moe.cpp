@@ -1,0 +1,96 @@
+#include "model/moe.h"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "model/ops.h"
+#include "model/thread_pool.h"
+
+namespace moec {
+
+void MoeBlock::route(const MoeWeights& weights, int64_t top_k, const float* x, int64_t tokens, ThreadPool& pool) {
+  const int64_t experts = weights.router.rows;
+  logits_.resize(size_t(tokens * experts));
+  linear(pool, LinearProblem{x, hidden_, tokens, weights.router, logits_.data(), experts});
+  chosen_.resize(size_t(tokens * top_k));
+  chosen_weight_.resize(chosen_.size());
+  std::vector<int32_t> order(static_cast<size_t>(experts));
+  for (int64_t t = 0; t < tokens; ++t) {
+    float* p = &logits_[t * experts];
+    softmax(p, experts);
+    std::iota(order.begin(), order.end(), 0);
+    // Highest probability first; ties to the lower expert id, as torch.topk.
+    std::partial_sort(order.begin(), order.begin() + top_k, order.end(),
+                      [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+    float sum = 0;
+    for (int64_t j = 0; j < top_k; ++j) sum += p[order[j]];
+    for (int64_t j = 0; j < top_k; ++j) {
+      chosen_[t * top_k + j] = order[j];
+      chosen_weight_[t * top_k + j] = p[order[j]] / sum;
+    }
+  }
+}
+
+void MoeBlock::forward(ThreadPool& pool, const MoeWeights& weights, int64_t top_k, const float* x, int64_t tokens,
+                       float* residual, RoutingRecord* record) {
+  hidden_ = weights.router.cols;
+  const int64_t experts = weights.router.rows, inter = weights.experts[0].w1.rows, h = hidden_;
+  route(weights, top_k, x, tokens, pool);
+
+  // Group (token, choice) pairs by expert and pack each expert's tokens.
+  rows_.resize(size_t(experts));
+  for (auto& r : rows_) r.clear();
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t j = 0; j < top_k; ++j) rows_[chosen_[t * top_k + j]].push_back(t);
+  offsets_.assign(size_t(experts) + 1, 0);
+  for (int64_t e = 0; e < experts; ++e) offsets_[e + 1] = offsets_[e] + int64_t(rows_[e].size());
+  const int64_t packed = offsets_[experts];
+  gathered_.resize(size_t(packed * h));
+  gate_.resize(size_t(packed * inter));
+  up_.resize(gate_.size());
+  down_.resize(gathered_.size());
+  for (int64_t e = 0; e < experts; ++e)
+    for (size_t i = 0; i < rows_[e].size(); ++i)
+      std::memcpy(&gathered_[(offsets_[e] + int64_t(i)) * h], x + rows_[e][i] * h, size_t(h) * sizeof(float));
+
+  std::vector<LinearProblem> problems;
+  for (int64_t e = 0; e < experts; ++e) {
+    const int64_t n = int64_t(rows_[e].size()), o = offsets_[e];
+    if (n == 0) continue;
+    problems.push_back({&gathered_[o * h], h, n, weights.experts[e].w1, &gate_[o * inter], inter});
+    problems.push_back({&gathered_[o * h], h, n, weights.experts[e].w3, &up_[o * inter], inter});
+  }
+  linear(pool, problems);
+  silu_mul(gate_.data(), up_.data(), packed * inter);
+  problems.clear();
+  for (int64_t e = 0; e < experts; ++e) {
+    const int64_t n = int64_t(rows_[e].size()), o = offsets_[e];
+    if (n == 0) continue;
+    problems.push_back({&gate_[o * inter], inter, n, weights.experts[e].w2, &down_[o * h], h});
+  }
+  linear(pool, problems);
+
+  // Scatter back: each token sums its experts' outputs in ascending expert
+  // order (as HF's loop over experts does), weighted.
+  combined_.assign(size_t(tokens * h), 0.0f);
+  std::vector<int64_t> cursor(offsets_.begin(), offsets_.end() - 1);
+  for (int64_t e = 0; e < experts; ++e)
+    for (int64_t t : rows_[e]) {
+      const int64_t row = cursor[e]++;
+      float weight = 0;
+      for (int64_t j = 0; j < top_k; ++j)
+        if (chosen_[t * top_k + j] == e) weight = chosen_weight_[t * top_k + j];
+      float* out = &combined_[t * h];
+      const float* y = &down_[row * h];
+      for (int64_t i = 0; i < h; ++i) out[i] += weight * y[i];
+    }
+  for (int64_t i = 0; i < tokens * h; ++i) residual[i] += combined_[i];
+  if (record) {
+    record->chosen = chosen_;
+    record->expert_load.resize(size_t(experts), 0);
+    for (int64_t e = 0; e < experts; ++e) record->expert_load[e] += rows_[e].size();
+  }
+}
+
+}  // namespace moec

@@ -1,0 +1,50 @@
+// The sparse MoE block exactly as Hugging Face Mixtral computes it: router
+// logits -> softmax in f32 -> top-k -> the k weights renormalized to sum 1 ->
+// Σ weight · w2(silu(w1·x) ⊙ w3·x).
+//
+// Tokens are grouped by expert: each expert's routed tokens are gathered into
+// one matrix and run as GEMMs (all experts' tiles in one parallel batch), then
+// scattered back weighted, per token in ascending expert order.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/linear.h"
+
+namespace moec {
+
+struct ExpertWeights {
+  WeightView w1, w2, w3;  // gate [I, H], down [H, I], up [I, H]
+};
+
+struct MoeWeights {
+  WeightView router;  // [E, H]
+  std::vector<ExpertWeights> experts;
+};
+
+// Where the tokens of one forward went: expert ids per token (descending
+// router weight), and the running count of tokens per expert.
+struct RoutingRecord {
+  std::vector<int32_t> chosen;        // [tokens, top_k] of the last call
+  std::vector<uint64_t> expert_load;  // [experts], accumulated
+};
+
+class MoeBlock {
+ public:
+  // x: [tokens, H] normalized input; adds the block's output into residual.
+  void forward(ThreadPool& pool, const MoeWeights& weights, int64_t top_k, const float* x, int64_t tokens,
+               float* residual, RoutingRecord* record);
+
+ private:
+  void route(const MoeWeights& weights, int64_t top_k, const float* x, int64_t tokens, ThreadPool& pool);
+
+  int64_t hidden_ = 0;
+  std::vector<float> logits_;        // [tokens, E]
+  std::vector<int32_t> chosen_;      // [tokens, k]
+  std::vector<float> chosen_weight_; // [tokens, k]
+  std::vector<std::vector<int64_t>> rows_;  // per expert: token indices
+  std::vector<int64_t> offsets_;     // per expert: first row in the packed buffers
+  std::vector<float> gathered_, gate_, up_, down_, combined_;
+};
+
+}  // namespace moec
