@@ -8,6 +8,7 @@
 #include "io/checkpoint.h"
 #include "io/process_stats.h"
 #include "io/text_file.h"
+#include "model/generate.h"
 #include "model/model.h"
 #include "model/perplexity.h"
 #include "model/thread_pool.h"
@@ -24,6 +25,11 @@ struct RuntimeFlags {
   int threads = 0;
   bool json = false;
   bool routing = false;
+  std::string prompt;
+  int64_t new_tokens = 64;
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+  uint64_t seed = 0;
 };
 
 void print_progress(int64_t done, int64_t total) {
@@ -76,6 +82,54 @@ void run_eval(const RuntimeFlags& f) {
   print_cost(clock.seconds());
 }
 
+// Streams text: decodes the prompt and generated ids together (sentencepiece
+// drops a leading space, and a token can complete a multi-byte character)
+// and prints what was not printed yet. The prompt's text is printed first.
+class TextStream {
+ public:
+  TextStream(const Tokenizer& tokenizer, std::vector<int32_t> prompt) : tokenizer_(tokenizer), ids_(std::move(prompt)) {
+    printed_text_ = tokenizer_.decode(ids_);
+    printed_ = printed_text_.size();
+    fmt::print("{}", printed_text_);
+  }
+  void push(int32_t id) {
+    ids_.push_back(id);
+    std::string text = tokenizer_.decode(ids_);
+    if (text.size() > printed_ && text.compare(0, printed_, printed_text_) == 0) {
+      fmt::print("{}", text.substr(printed_));
+      std::fflush(stdout);
+      printed_text_ = text;
+      printed_ = text.size();
+    }
+  }
+
+ private:
+  const Tokenizer& tokenizer_;
+  std::vector<int32_t> ids_;
+  std::string printed_text_;
+  size_t printed_ = 0;
+};
+
+void run_generate(const RuntimeFlags& f) {
+  auto source = open_checkpoint(f.model);
+  Tokenizer tokenizer = Tokenizer::from_checkpoint(*source);
+  ThreadPool pool(f.threads);
+  Model model(*source, pool);
+  std::vector<int32_t> prompt{int32_t(model.config().bos_token_id)};
+  auto ids = tokenizer.encode(f.prompt);
+  prompt.insert(prompt.end(), ids.begin(), ids.end());
+  GenerateOptions options;
+  options.max_new_tokens = f.new_tokens;
+  options.sampling = {f.temperature, f.top_p, f.seed};
+  options.stop_token = int32_t(model.config().eos_token_id);
+  TextStream stream(tokenizer, ids);
+  GenerateResult r = generate(model, prompt, options, [&](int32_t id) { stream.push(id); });
+  fmt::print("\n");
+  fmt::print(stderr, "{} prompt tokens in {:.3f} s; {} tokens generated, {:.0f} tokens/s ({} threads){}\n",
+             r.prompt_tokens, r.prefill_seconds, r.tokens.size(), r.decode_tokens_per_second(), pool.size(),
+             r.truncated ? "; stopped at max_position_embeddings" : "");
+}
+
 }  // namespace
 
 void add_runtime_commands(CLI::App& app) {
@@ -93,6 +147,16 @@ void add_runtime_commands(CLI::App& app) {
   eval->add_flag("--json", f->json, "Machine-readable output");
   eval->add_flag("--routing", f->routing, "Report per-layer expert load");
   eval->callback([f] { run_eval(*f); });
+
+  auto* gen = app.add_subcommand("generate", "Generate text from a prompt (streams to stdout)");
+  gen->add_option("model", f->model, "Model folder or .h5 container")->required();
+  gen->add_option("--prompt", f->prompt, "Prompt text (a BOS token is prepended)")->required();
+  gen->add_option("-n,--tokens", f->new_tokens, "Tokens to generate")->check(CLI::NonNegativeNumber)->capture_default_str();
+  gen->add_option("--temperature", f->temperature, "0: greedy")->check(CLI::NonNegativeNumber)->capture_default_str();
+  gen->add_option("--top-p", f->top_p, "Nucleus sampling mass")->check(CLI::Range(0.0f, 1.0f))->capture_default_str();
+  gen->add_option("--seed", f->seed, "Random seed for sampling")->capture_default_str();
+  gen->add_option("--threads", f->threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  gen->callback([f] { run_generate(*f); });
 }
 
 }  // namespace moec::cli

@@ -1,6 +1,23 @@
 #include "model/thread_pool.h"
 
+#include <chrono>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define MOEC_PAUSE() _mm_pause()
+#else
+#define MOEC_PAUSE() std::this_thread::yield()
+#endif
+
 namespace moec {
+namespace {
+
+// How long an idle worker spins before sleeping: longer than the gaps
+// between the loops of one decode step, short enough not to burn a core
+// between user-visible steps.
+constexpr auto kSpin = std::chrono::microseconds(200);
+
+}  // namespace
 
 ThreadPool::ThreadPool(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -20,20 +37,27 @@ void ThreadPool::run_items(int thread) {
   for (size_t i = next_.fetch_add(1); i < items_; i = next_.fetch_add(1)) (*job_)(i, thread);
 }
 
+bool ThreadPool::wait_for_work(uint64_t seen) {
+  auto deadline = std::chrono::steady_clock::now() + kSpin;
+  for (int spins = 0; generation_.load() == seen; ++spins) {
+    if (stop_) return false;
+    MOEC_PAUSE();
+    if ((spins & 63) == 0 && std::chrono::steady_clock::now() > deadline) {
+      std::unique_lock lock(mutex_);
+      ++sleepers_;
+      wake_.wait(lock, [&] { return stop_ || generation_.load() != seen; });
+      --sleepers_;
+    }
+  }
+  return !stop_;
+}
+
 void ThreadPool::worker_loop(int index) {
   uint64_t seen = 0;
-  for (;;) {
-    {
-      std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-    }
+  while (wait_for_work(seen)) {
+    seen = generation_.load();
     run_items(index);
-    {
-      std::lock_guard lock(mutex_);
-      if (--busy_ == 0) done_.notify_one();
-    }
+    pending_.fetch_sub(1);
   }
 }
 
@@ -43,19 +67,17 @@ void ThreadPool::parallel_for(size_t items, const std::function<void(size_t, int
     for (size_t i = 0; i < items; ++i) fn(i, 0);
     return;
   }
-  {
+  job_ = &fn;
+  items_ = items;
+  next_.store(0);
+  pending_.store(static_cast<int>(workers_.size()));
+  generation_.fetch_add(1);
+  if (sleepers_.load() > 0) {
     std::lock_guard lock(mutex_);
-    job_ = &fn;
-    items_ = items;
-    next_.store(0);
-    busy_ = static_cast<int>(workers_.size());
-    ++generation_;
+    wake_.notify_all();
   }
-  wake_.notify_all();
   run_items(0);
-  std::unique_lock lock(mutex_);
-  done_.wait(lock, [&] { return busy_ == 0; });
-  job_ = nullptr;
+  while (pending_.load() != 0) MOEC_PAUSE();
 }
 
 }  // namespace moec

@@ -1,0 +1,36 @@
+// Autoregressive generation with a KV cache: one batched prefill of the
+// prompt, then one token per step through the small-batch kernels.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "model/sampler.h"
+
+namespace moec {
+
+class Model;
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 64;
+  SamplerOptions sampling;
+  int32_t stop_token = -1;  // e.g. EOS; -1: never stop early
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;  // generated, excluding the prompt
+  int64_t prompt_tokens = 0;
+  double prefill_seconds = 0;
+  double decode_seconds = 0;
+  bool truncated = false;  // stopped at max_position_embeddings
+  double decode_tokens_per_second() const {
+    return tokens.size() > 1 ? double(tokens.size() - 1) / decode_seconds : 0.0;
+  }
+};
+
+// Calls on_token after each generated token.
+GenerateResult generate(Model& model, std::span<const int32_t> prompt, const GenerateOptions& options,
+                        const std::function<void(int32_t)>& on_token = {});
+
+}  // namespace moec
