@@ -1,0 +1,94 @@
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <random>
+
+#include "io/dtype.h"
+#include "model/linear.h"
+#include "model/thread_pool.h"
+
+using namespace moec;
+
+namespace {
+
+struct Weights {
+  std::vector<std::byte> bytes;
+  WeightView view;
+};
+
+Weights random_weights(DType dtype, int64_t rows, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  Weights w;
+  w.bytes.resize(size_t(rows * cols) * dtype_size(dtype));
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    float v = normal(rng);
+    if (dtype == DType::F32) std::memcpy(&w.bytes[i * 4], &v, 4);
+    if (dtype == DType::BF16) {
+      uint16_t b = f32_to_bf16(v);
+      std::memcpy(&w.bytes[i * 2], &b, 2);
+    }
+    if (dtype == DType::F16) {
+      _Float16 h = static_cast<_Float16>(v);
+      std::memcpy(&w.bytes[i * 2], &h, 2);
+    }
+  }
+  w.view = {dtype, w.bytes.data(), rows, cols};
+  return w;
+}
+
+std::vector<float> random_activations(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (auto& v : x) v = normal(rng);
+  return x;
+}
+
+}  // namespace
+
+TEST_CASE("linear matches a double-precision reference on every path", "[linear]") {
+  ThreadPool pool(2);
+  for (DType dtype : {DType::BF16, DType::F16, DType::F32}) {
+    for (int64_t cols : {16, 37, 256}) {
+      for (int64_t tokens : {1, 3, 4, 5, 300}) {  // direct kernel up to 4 tokens, GEMM above
+        const int64_t rows = 70;
+        Weights w = random_weights(dtype, rows, cols, 7);
+        auto x = random_activations(tokens * (cols + 3), 11);  // strided rows
+        std::vector<float> got(size_t(tokens * (rows + 5))), want(got.size());
+        LinearProblem p{x.data(), cols + 3, tokens, w.view, got.data(), rows + 5};
+        linear(pool, p);
+        p.y = want.data();
+        linear_reference(p);
+        INFO("dtype " << dtype_name(dtype) << " cols " << cols << " tokens " << tokens);
+        for (int64_t t = 0; t < tokens; ++t)
+          for (int64_t n = 0; n < rows; ++n)
+            REQUIRE(std::abs(got[t * (rows + 5) + n] - want[t * (rows + 5) + n]) <= 1e-5f * std::sqrt(float(cols)));
+      }
+    }
+  }
+}
+
+TEST_CASE("linear results are bit-identical for any thread count", "[linear]") {
+  Weights w = random_weights(DType::BF16, 700, 256, 3);
+  for (int64_t tokens : {1, 600}) {
+    auto x = random_activations(tokens * 256, 5);
+    std::vector<std::vector<float>> results;
+    for (int threads : {1, 2, 3, 5}) {
+      ThreadPool pool(threads);
+      std::vector<float> y(size_t(tokens * 700));
+      linear(pool, LinearProblem{x.data(), 256, tokens, w.view, y.data(), 700});
+      results.push_back(y);
+    }
+    for (size_t i = 1; i < results.size(); ++i) REQUIRE(results[i] == results[0]);
+  }
+}
+
+TEST_CASE("a thread pool runs every item exactly once", "[linear]") {
+  ThreadPool pool(3);
+  for (size_t items : {0, 1, 2, 7, 1000}) {
+    std::vector<std::atomic<int>> hits(items);
+    for (int round = 0; round < 50; ++round) pool.parallel_for(items, [&](size_t i, int) { hits[i]++; });
+    for (auto& h : hits) REQUIRE(h == 50);
+  }
+}
