@@ -1,0 +1,28 @@
+// moec bench: benchmarks, each figure beside a same-run baseline.
+#include <fmt/format.h>
+
+#include "apps/commands.h"
+#include "bench/runtime_bench.h"
+
+namespace moec::cli {
+
+void add_bench_commands(CLI::App& app) {
+  auto* bench = app.add_subcommand("bench", "Benchmarks (figures next to a baseline measured in the same run)");
+  bench->require_subcommand(1);
+  auto o = std::make_shared<RuntimeBenchOptions>();
+  auto json = std::make_shared<bool>(false);
+  auto* runtime = bench->add_subcommand("runtime", "Eval and generation throughput of the runtime");
+  runtime->add_option("model", o->model, "Model folder or .h5 container")->required();
+  runtime->add_option("--text", o->text, "Text for the eval windows")->required();
+  runtime->add_option("--threads", o->threads, "Worker threads")->check(CLI::PositiveNumber)->capture_default_str();
+  runtime->add_option("--windows", o->windows, "Eval windows")->check(CLI::PositiveNumber)->capture_default_str();
+  runtime->add_option("--gen-tokens", o->gen_tokens, "Generated tokens")->check(CLI::PositiveNumber)->capture_default_str();
+  runtime->add_option("--repeats", o->repeats, "Runs per figure (median)")->check(CLI::PositiveNumber)->capture_default_str();
+  runtime->add_flag("--json", *json, "Machine-readable output");
+  runtime->callback([o, json] {
+    auto result = run_runtime_bench(*o);
+    fmt::print("{}", *json ? result.dump(2) + "\n" : format_runtime_bench(result));
+  });
+}
+
+}  // namespace moec::cli

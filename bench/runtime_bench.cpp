@@ -1,0 +1,88 @@
+#include "bench/runtime_bench.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "io/checkpoint.h"
+#include "io/process_stats.h"
+#include "io/text_file.h"
+#include "model/generate.h"
+#include "model/model.h"
+#include "model/perplexity.h"
+#include "model/thread_pool.h"
+#include "model/tokenizer.h"
+
+namespace moec {
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Tokens/s of running `windows` windows one token at a time with a KV cache.
+double per_token_eval(Model& model, std::span<const int32_t> ids, int64_t windows, int64_t ctx) {
+  Stopwatch clock;
+  for (int64_t w = 0; w < windows; ++w) {
+    KvCache cache = model.make_cache(1, ctx);
+    std::vector<float> logits(static_cast<size_t>(model.config().vocab_size));
+    for (int64_t i = 0; i < ctx; ++i) {
+      const auto& h = model.forward(ids.subspan(size_t(w * ctx + i), 1), 1, cache);
+      model.logits(h.data(), 1, logits.data());
+    }
+  }
+  return double(windows * ctx) / clock.seconds();
+}
+
+}  // namespace
+
+nlohmann::ordered_json run_runtime_bench(const RuntimeBenchOptions& o) {
+  auto source = open_checkpoint(o.model);
+  Tokenizer tokenizer = Tokenizer::from_checkpoint(*source);
+  auto ids = tokenizer.encode(read_text_file(o.text));
+  ThreadPool pool(o.threads);
+  Model model(*source, pool);
+
+  std::vector<double> batched, per_token, generation;
+  PerplexityOptions eval;
+  eval.ctx = o.ctx;
+  eval.max_windows = o.windows;
+  std::vector<int32_t> prompt{int32_t(model.config().bos_token_id)};
+  for (int32_t id : tokenizer.encode("The Fulton County Grand Jury said Friday")) prompt.push_back(id);
+  GenerateOptions gen;
+  gen.max_new_tokens = o.gen_tokens;
+  for (int r = 0; r < o.repeats; ++r) {
+    batched.push_back(evaluate_perplexity(model, ids, eval).tokens_per_second);
+    per_token.push_back(per_token_eval(model, ids, o.baseline_windows, o.ctx));
+    generation.push_back(generate(model, prompt, gen).decode_tokens_per_second());
+  }
+  nlohmann::ordered_json j;
+  j["model"] = o.model.string();
+  j["threads"] = pool.size();
+  j["eval_tokens_per_s"] = median(batched);
+  j["eval_per_token_baseline_tokens_per_s"] = median(per_token);
+  j["eval_speedup_vs_per_token"] = median(batched) / median(per_token);
+  j["generate_tokens_per_s"] = median(generation);
+  j["peak_rss_bytes"] = peak_rss_bytes();
+  j["anchors"] = {{"pytorch_eval", 2030}, {"llama_cpp_bf16_pp256", 9150}, {"llama_cpp_bf16_tg", 2270}};
+  return j;
+}
+
+std::string format_runtime_bench(const nlohmann::ordered_json& j) {
+  const double eval = j["eval_tokens_per_s"], base = j["eval_per_token_baseline_tokens_per_s"],
+               gen = j["generate_tokens_per_s"];
+  std::string out = fmt::format("runtime benchmark: {} ({} threads), medians\n", j["model"].get<std::string>(),
+                                j["threads"].get<int>());
+  out += fmt::format("  {:<44} {:>10} {:>10}\n", "", "tokens/s", "ratio");
+  out += fmt::format("  {:<44} {:>10.0f} {:>9.2f}x\n", "eval, expert-grouped batched prefill", eval, eval / base);
+  out += fmt::format("  {:<44} {:>10.0f} {:>9.2f}x\n", "eval, per-token baseline (same run)", base, 1.0);
+  out += fmt::format("  {:<44} {:>10.0f}\n", "generation (KV cache, greedy)", gen);
+  out += "  anchors on the fixture (not measured here):\n";
+  out += fmt::format("  {:<44} {:>10} {:>9.2f}x\n", "PyTorch 1.13 eval", 2030, eval / 2030);
+  out += fmt::format("  {:<44} {:>10} {:>9.2f}x\n", "llama.cpp bf16 prompt processing (256)", 9150, eval / 9150);
+  out += fmt::format("  {:<44} {:>10} {:>9.2f}x\n", "llama.cpp bf16 generation", 2270, gen / 2270);
+  return out;
+}
+
+}  // namespace moec
