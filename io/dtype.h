@@ -77,6 +77,27 @@ MOEC_HD float f16_to_f32(uint16_t h) {
   return f32_from_bits(bits);
 }
 
+// f32 to IEEE half, round to nearest even; overflow to inf, NaN kept NaN.
+MOEC_HD uint16_t f32_to_f16(float f) {
+  uint32_t x = f32_to_bits(f);
+  const uint16_t sign = uint16_t((x >> 16) & 0x8000u);
+  x &= 0x7fffffffu;
+  if (x >= 0x7f800000u) return uint16_t(sign | (x > 0x7f800000u ? 0x7e00u : 0x7c00u));
+  if (x >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // rounds past 65504
+  if (x < 0x38800000u) {                                    // below 2^-14: half subnormal
+    if (x < 0x33000000u) return sign;                       // below 2^-25: rounds to 0
+    const uint32_t e = x >> 23, m = (x & 0x7fffffu) | 0x800000u, shift = 126 - e;
+    uint32_t h = m >> shift;
+    const uint32_t rest = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rest > half || (rest == half && (h & 1u))) ++h;
+    return uint16_t(sign | h);
+  }
+  uint32_t h = (x >> 13) - (112u << 10);
+  const uint32_t rest = x & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;
+  return uint16_t(sign | h);
+}
+
 // Converts n elements of `dtype` at `src` to f32 (vectorized where the CPU
 // allows; integer types convert by value).
 void convert_to_f32(DType dtype, const void* src, float* dst, size_t n);

@@ -66,3 +66,23 @@ TEST_CASE("vectorized conversion equals the scalar one, any length", "[dtype]") 
   convert_to_f32(DType::I32, ints.data(), out.data(), 3);
   CHECK(out == std::vector<float>{-3.f, 0.f, 7.f});
 }
+
+TEST_CASE("f32 to f16 rounds exactly as the compiler's _Float16", "[dtype]") {
+  auto check = [](uint32_t bits) {
+    float f = f32_from_bits(bits);
+    _Float16 h = static_cast<_Float16>(f);
+    uint16_t want;
+    std::memcpy(&want, &h, 2);
+    if (std::isnan(f))
+      REQUIRE(std::isnan(f16_to_f32(f32_to_f16(f))));
+    else
+      REQUIRE(f32_to_f16(f) == want);
+  };
+  for (uint32_t bits = 0; bits < 65536; ++bits) check(uint32_t(f32_to_bits(f16_to_f32(uint16_t(bits)))));
+  uint32_t state = 1;
+  for (int i = 0; i < 2000000; ++i) {
+    state = state * 1664525u + 1013904223u;
+    check(state);
+    check((state & 0x80001fffu) | 0x33000000u + ((state >> 13) % 0x14800000u));  // near the f16 range
+  }
+}

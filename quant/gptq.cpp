@@ -1,0 +1,168 @@
+#include "quant/gptq.h"
+
+#define EIGEN_DONT_PARALLELIZE
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <numeric>
+
+#include "io/error.h"
+#include "quant/grid.h"
+
+namespace moec {
+namespace {
+
+using MatrixD = Eigen::MatrixXd;
+using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// The weights transposed, wt[c][r], so a column of W (all rows of one input
+// channel) is contiguous: GPTQ's updates run down columns.
+RowMatrixF transposed(const float* w, int64_t rows, int64_t cols) {
+  return Eigen::Map<const RowMatrixF>(w, rows, cols).transpose();
+}
+
+// Column c of the matrix is about to be quantized: fit the grids of the group
+// starting at c (dynamic groups) from the current, error-updated weights.
+void fit_group_at(QuantizedMatrix& m, const RowMatrixF& wt, int64_t c, std::vector<GroupGrid>& grids) {
+  const int64_t width = m.format.group_columns(m.cols), group = c / width;
+  const int64_t n = std::min(width, m.cols - group * width);
+  for (int64_t r = 0; r < m.rows; ++r) {
+    grids[r] = fit_grid(m.format, wt.data() + c * m.rows + r, n, m.rows);
+    store_grid(m, r, group, grids[r]);
+  }
+}
+
+// Quantizes column c of wt in place (wt[c] becomes the dequantized values),
+// writing its codes; returns nothing, errors are wt_before - wt_after.
+void quantize_column(QuantizedMatrix& m, float* column, int64_t c, const std::vector<GroupGrid>& grids,
+                     const std::vector<std::vector<GroupGrid>>* static_grids) {
+  const int64_t row_bytes = m.format.row_bytes(m.cols);
+  const int64_t group = c / m.format.group_columns(m.cols);
+  for (int64_t r = 0; r < m.rows; ++r) {
+    const GroupGrid& g = static_grids ? (*static_grids)[group][r] : grids[r];
+    float value;
+    int q = quantize_value(m.format, g, column[r], &value);
+    pack_code(m.format, m.codes.data() + r * row_bytes, c, q);
+    column[r] = value;
+  }
+}
+
+// Grids of every group fitted up front on the original weights (RTN, and
+// GPTQ with act-order, whose column order does not follow the groups).
+std::vector<std::vector<GroupGrid>> static_grids(QuantizedMatrix& m, const RowMatrixF& wt) {
+  const int64_t width = m.format.group_columns(m.cols), groups = m.format.groups(m.cols);
+  std::vector<std::vector<GroupGrid>> grids(size_t(groups), std::vector<GroupGrid>(size_t(m.rows)));
+  for (int64_t g = 0; g < groups; ++g) fit_group_at(m, wt, g * width, grids[g]);
+  return grids;
+}
+
+}  // namespace
+
+HessianAccumulator::HessianAccumulator(int64_t cols) : cols_(cols), sum_(size_t(cols * cols), 0.0) {}
+
+void HessianAccumulator::add(const float* x, int64_t rows, int64_t stride) {
+  constexpr int64_t kChunk = 512;
+  Eigen::Map<MatrixD> sum(sum_.data(), cols_, cols_);
+  for (int64_t r0 = 0; r0 < rows; r0 += kChunk) {
+    const int64_t n = std::min(kChunk, rows - r0);
+    Eigen::Map<const RowMatrixF, 0, Eigen::OuterStride<>> chunk(x + r0 * stride, n, cols_, Eigen::OuterStride<>(stride));
+    Eigen::MatrixXf product = chunk.transpose() * chunk;
+    sum += product.cast<double>();
+  }
+  samples_ += rows;
+}
+
+std::vector<double> HessianAccumulator::hessian() const {
+  std::vector<double> h(sum_);
+  const double scale = samples_ ? 2.0 / double(samples_) : 0.0;
+  for (double& v : h) v *= scale;
+  return h;
+}
+
+QuantizedMatrix quantize_rtn(const float* w, int64_t rows, int64_t cols, const QuantFormat& format) {
+  QuantizedMatrix m(format, rows, cols);
+  RowMatrixF wt = transposed(w, rows, cols);
+  auto grids = static_grids(m, wt);
+  for (int64_t c = 0; c < cols; ++c) quantize_column(m, wt.data() + c * rows, c, {}, &grids);
+  return m;
+}
+
+QuantizeOutcome quantize_gptq(const float* w, int64_t rows, int64_t cols, const HessianAccumulator& inputs,
+                              const QuantFormat& format, const GptqOptions& options) {
+  if (inputs.cols() != cols) fail("GPTQ: Hessian of {} inputs for a matrix of {} columns", inputs.cols(), cols);
+  if (inputs.samples() == 0) return {quantize_rtn(w, rows, cols, format), true, "no calibration tokens"};
+  RowMatrixF wt = transposed(w, rows, cols);
+  std::vector<double> hv = inputs.hessian();
+  Eigen::Map<MatrixD> h(hv.data(), cols, cols);
+
+  // Inputs that never fire carry no information: pin them (as GPTQ does).
+  for (int64_t c = 0; c < cols; ++c)
+    if (h(c, c) == 0) {
+      h(c, c) = 1;
+      wt.row(c).setZero();
+    }
+  std::vector<int64_t> order(static_cast<size_t>(cols));
+  std::iota(order.begin(), order.end(), 0);
+  if (options.act_order)
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return h(a, a) > h(b, b); });
+  MatrixD hp(cols, cols);
+  for (int64_t i = 0; i < cols; ++i)
+    for (int64_t j = 0; j < cols; ++j) hp(i, j) = h(order[i], order[j]);
+  hp.diagonal().array() += options.damp * hp.diagonal().mean();
+
+  // U: upper Cholesky factor of H⁻¹ (H⁻¹ = UᵀU).
+  Eigen::LLT<MatrixD> llt(hp);
+  if (llt.info() != Eigen::Success)
+    return {quantize_rtn(w, rows, cols, format), true, "Hessian not positive definite"};
+  MatrixD hinv = llt.solve(MatrixD::Identity(cols, cols));
+  Eigen::LLT<MatrixD> llt_inv(hinv);
+  if (llt_inv.info() != Eigen::Success)
+    return {quantize_rtn(w, rows, cols, format), true, "inverse Hessian not positive definite"};
+  Eigen::MatrixXf u = MatrixD(llt_inv.matrixU()).cast<float>();
+
+  // Work on the permuted columns: pw[i] is column order[i].
+  RowMatrixF pw(cols, rows);
+  for (int64_t i = 0; i < cols; ++i) pw.row(i) = wt.row(order[i]);
+  QuantizedMatrix m(format, rows, cols);
+  const bool dynamic = !options.act_order && !format.ternary();
+  std::vector<GroupGrid> grids(static_cast<size_t>(rows));
+  std::vector<std::vector<GroupGrid>> fixed;
+  if (!dynamic) fixed = static_grids(m, wt);
+  const int64_t width = format.group_columns(cols);
+
+  RowMatrixF err(options.block, rows);
+  std::vector<float> before(static_cast<size_t>(rows));
+  for (int64_t i1 = 0; i1 < cols; i1 += options.block) {
+    const int64_t i2 = std::min(i1 + options.block, cols);
+    for (int64_t i = i1; i < i2; ++i) {
+      const int64_t c = order[i];
+      float* column = pw.data() + i * rows;
+      if (dynamic && c % width == 0) {
+        // Fit from the current weights of this group's columns (in original
+        // order these are pw rows i..i+width, since order is the identity).
+        const int64_t n = std::min(width, cols - c);
+        for (int64_t r = 0; r < rows; ++r) {
+          grids[r] = fit_grid(format, column + r, n, rows);
+          store_grid(m, r, c / width, grids[r]);
+        }
+      }
+      std::copy(column, column + rows, before.begin());
+      quantize_column(m, column, c, grids, dynamic ? nullptr : &fixed);
+      const float d = u(i, i);
+      float* e = err.data() + (i - i1) * rows;
+      for (int64_t r = 0; r < rows; ++r) e[r] = (before[r] - column[r]) / d;
+      for (int64_t j = i + 1; j < i2; ++j) {  // spread the error within the block
+        const float f = u(i, j);
+        float* target = pw.data() + j * rows;
+        for (int64_t r = 0; r < rows; ++r) target[r] -= e[r] * f;
+      }
+    }
+    if (i2 < cols)  // and lazily over the rest of the matrix
+      pw.bottomRows(cols - i2).noalias() -=
+          u.block(i1, i2, i2 - i1, cols - i2).transpose() * err.topRows(i2 - i1);
+  }
+  return {std::move(m), false, {}};
+}
+
+}  // namespace moec

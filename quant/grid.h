@@ -1,0 +1,40 @@
+// Fitting a quantization grid to one group of a row's values, and rounding
+// values to it. Every grid parameter is rounded to the f16 it is stored as
+// before use, so what GPTQ optimizes is exactly what the file holds.
+#pragma once
+#include <cstdint>
+
+#include "quant/format.h"
+#include "quant/quantized_matrix.h"
+
+namespace moec {
+
+struct GroupGrid {
+  float scale = 1.0f, zero = 0.0f;  // affine
+  float low = 0.0f, high = 0.0f;    // ternary levels (low, 0, high)
+};
+
+// Fits the grid of `n` values v[i * stride].
+//   affine: range [min(v,0), max(v,0)] over 2^bits − 1 steps (GPTQ's
+//           asymmetric grid), zero an integer code
+//   ternary-qmoe: low = min(v,0), high = max(v,0)
+//   ternary-sym:  a minimizing Σ(v − q(v))² over levels {−a, 0, a}
+GroupGrid fit_grid(const QuantFormat& format, const float* v, int64_t n, int64_t stride);
+
+// The code of v on the grid; *value gets the code's dequantized value.
+inline int quantize_value(const QuantFormat& format, const GroupGrid& g, float v, float* value) {
+  if (format.ternary()) {
+    int q = v < 0.5f * g.low ? 0 : (v > 0.5f * g.high ? 2 : 1);
+    *value = q == 0 ? g.low : (q == 2 ? g.high : 0.0f);
+    return q;
+  }
+  float code = __builtin_roundf(v / g.scale) + g.zero;
+  int q = int(code < 0.0f ? 0.0f : (code > float(format.max_code()) ? float(format.max_code()) : code));
+  *value = g.scale * (float(q) - g.zero);
+  return q;
+}
+
+// Records the grid of (row, group) in the matrix's scales/zeros.
+void store_grid(QuantizedMatrix& m, int64_t row, int64_t group, const GroupGrid& g);
+
+}  // namespace moec
