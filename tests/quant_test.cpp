@@ -115,7 +115,10 @@ TEST_CASE("round-to-nearest stays on its grid", "[quant]") {
       err += (q[i] - w[i]) * (q[i] - w[i]);
       norm += w[i] * w[i];
     }
-    CHECK(err / norm < (f.ternary() ? 0.5 : 0.2));
+    // Relative squared error on Gaussian weights: more levels, less error;
+    // the fitted symmetric ternary grid beats QMoE's min/max one.
+    double bound = f.kind == GridKind::TernaryQmoe ? 0.7 : f.ternary() ? 0.5 : f.bits == 2 ? 0.3 : 0.1;
+    CHECK(err / norm < bound);
   }
 }
 
