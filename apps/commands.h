@@ -13,6 +13,7 @@ void set_command_line(int argc, char** argv);
 void add_io_commands(CLI::App& app);       // inspect, convert, export
 void add_runtime_commands(CLI::App& app);  // eval, generate
 void add_bench_commands(CLI::App& app);    // bench
+void add_quantize_commands(CLI::App& app); // quantize
 
 // Prints "time X s, peak memory Y MiB" to stderr.
 void print_cost(double seconds);

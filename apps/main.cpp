@@ -67,6 +67,7 @@ int main(int argc, char** argv) {
   moec::cli::set_command_line(argc, argv);
   moec::cli::add_io_commands(app);
   moec::cli::add_runtime_commands(app);
+  moec::cli::add_quantize_commands(app);
   moec::cli::add_bench_commands(app);
   try {
     app.parse(argc, argv);  // subcommands run in their callbacks

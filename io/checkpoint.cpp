@@ -9,6 +9,14 @@ namespace moec {
 
 uint64_t TensorInfo::numel() const { return shape_numel(shape); }
 
+uint64_t TensorPart::nbytes() const { return shape_numel(dims) * dtype_size(dtype); }
+
+std::span<const std::byte> TensorData::part(std::string_view name) const {
+  for (size_t i = 0; i < parts_.size() && i < info_->parts.size(); ++i)
+    if (info_->parts[i].name == name) return parts_[i];
+  return {};
+}
+
 std::vector<float> TensorData::to_f32() const {
   auto dtype = info_->dense_dtype();
   if (!dtype) fail("tensor '{}': encoding '{}' is not a dense type", info_->name, info_->encoding);

@@ -19,14 +19,27 @@
 
 namespace moec {
 
+// One stored array of an encoded (non-dense) tensor, e.g. its packed codes.
+struct TensorPart {
+  std::string name;  // "codes", "scales", "zeros"
+  DType dtype;
+  std::vector<int64_t> dims;
+  uint64_t nbytes() const;
+};
+
 struct TensorInfo {
   TensorKey key;
   std::string name;         // logical name, "layers.0.experts.3.w1"
   std::string stored_name;  // name in its file: HF tensor name or container path
-  std::string encoding;     // "bf16", "f16", "f32" (dense); later issues add more
+  std::string encoding;     // dense: "bf16", "f16", "f32"; encoded: "affine", "ternary"
   std::vector<int64_t> shape;
-  uint64_t nbytes = 0;  // bytes stored, all parts included
+  uint64_t nbytes = 0;         // bytes stored, all parts included
+  std::string format;          // encoded tensors: the quantization format spec, e.g. "q4g128"
+  std::vector<TensorPart> parts;  // encoded tensors: their arrays
   uint64_t numel() const;
+  bool encoded() const { return !parts.empty(); }
+  // "bf16", or the format of an encoded tensor ("q4g128"): for summaries.
+  const std::string& label() const { return encoded() ? format : encoding; }
   // The element type when the encoding is a plain dense dtype.
   std::optional<DType> dense_dtype() const { return dtype_from_encoding(encoding); }
 };
@@ -37,11 +50,17 @@ class TensorData {
   TensorData(const TensorInfo& info, std::span<const std::byte> view) : info_(&info), bytes_(view) {}
   TensorData(const TensorInfo& info, std::vector<std::byte> owned)
       : info_(&info), owned_(std::move(owned)), bytes_(owned_) {}
+  // An encoded tensor: one view per part, in info.parts order.
+  TensorData(const TensorInfo& info, std::vector<std::span<const std::byte>> parts)
+      : info_(&info), parts_(std::move(parts)) {}
   TensorData(TensorData&&) = default;
   TensorData(const TensorData&) = delete;
 
   const TensorInfo& info() const { return *info_; }
+  // A dense tensor's bytes (empty for encoded tensors).
   std::span<const std::byte> bytes() const { return bytes_; }
+  // An encoded tensor's part by name; empty when it has no such part.
+  std::span<const std::byte> part(std::string_view name) const;
   // Dense encodings only: the values widened to f32.
   std::vector<float> to_f32() const;
 
@@ -49,6 +68,7 @@ class TensorData {
   const TensorInfo* info_;
   std::vector<std::byte> owned_;
   std::span<const std::byte> bytes_;
+  std::vector<std::span<const std::byte>> parts_;
 };
 
 class CheckpointSource {

@@ -43,6 +43,53 @@ Handle link_creation_with_parents() {
 
 bool same_type(hid_t a, hid_t b) { return H5Tequal(a, b) > 0; }
 
+// Encoded tensors: an HDF5 group whose member datasets are the parts. The
+// parts each encoding must have; their sizes are checked by the codec that
+// reads them (quant/), which knows the format.
+struct EncodingParts {
+  std::string_view encoding;
+  std::vector<std::pair<std::string_view, DType>> parts;
+};
+
+const EncodingParts* find_encoding(std::string_view encoding) {
+  static const std::vector<EncodingParts> table{
+      {"affine", {{"codes", DType::U8}, {"scales", DType::U16}, {"zeros", DType::U8}}},
+      {"ternary", {{"codes", DType::U8}, {"scales", DType::U16}}},
+  };
+  for (const auto& e : table)
+    if (e.encoding == encoding) return &e;
+  return nullptr;
+}
+
+hid_t part_type(DType dtype) { return dtype == DType::U16 ? H5T_STD_U16LE : H5T_STD_U8LE; }
+
+Handle create_dataset(hid_t location, const std::string& path, hid_t type, const std::vector<int64_t>& shape,
+                      std::span<const std::byte> bytes, hid_t lcpl, const std::string& what, const std::string& tensor) {
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  Handle space(dims.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(int(dims.size()), dims.data(), nullptr),
+               H5Sclose);
+  Handle set(H5Dcreate2(location, path.c_str(), type, space.get(), lcpl, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+  if (!set.valid()) fail("{}: tensor '{}': cannot create dataset {}", what, tensor, path);
+  if (!bytes.empty() && H5Dwrite(set.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0)
+    fail("{}: tensor '{}': write failed", what, tensor);
+  return set;
+}
+
+void write_tensor_attributes(hid_t object, const TensorInfo& info, std::string_view hf_name, const std::string& what) {
+  h5::write_string_attribute(object, "encoding", info.encoding, what);
+  h5::write_int_array_attribute(object, "shape", info.shape, what);
+  h5::write_string_attribute(object, "hf_name", std::string(hf_name), what);
+}
+
+std::optional<std::vector<int64_t>> dataset_dims(hid_t set) {
+  Handle space(H5Dget_space(set), H5Sclose);
+  int rank = H5Sget_simple_extent_ndims(space.get());
+  if (rank < 0) return std::nullopt;
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  if (H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr) < 0) return std::nullopt;
+  return std::vector<int64_t>(dims.begin(), dims.end());
+}
+
 // H5Lexists needs every intermediate link to exist, so check them in turn.
 bool path_exists(hid_t file, const std::string& path) {
   for (size_t pos = path.find('/', 1);; pos = path.find('/', pos + 1)) {
@@ -88,6 +135,7 @@ ContainerWriter::ContainerWriter(const fs::path& target, bool overwrite, const n
   nlohmann::json prov{{"source", provenance.source},
                       {"source_format", provenance.source_format},
                       {"source_files", provenance.source_files}};
+  if (!provenance.quantization.is_null()) prov["quantization"] = provenance.quantization;
   h5::write_string_attribute(root, "provenance", prov.dump(), what);
   Handle group(H5Gcreate2(root, kTensorsGroup, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
   if (!group.valid()) fail("{}: cannot create group {}", what, kTensorsGroup);
@@ -113,21 +161,33 @@ void ContainerWriter::write_dense(const TensorInfo& info, std::string_view hf_na
   if (bytes.size() != info.numel() * dtype_size(*dtype))
     fail("{}: tensor '{}': {} bytes for shape [{}] in {}", what, info.name, bytes.size(), fmt::join(info.shape, ", "),
          info.encoding);
-  std::vector<hsize_t> dims(info.shape.begin(), info.shape.end());
-  Handle space(dims.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(int(dims.size()), dims.data(), nullptr),
-               H5Sclose);
+  Handle lcpl = link_creation_with_parents();
+  Handle set = create_dataset(file_.get(), container_path(info.key), storage_type(*dtype), info.shape, bytes,
+                              lcpl.get(), what, info.name);
+  write_tensor_attributes(set.get(), info, hf_name, what);
+  ++written_;
+}
+
+void ContainerWriter::write_encoded(const TensorInfo& info, std::string_view hf_name,
+                                    std::span<const std::span<const std::byte>> parts) {
+  const std::string what = output_.target().string();
+  const EncodingParts* layout = find_encoding(info.encoding);
+  if (!layout) fail("{}: tensor '{}': unknown encoding '{}'", what, info.name, info.encoding);
+  if (parts.size() != info.parts.size()) fail("{}: tensor '{}': {} part buffers for {} parts", what, info.name,
+                                              parts.size(), info.parts.size());
   Handle lcpl = link_creation_with_parents();
   const std::string path = container_path(info.key);
-  Handle set(H5Dcreate2(file_.get(), path.c_str(), storage_type(*dtype), space.get(), lcpl.get(), H5P_DEFAULT,
-                        H5P_DEFAULT),
-             H5Dclose);
-  if (!set.valid()) fail("{}: tensor '{}': cannot create dataset {}", what, info.name, path);
-  if (!bytes.empty() &&
-      H5Dwrite(set.get(), storage_type(*dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0)
-    fail("{}: tensor '{}': write failed", what, info.name);
-  h5::write_string_attribute(set.get(), "encoding", info.encoding, what);
-  h5::write_int_array_attribute(set.get(), "shape", info.shape, what);
-  h5::write_string_attribute(set.get(), "hf_name", std::string(hf_name), what);
+  Handle group(H5Gcreate2(file_.get(), path.c_str(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+  if (!group.valid()) fail("{}: tensor '{}': cannot create group {}", what, info.name, path);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const TensorPart& part = info.parts[i];
+    if (parts[i].size() != part.nbytes())
+      fail("{}: tensor '{}': part '{}' has {} bytes, its dims need {}", what, info.name, part.name, parts[i].size(),
+           part.nbytes());
+    create_dataset(group.get(), part.name, part_type(part.dtype), part.dims, parts[i], H5P_DEFAULT, what, info.name);
+  }
+  write_tensor_attributes(group.get(), info, hf_name, what);
+  h5::write_string_attribute(group.get(), "format", info.format, what);
   ++written_;
 }
 
@@ -174,47 +234,89 @@ void ContainerReader::open_tensor(const TensorKey& key) {
   const std::string name = logical_name(key);
   const std::string path = container_path(key);
   if (!path_exists(file_.get(), path)) fail("{}: tensor '{}': missing ({})", file, name, path);
-  Handle set(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT), H5Dclose);
-  if (!set.valid()) fail("{}: tensor '{}': {} is not a dataset", file, name, path);
-
-  auto encoding = h5::read_string_attribute(set.get(), "encoding");
+  Handle object(H5Oopen(file_.get(), path.c_str(), H5P_DEFAULT), H5Oclose);
+  if (!object.valid()) fail("{}: tensor '{}': cannot open {}", file, name, path);
+  auto encoding = h5::read_string_attribute(object.get(), "encoding");
   if (!encoding) fail("{}: tensor '{}': missing the encoding attribute", file, name);
-  auto dtype = dtype_from_encoding(*encoding);
-  if (!dtype || !dtype_is_float(*dtype)) fail("{}: tensor '{}': unknown encoding '{}'", file, name, *encoding);
-  auto shape = h5::read_int_array_attribute(set.get(), "shape");
+  auto shape = h5::read_int_array_attribute(object.get(), "shape");
   if (!shape) fail("{}: tensor '{}': missing the shape attribute", file, name);
   std::vector<int64_t> want = expected_shape(config_, key);
   if (*shape != want)
     fail("{}: tensor '{}': shape [{}] but the config needs [{}]", file, name, fmt::join(*shape, ", "),
          fmt::join(want, ", "));
+  TensorInfo info{key, name, path, *encoding, want, 0, {}, {}};
+  if (H5Iget_type(object.get()) == H5I_GROUP)
+    open_encoded(info, object.get());
+  else
+    open_dense(info, object.get());
+  tensors_.push_back(std::move(info));
+}
 
-  Handle type(H5Dget_type(set.get()), H5Tclose);
-  if (!same_type(type.get(), storage_type(*dtype)))
-    fail("{}: tensor '{}': stored element type does not match encoding '{}'", file, name, *encoding);
-  Handle space(H5Dget_space(set.get()), H5Sclose);
-  int rank = H5Sget_simple_extent_ndims(space.get());
-  std::vector<hsize_t> dims(rank > 0 ? rank : 0);
-  if (rank < 0 || H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr) < 0 ||
-      !std::equal(dims.begin(), dims.end(), want.begin(), want.end(),
-                  [](hsize_t d, int64_t w) { return d == static_cast<hsize_t>(w); }))
-    fail("{}: tensor '{}': dataset extent does not match its shape attribute", file, name);
-
-  const uint64_t nbytes = shape_numel(want) * dtype_size(*dtype);
-  haddr_t offset = H5Dget_offset(set.get());
-  if (offset != HADDR_UNDEF) {
-    if (offset > mapping_.size() || nbytes > mapping_.size() - offset)
-      fail("{}: tensor '{}': data at offset {} runs past the end of the file; truncated?", file, name, offset);
-    offsets_[key] = offset;
-  } else if (nbytes > 0 && H5Dget_storage_size(set.get()) == 0) {
-    fail("{}: tensor '{}': dataset has no data written", file, name);
+// Where a dataset's nbytes lie in the mapped file; nullopt when HDF5 did not
+// store it contiguously (chunked or filtered by another tool).
+std::optional<uint64_t> ContainerReader::mapped_offset(hid_t set, uint64_t nbytes, const std::string& what) const {
+  haddr_t offset = H5Dget_offset(set);
+  if (offset == HADDR_UNDEF) {
+    if (nbytes > 0 && H5Dget_storage_size(set) == 0) fail("{}: dataset has no data written", what);
+    return std::nullopt;
   }
-  tensors_.push_back({key, name, path, *encoding, want, nbytes});
+  if (offset > mapping_.size() || nbytes > mapping_.size() - offset)
+    fail("{}: data at offset {} runs past the end of the file; truncated?", what, offset);
+  return offset;
+}
+
+void ContainerReader::open_dense(TensorInfo& info, hid_t set) {
+  const std::string what = fmt::format("{}: tensor '{}'", path_.string(), info.name);
+  auto dtype = dtype_from_encoding(info.encoding);
+  if (!dtype || !dtype_is_float(*dtype)) fail("{}: unknown encoding '{}'", what, info.encoding);
+  if (H5Iget_type(set) != H5I_DATASET) fail("{}: {} is not a dataset", what, info.stored_name);
+  Handle type(H5Dget_type(set), H5Tclose);
+  if (!same_type(type.get(), storage_type(*dtype)))
+    fail("{}: stored element type does not match encoding '{}'", what, info.encoding);
+  if (dataset_dims(set) != info.shape) fail("{}: dataset extent does not match its shape attribute", what);
+  info.nbytes = info.numel() * dtype_size(*dtype);
+  if (auto offset = mapped_offset(set, info.nbytes, what)) offsets_[info.key] = {*offset};
+}
+
+void ContainerReader::open_encoded(TensorInfo& info, hid_t group) {
+  const std::string what = fmt::format("{}: tensor '{}'", path_.string(), info.name);
+  const EncodingParts* layout = find_encoding(info.encoding);
+  if (!layout) fail("{}: unknown encoding '{}'", what, info.encoding);
+  auto format = h5::read_string_attribute(group, "format");
+  if (!format) fail("{}: missing the format attribute", what);
+  info.format = *format;
+  std::vector<uint64_t> offsets;
+  for (const auto& [part_name, dtype] : layout->parts) {
+    const std::string part(part_name);
+    if (H5Lexists(group, part.c_str(), H5P_DEFAULT) <= 0) fail("{}: missing its '{}' array", what, part);
+    Handle set(H5Dopen2(group, part.c_str(), H5P_DEFAULT), H5Dclose);
+    if (!set.valid()) fail("{}: '{}' is not a dataset", what, part);
+    Handle type(H5Dget_type(set.get()), H5Tclose);
+    if (!same_type(type.get(), part_type(dtype)))
+      fail("{}: '{}' must be {} but has another element type", what, part, dtype_name(dtype));
+    auto dims = dataset_dims(set.get());
+    if (!dims || dims->size() != 2 || (*dims)[0] != info.shape[0])
+      fail("{}: '{}' must have {} rows (one per weight row)", what, part, info.shape[0]);
+    TensorPart p{part, dtype, *dims};
+    auto offset = mapped_offset(set.get(), p.nbytes(), what + " '" + part + "'");
+    if (!offset) fail("{}: '{}' is not stored contiguously", what, part);
+    offsets.push_back(*offset);
+    info.nbytes += p.nbytes();
+    info.parts.push_back(std::move(p));
+  }
+  offsets_[info.key] = std::move(offsets);
 }
 
 TensorData ContainerReader::read(const TensorKey& key) const {
   const TensorInfo& meta = info(key);
   auto it = offsets_.find(key);
-  if (it != offsets_.end()) return TensorData(meta, mapping_.bytes().subspan(it->second, meta.nbytes));
+  if (it != offsets_.end() && meta.encoded()) {
+    std::vector<std::span<const std::byte>> parts;
+    for (size_t i = 0; i < meta.parts.size(); ++i)
+      parts.push_back(mapping_.bytes().subspan(it->second[i], meta.parts[i].nbytes()));
+    return TensorData(meta, std::move(parts));
+  }
+  if (it != offsets_.end()) return TensorData(meta, mapping_.bytes().subspan(it->second[0], meta.nbytes));
   // Chunked or filtered datasets (written by other tools) cannot be mapped.
   std::vector<std::byte> buffer(meta.nbytes);
   Handle set(H5Dopen2(file_.get(), meta.stored_name.c_str(), H5P_DEFAULT), H5Dclose);

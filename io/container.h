@@ -6,7 +6,9 @@
 //   /tokenizer.model       uint8[n], the sentencepiece model (optional)
 //   /tensors/<logical/name/with/slashes>
 //                          one dataset per dense tensor, attrs encoding,
-//                          shape, hf_name
+//                          shape, hf_name; an encoded (quantized) tensor is
+//                          a group of datasets (codes, scales, zeros) with
+//                          the same attributes plus format
 // Dense data is stored contiguously and unfiltered so readers can map it
 // (zero-copy, like safetensors) instead of reading it into memory.
 #pragma once
@@ -35,6 +37,7 @@ struct Provenance {
   std::string source;         // path of what the container was made from
   std::string source_format;  // "hf-safetensors", ...
   nlohmann::json source_files = nlohmann::json::array();  // [{file, bytes, crc32}]
+  nlohmann::json quantization;  // how experts were quantized (null: lossless)
 };
 
 class ContainerWriter {
@@ -46,6 +49,10 @@ class ContainerWriter {
   void write_tokenizer(std::span<const std::byte> model);
   // One dense tensor (encoding f32/f16/bf16), written and released at once.
   void write_dense(const TensorInfo& info, std::string_view hf_name, std::span<const std::byte> bytes);
+  // One encoded tensor (info.encoding "affine"/"ternary", info.format, and
+  // info.parts describing `parts`, in order): an HDF5 group of datasets.
+  void write_encoded(const TensorInfo& info, std::string_view hf_name,
+                     std::span<const std::span<const std::byte>> parts);
   // Verifies every tensor the config expects was written, closes, renames.
   void commit();
 
@@ -72,11 +79,15 @@ class ContainerReader final : public CheckpointSource {
 
  private:
   void open_tensor(const TensorKey& key);
+  void open_dense(TensorInfo& info, hid_t set);
+  void open_encoded(TensorInfo& info, hid_t group);
+  std::optional<uint64_t> mapped_offset(hid_t set, uint64_t nbytes, const std::string& what) const;
   h5::Handle file_;
   MappedFile mapping_;
   int64_t version_ = 0;
   nlohmann::json provenance_;
-  std::map<TensorKey, uint64_t> offsets_;  // file offset of mappable tensors
+  // File offsets of mappable tensors: one for dense, one per part if encoded.
+  std::map<TensorKey, std::vector<uint64_t>> offsets_;
 };
 
 }  // namespace moec

@@ -17,12 +17,13 @@ struct DTypeRow {
   bool is_float;
 };
 
-constexpr std::array<DTypeRow, 7> kDTypes{{
+constexpr std::array<DTypeRow, 8> kDTypes{{
     {DType::F32, "F32", "f32", 4, true},
     {DType::F16, "F16", "f16", 2, true},
     {DType::BF16, "BF16", "bf16", 2, true},
     {DType::I8, "I8", "i8", 1, false},
     {DType::U8, "U8", "u8", 1, false},
+    {DType::U16, "U16", "u16", 2, false},
     {DType::I32, "I32", "i32", 4, false},
     {DType::I64, "I64", "i64", 8, false},
 }};
@@ -84,6 +85,7 @@ void convert_to_f32(DType dtype, const void* src, float* dst, size_t n) {
     case DType::F16: f16_to_f32_n(static_cast<const uint16_t*>(src), dst, n); return;
     case DType::I8: cast_n<int8_t>(src, dst, n); return;
     case DType::U8: cast_n<uint8_t>(src, dst, n); return;
+    case DType::U16: cast_n<uint16_t>(src, dst, n); return;
     case DType::I32: cast_n<int32_t>(src, dst, n); return;
     case DType::I64: cast_n<int64_t>(src, dst, n); return;
   }

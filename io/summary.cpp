@@ -30,7 +30,7 @@ CheckpointSummary summarize(const CheckpointSource& source) {
     ComponentSummary& comp = s.components[static_cast<size_t>(component_of(t.key.role))];
     comp.params += t.numel();
     comp.bytes += t.nbytes;
-    comp.encodings.insert(t.encoding);
+    comp.encodings.insert(t.label());
     s.params_total += t.numel();
     s.tensor_bytes += t.nbytes;
   }

@@ -11,6 +11,7 @@
 
 #include "io/error.h"
 #include "model/thread_pool.h"
+#include "quant/tensor_view.h"
 
 namespace moec {
 namespace {
@@ -32,6 +33,11 @@ int64_t gemm_row_tile(int64_t cols) {
 }
 
 const float* widen_rows(const WeightView& w, int64_t row0, int64_t rows, std::vector<float>& scratch) {
+  if (w.quantized) {
+    scratch.resize(size_t(rows * w.cols));
+    dequantize_rows(w.quant, row0, rows, scratch.data());
+    return scratch.data();
+  }
   const size_t offset = size_t(row0) * size_t(w.cols) * dtype_size(w.dtype);
   if (w.dtype == DType::F32) return reinterpret_cast<const float*>(w.data + offset);
   scratch.resize(size_t(rows * w.cols));
@@ -107,6 +113,11 @@ void direct_tile_typed(const LinearProblem& p, const W* w, int64_t n0, int64_t n
 
 void direct_tile(const LinearProblem& p, int64_t n0, int64_t nn) {
   const size_t offset = size_t(n0) * size_t(p.w.cols) * dtype_size(p.w.dtype);
+  if (p.w.quantized) {  // decode the tile's rows, then a plain f32 product
+    thread_local std::vector<float> scratch;
+    direct_tile_typed(p, widen_rows(p.w, n0, nn, scratch), n0, nn);
+    return;
+  }
   switch (p.w.dtype) {
     case DType::BF16: direct_tile_typed(p, reinterpret_cast<const uint16_t*>(p.w.data + offset), n0, nn); return;
     case DType::F32: direct_tile_typed(p, reinterpret_cast<const float*>(p.w.data + offset), n0, nn); return;
@@ -140,6 +151,14 @@ void add_tiles(const LinearProblem& p, std::vector<Tile>& tiles) {
 
 WeightView weight_view(const TensorData& tensor) {
   const TensorInfo& info = tensor.info();
+  if (info.encoded()) {
+    WeightView w;
+    w.quantized = true;
+    w.quant = quantized_view(tensor);
+    w.rows = w.quant.rows;
+    w.cols = w.quant.cols;
+    return w;
+  }
   auto dtype = info.dense_dtype();
   if (!dtype || !dtype_is_float(*dtype) || info.shape.size() != 2)
     fail("tensor '{}': expected a dense 2-D float matrix, got encoding '{}' with {} dimensions", info.name,
@@ -162,7 +181,10 @@ void linear(ThreadPool& pool, std::span<const LinearProblem> problems) {
 void linear_reference(const LinearProblem& p) {
   std::vector<float> row(size_t(p.w.cols));
   for (int64_t n = 0; n < p.w.rows; ++n) {
-    convert_to_f32(p.w.dtype, p.w.data + size_t(n * p.w.cols) * dtype_size(p.w.dtype), row.data(), row.size());
+    if (p.w.quantized)
+      dequantize_rows(p.w.quant, n, 1, row.data());
+    else
+      convert_to_f32(p.w.dtype, p.w.data + size_t(n * p.w.cols) * dtype_size(p.w.dtype), row.data(), row.size());
     for (int64_t t = 0; t < p.tokens; ++t) {
       double acc = 0;
       for (int64_t k = 0; k < p.w.cols; ++k) acc += double(row[k]) * p.x[t * p.x_stride + k];

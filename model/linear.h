@@ -13,19 +13,23 @@
 
 #include "io/checkpoint.h"
 #include "io/dtype.h"
+#include "quant/quantized_matrix.h"
 
 namespace moec {
 
 class ThreadPool;
 
-// A dense weight matrix [rows, cols], row-major, in its stored dtype.
+// A weight matrix [rows, cols]: dense row-major in its stored dtype, or
+// quantized (decoded a block of rows at a time, never whole).
 struct WeightView {
   DType dtype = DType::F32;
   const std::byte* data = nullptr;
   int64_t rows = 0;
   int64_t cols = 0;
+  bool quantized = false;
+  QuantizedView quant;  // when quantized
 };
-// Checks the tensor is a dense 2-D float matrix and views it.
+// Checks the tensor is a 2-D float matrix (dense or quantized) and views it.
 WeightView weight_view(const TensorData& tensor);
 
 // y[t, n] = Σ_k x[t, k] · w[n, k] for t < tokens, n < w.rows.

@@ -53,19 +53,20 @@ KvCache Model::make_cache(int64_t sequences, int64_t capacity) const {
   return KvCache(config_.num_layers, sequences, capacity, config_.num_kv_heads * config_.head_dim);
 }
 
-void Model::embed(std::span<const int32_t> tokens) {
+void Model::embed(std::span<const int32_t> tokens, std::vector<float>& x) const {
   const int64_t h = config_.hidden_size;
-  x_.resize(tokens.size() * size_t(h));
+  x.resize(tokens.size() * size_t(h));
   const size_t row_bytes = size_t(h) * dtype_size(embed_.dtype);
   for (size_t t = 0; t < tokens.size(); ++t) {
     if (tokens[t] < 0 || tokens[t] >= config_.vocab_size)
       fail("token id {} is outside the vocabulary (size {})", tokens[t], config_.vocab_size);
-    convert_to_f32(embed_.dtype, embed_.data + size_t(tokens[t]) * row_bytes, &x_[t * h], size_t(h));
+    convert_to_f32(embed_.dtype, embed_.data + size_t(tokens[t]) * row_bytes, &x[t * h], size_t(h));
   }
 }
 
-void Model::attention_block(const Layer& layer, int64_t index, int64_t length, KvCache& cache) {
+void Model::attention_layer(int64_t index, float* x, int64_t length, KvCache& cache, int64_t cache_layer) {
   const ModelConfig& c = config_;
+  const Layer& layer = layers_[index];
   const int64_t n = cache.sequences * length, hd = c.hidden_size, qd = c.num_heads * c.head_dim,
                 kvd = c.num_kv_heads * c.head_dim, start = cache.length;
   h_.resize(size_t(n * hd));
@@ -74,7 +75,7 @@ void Model::attention_block(const Layer& layer, int64_t index, int64_t length, K
   v_.resize(size_t(n * kvd));
   attn_.resize(size_t(n * qd));
   out_.resize(size_t(n * hd));
-  rms_norm(x_.data(), n, hd, layer.attn_norm.data(), float(c.rms_norm_eps), h_.data());
+  rms_norm(x, n, hd, layer.attn_norm.data(), float(c.rms_norm_eps), h_.data());
   const LinearProblem qkv[] = {{h_.data(), hd, n, layer.q, q_.data(), qd},
                                {h_.data(), hd, n, layer.k, k_.data(), kvd},
                                {h_.data(), hd, n, layer.v, v_.data(), kvd}};
@@ -84,12 +85,12 @@ void Model::attention_block(const Layer& layer, int64_t index, int64_t length, K
       const int64_t row = b * length + i, pos = start + i;
       rope_.apply(&q_[row * qd], c.num_heads, pos);
       rope_.apply(&k_[row * kvd], c.num_kv_heads, pos);
-      std::memcpy(cache.key(index, b, pos), &k_[row * kvd], size_t(kvd) * sizeof(float));
-      std::memcpy(cache.value(index, b, pos), &v_[row * kvd], size_t(kvd) * sizeof(float));
+      std::memcpy(cache.key(cache_layer, b, pos), &k_[row * kvd], size_t(kvd) * sizeof(float));
+      std::memcpy(cache.value(cache_layer, b, pos), &v_[row * kvd], size_t(kvd) * sizeof(float));
     }
-  attention(pool_, cache, index, {c.num_heads, c.num_kv_heads, c.head_dim}, q_.data(), length, start, attn_.data());
+  attention(pool_, cache, cache_layer, {c.num_heads, c.num_kv_heads, c.head_dim}, q_.data(), length, start, attn_.data());
   linear(pool_, LinearProblem{attn_.data(), qd, n, layer.o, out_.data(), hd});
-  for (int64_t i = 0; i < n * hd; ++i) x_[i] += out_[i];
+  for (int64_t i = 0; i < n * hd; ++i) x[i] += out_[i];
 }
 
 const std::vector<float>& Model::forward(std::span<const int32_t> tokens, int64_t length, KvCache& cache,
@@ -100,7 +101,7 @@ const std::vector<float>& Model::forward(std::span<const int32_t> tokens, int64_
   if (cache.length + length > cache.capacity)
     fail("sequence of {} tokens exceeds the context of {} positions", cache.length + length, cache.capacity);
   const int64_t n = int64_t(tokens.size()), hd = c.hidden_size;
-  embed(tokens);
+  embed(tokens, x_);
   if (trace) {
     trace->hidden.clear();
     trace->routing.resize(size_t(c.num_layers));
@@ -108,7 +109,7 @@ const std::vector<float>& Model::forward(std::span<const int32_t> tokens, int64_
   }
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const Layer& layer = layers_[l];
-    attention_block(layer, l, length, cache);
+    attention_layer(l, x_.data(), length, cache, l);
     rms_norm(x_.data(), n, hd, layer.moe_norm.data(), float(c.rms_norm_eps), h_.data());
     moe_.forward(pool_, layer.moe, c.top_k, h_.data(), n, x_.data(), trace ? &trace->routing[l] : nullptr);
     if (trace && trace->keep_hidden) trace->hidden.push_back(x_);

@@ -37,6 +37,16 @@ class Model {
   // Returns the final-normed hidden states [sequences*length, H].
   const std::vector<float>& forward(std::span<const int32_t> tokens, int64_t length, KvCache& cache,
                                     ForwardTrace* trace = nullptr);
+  // Layer-level steps, for stages that run the model a layer at a time
+  // (calibration). x is the residual stream [tokens, H].
+  void embed(std::span<const int32_t> tokens, std::vector<float>& x) const;
+  // Adds layer `layer`'s attention output to x for cache.sequences sequences
+  // of `length` tokens at positions cache.length.., storing keys/values in
+  // cache layer `cache_layer` (cache.length is not advanced).
+  void attention_layer(int64_t layer, float* x, int64_t length, KvCache& cache, int64_t cache_layer);
+  const MoeWeights& moe_weights(int64_t layer) const { return layers_[layer].moe; }
+  const std::vector<float>& moe_norm(int64_t layer) const { return layers_[layer].moe_norm; }
+
   // logits[r, :] = lm_head(hidden[r, :]) for `rows` rows.
   void logits(const float* hidden, int64_t rows, float* out);
   KvCache make_cache(int64_t sequences, int64_t capacity) const;
@@ -49,8 +59,6 @@ class Model {
   };
   WeightView view(const TensorKey& key);
   std::vector<float> vector(const TensorKey& key);
-  void embed(std::span<const int32_t> tokens);
-  void attention_block(const Layer& layer, int64_t index, int64_t length, KvCache& cache);
 
   const CheckpointSource& source_;
   ModelConfig config_;

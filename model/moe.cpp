@@ -9,15 +9,17 @@
 
 namespace moec {
 
-void MoeBlock::route(const MoeWeights& weights, int64_t top_k, const float* x, int64_t tokens, ThreadPool& pool) {
-  const int64_t experts = weights.router.rows;
-  logits_.resize(size_t(tokens * experts));
-  linear(pool, LinearProblem{x, hidden_, tokens, weights.router, logits_.data(), experts});
-  chosen_.resize(size_t(tokens * top_k));
-  chosen_weight_.resize(chosen_.size());
+void route_tokens(ThreadPool& pool, const WeightView& router, int64_t top_k, const float* x, int64_t tokens,
+                  Routing& routing, std::vector<float>& logits) {
+  const int64_t experts = router.rows;
+  logits.resize(size_t(tokens * experts));
+  linear(pool, LinearProblem{x, router.cols, tokens, router, logits.data(), experts});
+  routing.top_k = top_k;
+  routing.chosen.resize(size_t(tokens * top_k));
+  routing.weight.resize(routing.chosen.size());
   std::vector<int32_t> order(static_cast<size_t>(experts));
   for (int64_t t = 0; t < tokens; ++t) {
-    float* p = &logits_[t * experts];
+    float* p = &logits[t * experts];
     softmax(p, experts);
     std::iota(order.begin(), order.end(), 0);
     // Highest probability first; ties to the lower expert id, as torch.topk.
@@ -26,23 +28,23 @@ void MoeBlock::route(const MoeWeights& weights, int64_t top_k, const float* x, i
     float sum = 0;
     for (int64_t j = 0; j < top_k; ++j) sum += p[order[j]];
     for (int64_t j = 0; j < top_k; ++j) {
-      chosen_[t * top_k + j] = order[j];
-      chosen_weight_[t * top_k + j] = p[order[j]] / sum;
+      routing.chosen[t * top_k + j] = order[j];
+      routing.weight[t * top_k + j] = p[order[j]] / sum;
     }
   }
 }
 
 void MoeBlock::forward(ThreadPool& pool, const MoeWeights& weights, int64_t top_k, const float* x, int64_t tokens,
                        float* residual, RoutingRecord* record) {
-  hidden_ = weights.router.cols;
-  const int64_t experts = weights.router.rows, inter = weights.experts[0].w1.rows, h = hidden_;
-  route(weights, top_k, x, tokens, pool);
+  const int64_t experts = weights.router.rows, inter = weights.experts[0].w1.rows, h = weights.router.cols;
+  route_tokens(pool, weights.router, top_k, x, tokens, routing_, logits_);
+  const auto& chosen = routing_.chosen;
 
   // Group (token, choice) pairs by expert and pack each expert's tokens.
   rows_.resize(size_t(experts));
   for (auto& r : rows_) r.clear();
   for (int64_t t = 0; t < tokens; ++t)
-    for (int64_t j = 0; j < top_k; ++j) rows_[chosen_[t * top_k + j]].push_back(t);
+    for (int64_t j = 0; j < top_k; ++j) rows_[chosen[t * top_k + j]].push_back(t);
   offsets_.assign(size_t(experts) + 1, 0);
   for (int64_t e = 0; e < experts; ++e) offsets_[e + 1] = offsets_[e] + int64_t(rows_[e].size());
   const int64_t packed = offsets_[experts];
@@ -80,14 +82,14 @@ void MoeBlock::forward(ThreadPool& pool, const MoeWeights& weights, int64_t top_
       const int64_t row = cursor[e]++;
       float weight = 0;
       for (int64_t j = 0; j < top_k; ++j)
-        if (chosen_[t * top_k + j] == e) weight = chosen_weight_[t * top_k + j];
+        if (chosen[t * top_k + j] == e) weight = routing_.weight[t * top_k + j];
       float* out = &combined_[t * h];
       const float* y = &down_[row * h];
       for (int64_t i = 0; i < h; ++i) out[i] += weight * y[i];
     }
   for (int64_t i = 0; i < tokens * h; ++i) residual[i] += combined_[i];
   if (record) {
-    record->chosen = chosen_;
+    record->chosen = chosen;
     record->expert_load.resize(size_t(experts), 0);
     for (int64_t e = 0; e < experts; ++e) record->expert_load[e] += rows_[e].size();
   }

@@ -29,6 +29,16 @@ struct RoutingRecord {
   std::vector<uint64_t> expert_load;  // [experts], accumulated
 };
 
+// The router's choice for each token: top_k experts by descending softmax
+// probability (ties to the lower id) and their weights renormalized to sum 1.
+struct Routing {
+  int64_t top_k = 0;
+  std::vector<int32_t> chosen;  // [tokens, top_k]
+  std::vector<float> weight;    // [tokens, top_k]
+};
+void route_tokens(ThreadPool& pool, const WeightView& router, int64_t top_k, const float* x, int64_t tokens,
+                  Routing& routing, std::vector<float>& logits_scratch);
+
 class MoeBlock {
  public:
   // x: [tokens, H] normalized input; adds the block's output into residual.
@@ -36,12 +46,8 @@ class MoeBlock {
                float* residual, RoutingRecord* record);
 
  private:
-  void route(const MoeWeights& weights, int64_t top_k, const float* x, int64_t tokens, ThreadPool& pool);
-
-  int64_t hidden_ = 0;
+  Routing routing_;
   std::vector<float> logits_;        // [tokens, E]
-  std::vector<int32_t> chosen_;      // [tokens, k]
-  std::vector<float> chosen_weight_; // [tokens, k]
   std::vector<std::vector<int64_t>> rows_;  // per expert: token indices
   std::vector<int64_t> offsets_;     // per expert: first row in the packed buffers
   std::vector<float> gathered_, gate_, up_, down_, combined_;

@@ -23,11 +23,31 @@ Tokenizer Tokenizer::from_checkpoint(const CheckpointSource& source) {
 Tokenizer::~Tokenizer() = default;
 Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
+namespace {
+
+bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
+
+// Where to cut near `target`: a single space between two non-space bytes.
+size_t find_cut(std::string_view text, size_t target) {
+  for (size_t i = target; i + 1 < text.size(); ++i)
+    if (text[i] == ' ' && !is_space(text[i - 1]) && !is_space(text[i + 1])) return i;
+  return std::string_view::npos;
+}
+
+}  // namespace
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, size_t chunk_bytes) const {
+  std::vector<int32_t> out;
   std::vector<int> ids;
-  auto status = processor_->Encode(text, &ids);
-  if (!status.ok()) fail("tokenizer: cannot encode text: {}", status.ToString());
-  return {ids.begin(), ids.end()};
+  while (!text.empty()) {
+    size_t cut = text.size() > chunk_bytes ? find_cut(text, std::max<size_t>(chunk_bytes, 1)) : std::string_view::npos;
+    std::string_view piece = text.substr(0, cut);
+    auto status = processor_->Encode(piece, &ids);
+    if (!status.ok()) fail("tokenizer: cannot encode text: {}", status.ToString());
+    out.insert(out.end(), ids.begin(), ids.end());
+    text = cut == std::string_view::npos ? std::string_view() : text.substr(cut + 1);
+  }
+  return out;
 }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids) const {

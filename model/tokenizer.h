@@ -25,8 +25,12 @@ class Tokenizer {
   ~Tokenizer();
   Tokenizer(Tokenizer&&) noexcept;
 
-  // Ids of `text` with no BOS/EOS added.
-  std::vector<int32_t> encode(std::string_view text) const;
+  // Ids of `text` with no BOS/EOS added. Texts longer than `chunk_bytes`
+  // are encoded in pieces (sentencepiece needs ~90 bytes of memory per input
+  // byte): each cut replaces a single space between two words, whose
+  // "▁word" token the next piece's dummy prefix restores, so the ids are
+  // the same as encoding the whole text at once (tests check this).
+  std::vector<int32_t> encode(std::string_view text, size_t chunk_bytes = size_t{1} << 18) const;
   std::string decode(std::span<const int32_t> ids) const;
   int vocab_size() const;
   int bos_id() const;

@@ -43,6 +43,10 @@ TEST_CASE("the tokenizer reproduces the reference ids of the test split", "[runt
   CHECK(tokenizer.eos_id() == 2);
   CHECK(tokenizer.vocab_size() == 4096);
   CHECK(tokenizer.decode(tokenizer.encode("The jury said it did find")) == "The jury said it did find");
+  // Encoding in pieces gives the same ids as one piece.
+  std::string text = read_text_file(test_text());
+  CHECK(tokenizer.encode(text, 4096) == tokenizer.encode(text, text.size()));
+  CHECK(tokenizer.encode(text, 1) == ids);
 }
 
 TEST_CASE("perplexity of the test split equals the reference within 0.05%", "[runtime][slow]") {

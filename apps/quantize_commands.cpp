@@ -1,0 +1,92 @@
+// moec quantize: GPTQ / RTN quantization of every expert into a container.
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "apps/commands.h"
+#include "io/checkpoint.h"
+#include "io/error.h"
+#include "model/thread_pool.h"
+#include "quantize/pipeline.h"
+
+namespace moec::cli {
+namespace {
+
+struct QuantizeFlags {
+  std::string model, out, bits = "4", method = "gptq", ternary = "qmoe", calib;
+  int64_t group = 128;
+  int64_t calib_windows = 128;
+  int64_t ctx = 256;
+  uint64_t seed = 0;
+  int threads = 0;
+  double damp = 0.01;
+  bool act_order = false;
+  bool force = false;
+  bool json = false;
+};
+
+QuantFormat format_from_flags(const QuantizeFlags& f) {
+  if (f.bits == "ternary") return QuantFormat::parse("ternary-" + f.ternary);
+  return QuantFormat::parse("q" + f.bits + "g" + std::to_string(f.group));
+}
+
+void run_quantize(const QuantizeFlags& f) {
+  QuantizeOptions o;
+  o.format = format_from_flags(f);
+  o.gptq = f.method == "gptq";
+  o.gptq_options.damp = f.damp;
+  o.gptq_options.act_order = f.act_order;
+  o.calib = f.calib;
+  o.calib_windows = f.calib_windows;
+  o.ctx = f.ctx;
+  o.seed = f.seed;
+  o.overwrite = f.force;
+  o.command_line = command_line();
+  if (::isatty(STDERR_FILENO))
+    o.progress = [](int64_t layer, int64_t expert, int64_t experts) {
+      fmt::print(stderr, "\rquantize: layer {} expert {}/{}   ", layer, expert + 1, experts);
+      if (expert + 1 == experts) fmt::print(stderr, "\n");
+    };
+  auto source = open_checkpoint(f.model);
+  ThreadPool pool(f.threads);
+  QuantizeReport report = quantize_model(*source, f.out, o, pool);
+  if (f.json)
+    fmt::print("{}\n", to_json(report).dump(2));
+  else
+    fmt::print("wrote {}\n{}", f.out, to_text(report));
+}
+
+}  // namespace
+
+void add_quantize_commands(CLI::App& app) {
+  auto f = std::make_shared<QuantizeFlags>();
+  auto* q = app.add_subcommand("quantize", "Quantize every expert (GPTQ or RTN) into a moec container");
+  q->add_option("model", f->model, "Model folder or dense .h5 container")->required();
+  q->add_option("-o,--output", f->out, "Output .h5 file")->required();
+  q->add_option("--bits", f->bits, "Bits per expert weight")
+      ->check(CLI::IsMember({"8", "4", "3", "2", "ternary"}))
+      ->capture_default_str();
+  q->add_option("--group", f->group, "Columns per scale/zero (0: one group per row)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  q->add_option("--method", f->method, "gptq or rtn")->check(CLI::IsMember({"gptq", "rtn"}))->capture_default_str();
+  q->add_option("--ternary", f->ternary, "Ternary grid: qmoe {min,0,max} or sym {-a,0,a}")
+      ->check(CLI::IsMember({"qmoe", "sym"}))
+      ->capture_default_str();
+  q->add_option("--calib", f->calib, "Calibration text")->required();
+  q->add_option("--calib-windows", f->calib_windows, "Calibration windows")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  q->add_option("--ctx", f->ctx, "Tokens per calibration window")->check(CLI::Range(2, 1 << 20))->capture_default_str();
+  q->add_option("--seed", f->seed, "Seed for drawing calibration windows")->capture_default_str();
+  q->add_option("--damp", f->damp, "GPTQ dampening, relative to the mean Hessian diagonal")
+      ->check(CLI::Range(0.0, 10.0))
+      ->capture_default_str();
+  q->add_flag("--act-order", f->act_order, "GPTQ: quantize columns by descending Hessian diagonal");
+  q->add_option("--threads", f->threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  q->add_flag("-f,--force", f->force, "Replace an existing output");
+  q->add_flag("--json", f->json, "Machine-readable report");
+  q->callback([f] { run_quantize(*f); });
+}
+
+}  // namespace moec::cli

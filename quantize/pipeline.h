@@ -1,0 +1,70 @@
+// `moec quantize`: layer-sequential quantization of every expert (GPTQ or
+// RTN), as GPTQ/QMoE do it. The calibration windows run through the model;
+// at each MoE layer every expert's inputs (the tokens the router sends it)
+// give its Hessians — w1 and w3 share the block input, w2 sees its real
+// input silu(Q1·x) ⊙ Q3·x through the already-quantized w1/w3 — the layer's
+// experts are quantized, and the windows continue through the quantized
+// layer to give the next layer its inputs. Attention, embeddings, router and
+// norms keep their stored precision. Memory: one layer's expert weights (as
+// f32 while being quantized) plus the calibration activations; the source
+// stays memory-mapped, and the container is written tensor by tensor.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "quant/format.h"
+#include "quant/gptq.h"
+
+namespace moec {
+
+class CheckpointSource;
+class ThreadPool;
+
+struct QuantizeOptions {
+  QuantFormat format;
+  bool gptq = true;  // false: round-to-nearest
+  GptqOptions gptq_options;
+  std::filesystem::path calib;  // calibration text
+  int64_t calib_windows = 128;
+  int64_t ctx = 256;
+  uint64_t seed = 0;
+  bool overwrite = false;
+  std::string command_line;
+  // After each expert: layer, expert, experts per layer.
+  std::function<void(int64_t layer, int64_t expert, int64_t experts)> progress;
+};
+
+struct LayerReport {
+  int64_t layer = 0;
+  double relative_error = 0;  // ‖MoE(x) − MoE_Q(x)‖ / ‖MoE(x)‖ over calibration tokens
+  std::vector<int64_t> tokens_per_expert;
+  std::vector<std::string> fallbacks;  // "expert 3 w2: no calibration tokens (RTN)"
+  double seconds = 0;
+};
+
+struct QuantizeReport {
+  std::string format;
+  std::string method;
+  int64_t calib_tokens = 0;
+  std::vector<LayerReport> layers;
+  uint64_t expert_params = 0, expert_bytes = 0;
+  uint64_t total_params = 0, file_bytes = 0;
+  double zero_fraction = 0;  // ternary: share of zero codes
+  double seconds = 0;
+  uint64_t peak_rss = 0;
+  double expert_bits_per_weight() const { return 8.0 * double(expert_bytes) / double(expert_params); }
+  double file_bits_per_weight() const { return 8.0 * double(file_bytes) / double(total_params); }
+};
+
+QuantizeReport quantize_model(const CheckpointSource& source, const std::filesystem::path& out,
+                              const QuantizeOptions& options, ThreadPool& pool);
+
+nlohmann::ordered_json to_json(const QuantizeReport& report);
+std::string to_text(const QuantizeReport& report);
+
+}  // namespace moec
