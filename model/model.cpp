@@ -15,6 +15,8 @@ Model::Model(const CheckpointSource& source, ThreadPool& pool)
       rope_(config_.head_dim, config_.rope_theta, config_.max_position_embeddings) {
   const ModelConfig& c = config_;
   embed_ = view({TensorRole::Embed});
+  if (embed_.quantized)  // rows are looked up, not multiplied: keep them dense
+    fail("{}: tensor 'embed': a quantized embedding is not supported", source.path().string());
   lm_head_ = c.tie_word_embeddings ? embed_ : view({TensorRole::LmHead});
   final_norm_ = vector({TensorRole::FinalNorm});
   for (int l = 0; l < c.num_layers; ++l) {
