@@ -7,18 +7,36 @@
 #include <cmath>
 
 namespace moec {
+namespace {
 
 using Array = Eigen::Array<float, Eigen::Dynamic, 1>;
 using ArrayMap = Eigen::Map<Array>;
 using ConstArrayMap = Eigen::Map<const Array>;
 
+// Sums in a fixed order (eight interleaved partial sums), whatever the
+// pointer's alignment. Eigen's reductions peel unaligned heads, so their
+// rounding would depend on where malloc put the buffer, and a run would not
+// reproduce the previous one bit for bit.
+template <typename Fn>
+float ordered_sum(const float* x, int64_t n, Fn&& f) {
+  float acc[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += f(x[i + k]);
+  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; i < n; ++i) s += f(x[i]);
+  return s;
+}
+
+}  // namespace
+
 void rms_norm(const float* x, int64_t rows, int64_t dim, const float* weight, float eps, float* out) {
   ConstArrayMap w(weight, dim);
   for (int64_t r = 0; r < rows; ++r) {
-    ConstArrayMap v(x + r * dim, dim);
-    float mean_square = v.square().sum() / float(dim);
+    const float* v = x + r * dim;
+    float mean_square = ordered_sum(v, dim, [](float a) { return a * a; }) / float(dim);
     float scale = 1.0f / std::sqrt(mean_square + eps);
-    ArrayMap(out + r * dim, dim) = w * (v * scale);
+    ArrayMap(out + r * dim, dim) = w * (ConstArrayMap(v, dim) * scale);
   }
 }
 
@@ -29,14 +47,15 @@ void silu_mul(float* a, const float* b, int64_t n) {
 
 void softmax(float* x, int64_t n) {
   ArrayMap v(x, n);
-  v = (v - v.maxCoeff()).exp();
-  v /= v.sum();
+  v = (v - *std::max_element(x, x + n)).exp();
+  v /= ordered_sum(x, n, [](float a) { return a; });
 }
 
 float log_sum_exp(const float* x, int64_t n) {
-  ConstArrayMap v(x, n);
-  float m = v.maxCoeff();
-  return m + std::log((v - m).exp().sum());
+  thread_local Array shifted;
+  const float m = *std::max_element(x, x + n);
+  shifted = (ConstArrayMap(x, n) - m).exp();
+  return m + std::log(ordered_sum(shifted.data(), n, [](float a) { return a; }));
 }
 
 }  // namespace moec

@@ -111,6 +111,7 @@ TEST_CASE("GPTQ beats RTN end to end and the same seed gives the same codes", "[
     TensorData x = a->read(t.key), y = b->read(t.key), z = c->read(t.key);
     for (const char* part : {"codes", "scales", "zeros"}) {
       auto p = x.part(part), q = y.part(part), r = z.part(part);
+      INFO(t.name << " " << part);
       REQUIRE(std::equal(p.begin(), p.end(), q.begin(), q.end()));
       all_same = all_same && std::equal(p.begin(), p.end(), r.begin(), r.end());
     }
