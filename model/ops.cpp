@@ -47,13 +47,13 @@ void silu_mul(float* a, const float* b, int64_t n) {
 
 void softmax(float* x, int64_t n) {
   ArrayMap v(x, n);
-  v = (v - *std::max_element(x, x + n)).exp();
+  v = (v - v.maxCoeff()).exp();  // a maximum is exact in any order
   v /= ordered_sum(x, n, [](float a) { return a; });
 }
 
 float log_sum_exp(const float* x, int64_t n) {
   thread_local Array shifted;
-  const float m = *std::max_element(x, x + n);
+  const float m = ConstArrayMap(x, n).maxCoeff();
   shifted = (ConstArrayMap(x, n) - m).exp();
   return m + std::log(ordered_sum(shifted.data(), n, [](float a) { return a; }));
 }
