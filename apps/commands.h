@@ -14,6 +14,7 @@ void add_io_commands(CLI::App& app);       // inspect, convert, export
 void add_runtime_commands(CLI::App& app);  // eval, generate
 void add_bench_commands(CLI::App& app);    // bench
 void add_quantize_commands(CLI::App& app); // quantize
+void add_merge_commands(CLI::App& app);    // merge
 
 // Prints "time X s, peak memory Y MiB" to stderr.
 void print_cost(double seconds);

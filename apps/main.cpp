@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
   moec::cli::add_io_commands(app);
   moec::cli::add_runtime_commands(app);
   moec::cli::add_quantize_commands(app);
+  moec::cli::add_merge_commands(app);
   moec::cli::add_bench_commands(app);
   try {
     app.parse(argc, argv);  // subcommands run in their callbacks

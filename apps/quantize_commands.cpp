@@ -20,7 +20,7 @@ struct QuantizeFlags {
   uint64_t seed = 0;
   int threads = 0;
   double damp = 0.01;
-  bool act_order = false;
+  bool act_order = true;
   bool force = false;
   bool json = false;
 };
@@ -82,7 +82,8 @@ void add_quantize_commands(CLI::App& app) {
   q->add_option("--damp", f->damp, "GPTQ dampening, relative to the mean Hessian diagonal")
       ->check(CLI::Range(0.0, 10.0))
       ->capture_default_str();
-  q->add_flag("--act-order", f->act_order, "GPTQ: quantize columns by descending Hessian diagonal");
+  q->add_flag("--act-order,!--no-act-order", f->act_order,
+             "GPTQ: quantize columns by descending Hessian diagonal (default on)");
   q->add_option("--threads", f->threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
   q->add_flag("-f,--force", f->force, "Replace an existing output");
   q->add_flag("--json", f->json, "Machine-readable report");

@@ -2,9 +2,7 @@
 
 #include <fstream>
 
-#include "io/atomic_output.h"
 #include "io/error.h"
-#include "io/safetensors_writer.h"
 
 namespace moec {
 
@@ -14,16 +12,16 @@ namespace {
 
 // Consecutive runs of tensors, each run at most max_bytes (a single larger
 // tensor gets a shard of its own).
-std::vector<std::vector<const TensorInfo*>> plan_shards(const std::vector<TensorInfo>& tensors, uint64_t max_bytes) {
-  std::vector<std::vector<const TensorInfo*>> shards(1);
+std::vector<std::vector<TensorSpec>> plan_shards(std::vector<TensorSpec> specs, uint64_t max_bytes) {
+  std::vector<std::vector<TensorSpec>> shards(1);
   uint64_t used = 0;
-  for (const auto& t : tensors) {
-    if (!shards.back().empty() && used + t.nbytes > max_bytes) {
+  for (auto& t : specs) {
+    if (!shards.back().empty() && used + t.nbytes() > max_bytes) {
       shards.emplace_back();
       used = 0;
     }
-    shards.back().push_back(&t);
-    used += t.nbytes;
+    used += t.nbytes();
+    shards.back().push_back(std::move(t));
   }
   return shards;
 }
@@ -34,47 +32,68 @@ void write_text(const fs::path& path, const std::string& text) {
   if (!out.flush()) fail("{}: write failed", path.string());
 }
 
+std::string shard_name(size_t index, size_t count) {
+  return count == 1 ? "model.safetensors" : fmt::format("model-{:05d}-of-{:05d}.safetensors", index + 1, count);
+}
+
 }  // namespace
+
+HfStreamWriter::HfStreamWriter(const fs::path& out_dir, const HfWriteOptions& options, const nlohmann::json& config,
+                               const std::optional<std::vector<std::byte>>& tokenizer, std::vector<TensorSpec> specs)
+    : output_(out_dir, options.overwrite), shards_(plan_shards(std::move(specs), options.max_shard_bytes)) {
+  output_.make_directory();
+  write_text(output_.temp_path() / "config.json", config.dump(2) + "\n");
+  if (tokenizer)
+    write_text(output_.temp_path() / "tokenizer.model",
+               std::string(reinterpret_cast<const char*>(tokenizer->data()), tokenizer->size()));
+  result_.shards = shards_.size();
+  open_shard();
+}
+
+HfStreamWriter::~HfStreamWriter() = default;
+
+void HfStreamWriter::open_shard() {
+  writer_ = std::make_unique<SafetensorsWriter>(output_.temp_path() / shard_name(shard_, shards_.size()),
+                                                shards_[shard_]);
+}
+
+void HfStreamWriter::write(std::string_view name, std::span<const std::byte> bytes) {
+  if (shard_ >= shards_.size()) fail("{}: tensor '{}': more tensors than declared", output_.target().string(), name);
+  writer_->write(name, bytes);
+  weight_map_[std::string(name)] = shard_name(shard_, shards_.size());
+  result_.bytes += bytes.size();
+  ++result_.tensors;
+  if (++next_ == shards_[shard_].size()) {
+    writer_->finish();
+    next_ = 0;
+    if (++shard_ < shards_.size()) open_shard();
+  }
+}
+
+HfWriteResult HfStreamWriter::commit() {
+  if (shard_ < shards_.size())
+    fail("{}: tensor '{}': never written", output_.target().string(), shards_[shard_][next_].name);
+  if (shards_.size() > 1) {
+    nlohmann::ordered_json index{{"metadata", {{"total_size", result_.bytes}}}, {"weight_map", weight_map_}};
+    write_text(output_.temp_path() / "model.safetensors.index.json", index.dump(2) + "\n");
+  }
+  output_.commit();
+  return result_;
+}
 
 HfWriteResult write_hf_checkpoint(const CheckpointSource& source, const fs::path& out_dir,
                                   const HfWriteOptions& options) {
   const ArchitectureNames& arch = *find_architecture(source.config().model_type);
-  for (const auto& t : source.tensors())
+  std::vector<TensorSpec> specs;
+  for (const auto& t : source.tensors()) {
     if (!t.dense_dtype())
       fail("{}: tensor '{}': encoding '{}' has no Hugging Face equivalent; only dense checkpoints export",
-           source.path().string(), t.name, t.encoding);
-
-  AtomicOutput output(out_dir, options.overwrite);
-  output.make_directory();
-  const fs::path dir = output.temp_path();
-  write_text(dir / "config.json", source.config_json().dump(2) + "\n");
-  if (auto tokenizer = source.tokenizer_model())
-    write_text(dir / "tokenizer.model", std::string(reinterpret_cast<const char*>(tokenizer->data()), tokenizer->size()));
-
-  auto shards = plan_shards(source.tensors(), options.max_shard_bytes);
-  HfWriteResult result{0, shards.size(), 0};
-  nlohmann::ordered_json weight_map;
-  for (size_t s = 0; s < shards.size(); ++s) {
-    std::string file = shards.size() == 1 ? "model.safetensors"
-                                          : fmt::format("model-{:05d}-of-{:05d}.safetensors", s + 1, shards.size());
-    std::vector<TensorSpec> specs;
-    for (const TensorInfo* t : shards[s]) specs.push_back({hf_name(arch, t->key), *t->dense_dtype(), t->shape});
-    SafetensorsWriter writer(dir / file, specs);
-    for (size_t i = 0; i < specs.size(); ++i) {
-      TensorData data = source.read(shards[s][i]->key);
-      writer.write(specs[i].name, data.bytes());
-      weight_map[specs[i].name] = file;
-      result.bytes += data.bytes().size();
-      ++result.tensors;
-    }
-    writer.finish();
+           source.path().string(), t.name, t.label());
+    specs.push_back({hf_name(arch, t.key), *t.dense_dtype(), t.shape});
   }
-  if (shards.size() > 1) {
-    nlohmann::ordered_json index{{"metadata", {{"total_size", result.bytes}}}, {"weight_map", weight_map}};
-    write_text(dir / "model.safetensors.index.json", index.dump(2) + "\n");
-  }
-  output.commit();
-  return result;
+  HfStreamWriter writer(out_dir, options, source.config_json(), source.tokenizer_model(), specs);
+  for (const auto& t : source.tensors()) writer.write(hf_name(arch, t.key), source.read(t.key).bytes());
+  return writer.commit();
 }
 
 }  // namespace moec

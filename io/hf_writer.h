@@ -1,12 +1,16 @@
-// Writes any checkpoint source whose tensors are dense as a Hugging Face
-// folder: config.json, tokenizer.model, model.safetensors or shards
-// model-0000i-of-0000n.safetensors with model.safetensors.index.json. Streams
-// one tensor at a time; the folder appears only when complete.
+// Writes Hugging Face model folders: config.json, tokenizer.model, and
+// model.safetensors or shards model-0000i-of-0000n.safetensors with
+// model.safetensors.index.json. Streams one tensor at a time; the folder
+// appears only when complete.
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <memory>
+#include <optional>
 
+#include "io/atomic_output.h"
 #include "io/checkpoint.h"
+#include "io/safetensors_writer.h"
 
 namespace moec {
 
@@ -21,6 +25,27 @@ struct HfWriteResult {
   uint64_t bytes = 0;
 };
 
+// A folder written tensor by tensor, in the order of `specs` (names are HF
+// names), for stages that produce tensors as they go (merge).
+class HfStreamWriter {
+ public:
+  HfStreamWriter(const std::filesystem::path& out_dir, const HfWriteOptions& options, const nlohmann::json& config,
+                 const std::optional<std::vector<std::byte>>& tokenizer, std::vector<TensorSpec> specs);
+  ~HfStreamWriter();
+  void write(std::string_view name, std::span<const std::byte> bytes);
+  HfWriteResult commit();
+
+ private:
+  void open_shard();
+  AtomicOutput output_;
+  std::vector<std::vector<TensorSpec>> shards_;
+  size_t shard_ = 0, next_ = 0;
+  std::unique_ptr<SafetensorsWriter> writer_;
+  nlohmann::ordered_json weight_map_;
+  HfWriteResult result_;
+};
+
+// Any checkpoint source whose tensors are dense, as a Hugging Face folder.
 HfWriteResult write_hf_checkpoint(const CheckpointSource& source, const std::filesystem::path& out_dir,
                                   const HfWriteOptions& options);
 

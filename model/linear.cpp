@@ -163,7 +163,12 @@ WeightView weight_view(const TensorData& tensor) {
   if (!dtype || !dtype_is_float(*dtype) || info.shape.size() != 2)
     fail("tensor '{}': expected a dense 2-D float matrix, got encoding '{}' with {} dimensions", info.name,
          info.encoding, info.shape.size());
-  return {*dtype, tensor.bytes().data(), info.shape[0], info.shape[1]};
+  WeightView w;
+  w.dtype = *dtype;
+  w.data = tensor.bytes().data();
+  w.rows = info.shape[0];
+  w.cols = info.shape[1];
+  return w;
 }
 
 void linear(ThreadPool& pool, std::span<const LinearProblem> problems) {

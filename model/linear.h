@@ -29,6 +29,14 @@ struct WeightView {
   bool quantized = false;
   QuantizedView quant;  // when quantized
 };
+// An f32 matrix held in memory (merged or dequantized weights).
+inline WeightView f32_view(const float* data, int64_t rows, int64_t cols) {
+  WeightView w;
+  w.data = reinterpret_cast<const std::byte*>(data);
+  w.rows = rows;
+  w.cols = cols;
+  return w;
+}
 // Checks the tensor is a 2-D float matrix (dense or quantized) and views it.
 WeightView weight_view(const TensorData& tensor);
 

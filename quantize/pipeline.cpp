@@ -20,7 +20,7 @@
 #include "model/thread_pool.h"
 #include "model/tokenizer.h"
 #include "quant/tensor_view.h"
-#include "quantize/calibration.h"
+#include "model/calibration.h"
 
 namespace moec {
 namespace {

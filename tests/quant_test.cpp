@@ -196,6 +196,9 @@ TEST_CASE("Hessian: f32 chunk products summed in double match all-double accumul
       diff += (got[j * cols + i] - exact) * (got[j * cols + i] - exact);
       norm += exact * exact;
     }
-  // Pure f32 accumulation over 20k samples drifts ~1e-4; chunked double is ~1e-7.
+  // Measured on data like this (numpy, 20k samples, 128 channels): a running
+  // f32 sum of per-sample products is off by 2.7e-6 (relative Frobenius),
+  // f32 chunk products summed in double by 6e-8. Both are far below the 1e-2
+  // dampening GPTQ adds; the double sum costs nothing, so moec uses it.
   CHECK(std::sqrt(diff / norm) < 1e-6);
 }

@@ -12,7 +12,7 @@
 #include "model/thread_pool.h"
 #include "model/tokenizer.h"
 #include "quant/tensor_view.h"
-#include "quantize/calibration.h"
+#include "model/calibration.h"
 #include "quantize/pipeline.h"
 #include "tests/test_paths.h"
 

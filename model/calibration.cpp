@@ -1,4 +1,4 @@
-#include "quantize/calibration.h"
+#include "model/calibration.h"
 
 #include <algorithm>
 #include <numeric>

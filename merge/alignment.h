@@ -1,0 +1,28 @@
+// Neuron alignment of SwiGLU experts. Two experts that compute the same
+// function can list their hidden neurons in any order, so averaging them
+// neuron by neuron is only meaningful after matching: neuron i of the
+// reference pairs with the member neuron whose (w1 row, w3 row, w2 column)
+// is most similar, found as an assignment problem.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace moec {
+
+// Minimum-cost perfect matching of an n×n cost matrix (row-major): result[i]
+// is the column assigned to row i. Hungarian algorithm (O(n³)) up to
+// `exact_limit` rows, greedy best-pair matching above it.
+std::vector<int64_t> solve_assignment(const std::vector<double>& cost, int64_t n, int64_t exact_limit = 2048);
+
+// Expert weights in f32: w1, w3 [inter, hidden], w2 [hidden, inter], row-major.
+struct ExpertMatrices {
+  int64_t inter = 0, hidden = 0;
+  std::vector<float> w1, w2, w3;
+};
+
+// The permutation p with member neuron p[i] matched to reference neuron i.
+std::vector<int64_t> align_neurons(const ExpertMatrices& reference, const ExpertMatrices& member);
+// The member with its neurons reordered: neuron i becomes p[i].
+ExpertMatrices permute_neurons(const ExpertMatrices& member, const std::vector<int64_t>& p);
+
+}  // namespace moec
