@@ -28,6 +28,16 @@ float ordered_sum(const float* x, int64_t n, Fn&& f) {
   return s;
 }
 
+// Eigen evaluates exp() with a SIMD polynomial on aligned packets but with
+// std::exp on the unaligned head it peels off, so an in-place exp over a
+// buffer would round differently depending on where malloc put it. Element
+// wise work with exp therefore runs in an aligned scratch array.
+Array& aligned_copy(const float* x, int64_t n) {
+  thread_local Array scratch;
+  scratch = ConstArrayMap(x, n);
+  return scratch;
+}
+
 }  // namespace
 
 void rms_norm(const float* x, int64_t rows, int64_t dim, const float* weight, float eps, float* out) {
@@ -41,14 +51,16 @@ void rms_norm(const float* x, int64_t rows, int64_t dim, const float* weight, fl
 }
 
 void silu_mul(float* a, const float* b, int64_t n) {
-  ArrayMap x(a, n);
-  x = x / (1.0f + (-x).exp()) * ConstArrayMap(b, n);
+  Array& x = aligned_copy(a, n);
+  x = x / (1.0f + (-x).exp());
+  ArrayMap(a, n) = x * ConstArrayMap(b, n);
 }
 
 void softmax(float* x, int64_t n) {
-  ArrayMap v(x, n);
+  Array& v = aligned_copy(x, n);
   v = (v - v.maxCoeff()).exp();  // a maximum is exact in any order
-  v /= ordered_sum(x, n, [](float a) { return a; });
+  const float sum = ordered_sum(v.data(), n, [](float a) { return a; });
+  ArrayMap(x, n) = v / sum;
 }
 
 float log_sum_exp(const float* x, int64_t n) {
