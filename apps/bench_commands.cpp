@@ -14,7 +14,7 @@ void add_bench_commands(CLI::App& app) {
   auto* runtime = bench->add_subcommand("runtime", "Eval and generation throughput of the runtime");
   runtime->add_option("model", o->model, "Model folder or .h5 container")->required();
   runtime->add_option("--text", o->text, "Text for the eval windows")->required();
-  runtime->add_option("--threads", o->threads, "Worker threads")->check(CLI::PositiveNumber)->capture_default_str();
+  runtime->add_option("--threads", o->threads, "Worker threads")->check(CLI::Range(1, 1024))->capture_default_str();
   runtime->add_option("--windows", o->windows, "Eval windows")->check(CLI::PositiveNumber)->capture_default_str();
   runtime->add_option("--gen-tokens", o->gen_tokens, "Generated tokens")->check(CLI::PositiveNumber)->capture_default_str();
   runtime->add_option("--repeats", o->repeats, "Runs per figure (median)")->check(CLI::PositiveNumber)->capture_default_str();

@@ -48,7 +48,7 @@ void run_export(const IoFlags& f) {
   auto source = open_checkpoint(f.in);
   HfWriteOptions options;
   options.overwrite = f.force;
-  options.max_shard_bytes = static_cast<uint64_t>(f.max_shard_gb * 1e9);
+  options.max_shard_bytes = f.max_shard_gb >= 1.8e10 ? UINT64_MAX : static_cast<uint64_t>(f.max_shard_gb * 1e9);
   auto result = write_hf_checkpoint(*source, f.out, options);
   fmt::print("wrote {}: {} tensors in {} shard{}, {} bytes\n", f.out, result.tensors, result.shards,
              result.shards == 1 ? "" : "s", result.bytes);

@@ -60,7 +60,7 @@ void add_merge_commands(CLI::App& app) {
   m->add_option("--calib-windows", f->calib_windows, "Calibration windows")->check(CLI::PositiveNumber)->capture_default_str();
   m->add_option("--ctx", f->ctx, "Tokens per calibration window")->check(CLI::Range(2, 1 << 20))->capture_default_str();
   m->add_option("--seed", f->seed, "Seed for drawing calibration windows")->capture_default_str();
-  m->add_option("--threads", f->threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  m->add_option("--threads", f->threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
   m->add_flag("-f,--force", f->force, "Replace an existing output");
   m->add_flag("--json", f->json, "Machine-readable report");
   m->callback([f] { run_merge(*f); });

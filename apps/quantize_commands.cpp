@@ -84,7 +84,7 @@ void add_quantize_commands(CLI::App& app) {
       ->capture_default_str();
   q->add_flag("--act-order,!--no-act-order", f->act_order,
              "GPTQ: quantize columns by descending Hessian diagonal (default on)");
-  q->add_option("--threads", f->threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  q->add_option("--threads", f->threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
   q->add_flag("-f,--force", f->force, "Replace an existing output");
   q->add_flag("--json", f->json, "Machine-readable report");
   q->callback([f] { run_quantize(*f); });

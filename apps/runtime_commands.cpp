@@ -143,7 +143,7 @@ void add_runtime_commands(CLI::App& app) {
   eval->add_option("--batch-windows", f->batch_windows, "Windows run together")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  eval->add_option("--threads", f->threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  eval->add_option("--threads", f->threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
   eval->add_flag("--json", f->json, "Machine-readable output");
   eval->add_flag("--routing", f->routing, "Report per-layer expert load");
   eval->callback([f] { run_eval(*f); });
@@ -155,7 +155,7 @@ void add_runtime_commands(CLI::App& app) {
   gen->add_option("--temperature", f->temperature, "0: greedy")->check(CLI::NonNegativeNumber)->capture_default_str();
   gen->add_option("--top-p", f->top_p, "Nucleus sampling mass")->check(CLI::Range(0.0f, 1.0f))->capture_default_str();
   gen->add_option("--seed", f->seed, "Random seed for sampling")->capture_default_str();
-  gen->add_option("--threads", f->threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  gen->add_option("--threads", f->threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
   gen->callback([f] { run_generate(*f); });
 }
 

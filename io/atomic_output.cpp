@@ -10,10 +10,14 @@ namespace moec {
 
 namespace fs = std::filesystem;
 
-AtomicOutput::AtomicOutput(fs::path target, bool overwrite)
+AtomicOutput::AtomicOutput(fs::path target, bool overwrite, Kind kind)
     : target_(std::move(target)), overwrite_(overwrite) {
   if (target_.filename().empty()) fail("{}: output name is empty", target_.string());
   if (!overwrite_ && fs::exists(target_)) fail("{}: already exists (use --force to replace it)", target_.string());
+  if (kind == Kind::File && fs::is_directory(target_))
+    fail("{}: is a directory, not replacing it with a file", target_.string());
+  if (kind == Kind::Directory && fs::exists(target_) && !fs::is_directory(target_))
+    fail("{}: is a file, not replacing it with a folder", target_.string());
   fs::path parent = target_.parent_path();
   if (!parent.empty() && !fs::is_directory(parent))
     fail("{}: directory '{}' does not exist", target_.string(), parent.string());
@@ -45,7 +49,11 @@ void AtomicOutput::commit() {
     fs::rename(target_, old, ec);
     if (ec) fail("{}: cannot replace: {}", target_.string(), ec.message());
     fs::rename(temp_, target_, ec);
-    if (ec) fail("{}: cannot move output into place: {}", target_.string(), ec.message());
+    if (ec) {
+      std::error_code ignored;
+      fs::rename(old, target_, ignored);  // put the previous output back
+      fail("{}: cannot move output into place: {}", target_.string(), ec.message());
+    }
     fs::remove_all(old, ec);
   } else {
     if (fs::is_directory(target_) && !fs::is_directory(temp_))

@@ -9,9 +9,10 @@ namespace moec {
 
 class AtomicOutput {
  public:
-  // `overwrite` allows replacing an existing target; without it an existing
-  // target is an error (checked now, before any work is done).
-  AtomicOutput(std::filesystem::path target, bool overwrite);
+  enum class Kind { File, Directory };
+  // `overwrite` allows replacing an existing target of the same kind; without
+  // it an existing target is an error (checked now, before any work is done).
+  AtomicOutput(std::filesystem::path target, bool overwrite, Kind kind);
   ~AtomicOutput();
   AtomicOutput(const AtomicOutput&) = delete;
   AtomicOutput& operator=(const AtomicOutput&) = delete;

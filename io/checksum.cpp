@@ -20,6 +20,15 @@ uint32_t crc32_file(const std::filesystem::path& path) {
   return static_cast<uint32_t>(crc);
 }
 
+uint32_t crc32_bytes(std::string_view bytes) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  constexpr size_t kChunk = size_t{1} << 30;
+  for (size_t pos = 0; pos < bytes.size(); pos += kChunk)
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + pos),
+                static_cast<uInt>(std::min(kChunk, bytes.size() - pos)));
+  return static_cast<uint32_t>(crc);
+}
+
 nlohmann::json describe_files(const std::vector<std::filesystem::path>& files) {
   nlohmann::json list = nlohmann::json::array();
   for (const auto& f : files)

@@ -9,6 +9,7 @@
 namespace moec {
 
 uint32_t crc32_file(const std::filesystem::path& path);
+uint32_t crc32_bytes(std::string_view bytes);
 // [{"file": name, "bytes": n, "crc32": "89abcdef"}, ...]
 nlohmann::json describe_files(const std::vector<std::filesystem::path>& files);
 

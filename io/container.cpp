@@ -116,7 +116,7 @@ std::string container_path(const TensorKey& key) {
 
 ContainerWriter::ContainerWriter(const fs::path& target, bool overwrite, const nlohmann::json& config_json,
                                  const Provenance& provenance)
-    : output_(target, overwrite), config_(parse_model_config(config_json, target.string() + " (config)")) {
+    : output_(target, overwrite, AtomicOutput::Kind::File), config_(parse_model_config(config_json, target.string() + " (config)")) {
   h5::silence_errors();
   const std::string what = target.string();
   // Large raw data aligned to 64 bytes so mapped tensors suit SIMD loads.
@@ -197,7 +197,8 @@ void ContainerWriter::commit() {
     fail("{}: {} of {} tensors written; not finishing an incomplete container", output_.target().string(), written_,
          expected);
   if (H5Fflush(file_.get(), H5F_SCOPE_GLOBAL) < 0) fail("{}: flush failed", output_.temp_path().string());
-  file_.reset();
+  hid_t file = file_.release();
+  if (H5Fclose(file) < 0) fail("{}: closing the HDF5 file failed", output_.temp_path().string());
   output_.commit();
 }
 

@@ -40,7 +40,7 @@ std::string shard_name(size_t index, size_t count) {
 
 HfStreamWriter::HfStreamWriter(const fs::path& out_dir, const HfWriteOptions& options, const nlohmann::json& config,
                                const std::optional<std::vector<std::byte>>& tokenizer, std::vector<TensorSpec> specs)
-    : output_(out_dir, options.overwrite), shards_(plan_shards(std::move(specs), options.max_shard_bytes)) {
+    : output_(out_dir, options.overwrite, AtomicOutput::Kind::Directory), shards_(plan_shards(std::move(specs), options.max_shard_bytes)) {
   output_.make_directory();
   write_text(output_.temp_path() / "config.json", config.dump(2) + "\n");
   if (tokenizer)

@@ -13,11 +13,16 @@ namespace {
 
 using json = nlohmann::json;
 
+// Sizes beyond this are not a real model but a lying file; they would
+// overflow shape products or ask for absurd allocations.
+constexpr int64_t kMaxDimension = int64_t{1} << 24;
+
 int64_t positive_int(const json& config, const char* field, const std::string& source) {
   if (!config.contains(field)) fail("{}: missing '{}'", source, field);
   const json& v = config[field];
   if (!v.is_number_integer() || v.get<int64_t>() <= 0)
     fail("{}: '{}' must be a positive integer, got {}", source, field, v.dump());
+  if (v.get<int64_t>() > kMaxDimension) fail("{}: '{}' = {} is implausibly large", source, field, v.dump());
   return v.get<int64_t>();
 }
 
@@ -84,6 +89,8 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
   if (config.contains("hidden_act") && config["hidden_act"] != "silu")
     fail("{}: hidden_act {} is not supported (only silu)", source, config["hidden_act"].dump());
   check_mixtral(c, source);
+  if (c.num_layers > 65536 || c.num_experts > 65536)
+    fail("{}: {} layers of {} experts is implausibly large", source, c.num_layers, c.num_experts);
   return c;
 }
 

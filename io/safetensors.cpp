@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -128,7 +129,7 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
     entries_.push_back(parse_entry(key, value, file));
   }
   std::stable_sort(entries_.begin(), entries_.end(),
-                   [](const auto& a, const auto& b) { return a.begin < b.begin; });
+                   [](const auto& a, const auto& b) { return std::tie(a.begin, a.end) < std::tie(b.begin, b.end); });
   check_tiling(entries_, bytes.size() - data_start_, file);
   for (size_t i = 0; i < entries_.size(); ++i) index_.emplace(entries_[i].name, i);
 }

@@ -5,6 +5,8 @@
 #include <limits>
 #include <numeric>
 
+#include "io/error.h"
+
 namespace moec {
 namespace {
 
@@ -43,6 +45,7 @@ std::vector<int64_t> hungarian(const std::vector<double>& cost, int64_t n) {
           min_to[c] -= delta;
         }
       }
+      if (col1 == 0) break;  // no finite cost left (NaN weights): stop, the caller checks the result
       col0 = col1;
     } while (match[col0] != 0);
     do {  // augment along the path
@@ -60,7 +63,9 @@ std::vector<int64_t> hungarian(const std::vector<double>& cost, int64_t n) {
 std::vector<int64_t> greedy(const std::vector<double>& cost, int64_t n) {
   std::vector<int64_t> order(static_cast<size_t>(n * n));
   std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return cost[a] < cost[b] || (cost[a] == cost[b] && a < b); });
+  // NaN costs sort last, so the comparison stays a strict weak order.
+  auto key = [&](int64_t i) { return std::isnan(cost[i]) ? std::numeric_limits<double>::infinity() : cost[i]; };
+  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return key(a) < key(b) || (key(a) == key(b) && a < b); });
   std::vector<int64_t> result(static_cast<size_t>(n), -1);
   std::vector<char> taken(static_cast<size_t>(n), 0);
   for (int64_t k : order) {
@@ -107,6 +112,8 @@ std::vector<int64_t> align_neurons(const ExpertMatrices& reference, const Expert
       for (int64_t k = 0; k < width; ++k) dot += double(a[i * width + k]) * b[j * width + k];
       cost[i * n + j] = -dot;  // most similar = cheapest
     }
+  for (double c : cost)
+    if (!std::isfinite(c)) fail("expert weights are not finite (NaN or Inf): cannot align neurons");
   return solve_assignment(cost, n);
 }
 

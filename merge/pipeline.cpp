@@ -349,6 +349,9 @@ MergeReport merge_model(const CheckpointSource& source, const std::filesystem::p
         }
       }
     }
+    if (merged.empty() || !std::isfinite(choice.error) || !std::isfinite(ref_norm))
+      fail("{}: layer {}: the experts' outputs are not finite on the calibration tokens (NaN or Inf weights?)",
+           source.path().string(), l);
     MergeLayerReport layer{l, {}, choice.kind, std::sqrt(choice.error / ref_norm), chosen_blend};
     for (const auto& g : groups) layer.groups.push_back(g.members);
 

@@ -17,8 +17,9 @@ GenerateResult generate(Model& model, std::span<const int32_t> prompt, const Gen
   if (options.max_new_tokens < 0) fail("-n must not be negative");
   GenerateResult result;
   result.prompt_tokens = int64_t(prompt.size());
-  const int64_t capacity = std::min<int64_t>(max_positions, result.prompt_tokens + options.max_new_tokens);
-  result.truncated = capacity < result.prompt_tokens + options.max_new_tokens;
+  const int64_t wanted = result.prompt_tokens + std::min(options.max_new_tokens, max_positions);
+  const int64_t capacity = std::min<int64_t>(max_positions, wanted);
+  result.truncated = capacity < wanted;
   if (options.max_new_tokens == 0) return result;
 
   Sampler sampler(options.sampling);

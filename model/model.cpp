@@ -12,7 +12,7 @@ Model::Model(const CheckpointSource& source, ThreadPool& pool)
     : source_(source),
       config_(source.config()),
       pool_(pool),
-      rope_(config_.head_dim, config_.rope_theta, config_.max_position_embeddings) {
+      rope_(config_.head_dim, config_.rope_theta) {
   const ModelConfig& c = config_;
   embed_ = view({TensorRole::Embed});
   if (embed_.quantized)  // rows are looked up, not multiplied: keep them dense
@@ -71,6 +71,7 @@ void Model::attention_layer(int64_t index, float* x, int64_t length, KvCache& ca
   const Layer& layer = layers_[index];
   const int64_t n = cache.sequences * length, hd = c.hidden_size, qd = c.num_heads * c.head_dim,
                 kvd = c.num_kv_heads * c.head_dim, start = cache.length;
+  rope_.reserve(start + length);
   h_.resize(size_t(n * hd));
   q_.resize(size_t(n * qd));
   k_.resize(size_t(n * kvd));

@@ -8,14 +8,17 @@ namespace moec {
 
 class Rope {
  public:
-  Rope(int64_t head_dim, double theta, int64_t max_positions);
+  Rope(int64_t head_dim, double theta);
+  // Makes positions [0, positions) available (tables grow on demand, so a
+  // config's max_position_embeddings costs nothing until used).
+  void reserve(int64_t positions);
   // Rotates `heads` vectors of head_dim floats (contiguous) at position pos.
   void apply(float* x, int64_t heads, int64_t pos) const;
-  int64_t max_positions() const { return max_positions_; }
 
  private:
   int64_t half_;
-  int64_t max_positions_;
+  double theta_;
+  int64_t positions_ = 0;
   std::vector<float> cos_, sin_;  // [max_positions, half]
 };
 

@@ -1,6 +1,10 @@
 #include "model/thread_pool.h"
 
 #include <chrono>
+#include <system_error>
+#include <utility>
+
+#include "io/error.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -21,20 +25,37 @@ constexpr auto kSpin = std::chrono::microseconds(200);
 
 ThreadPool::ThreadPool(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  try {
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  } catch (const std::system_error& e) {
+    const size_t started = workers_.size() + 1;
+    shutdown();  // stop and join the threads already running
+    throw Error(fmt::format("cannot start {} threads (started {}): {}", threads, started, e.what()));
+  }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { shutdown(); }
+
+void ThreadPool::shutdown() {
   {
     std::lock_guard lock(mutex_);
     stop_ = true;
   }
   wake_.notify_all();
   for (auto& w : workers_) w.join();
+  workers_.clear();
 }
 
 void ThreadPool::run_items(int thread) {
-  for (size_t i = next_.fetch_add(1); i < items_; i = next_.fetch_add(1)) (*job_)(i, thread);
+  for (size_t i = next_.fetch_add(1); i < items_; i = next_.fetch_add(1)) {
+    try {
+      (*job_)(i, thread);
+    } catch (...) {
+      std::lock_guard lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+      next_.store(items_);  // hand out nothing more
+    }
+  }
 }
 
 bool ThreadPool::wait_for_work(uint64_t seen) {
@@ -69,6 +90,7 @@ void ThreadPool::parallel_for(size_t items, const std::function<void(size_t, int
   }
   job_ = &fn;
   items_ = items;
+  error_ = nullptr;
   next_.store(0);
   pending_.store(static_cast<int>(workers_.size()));
   generation_.fetch_add(1);
@@ -78,6 +100,7 @@ void ThreadPool::parallel_for(size_t items, const std::function<void(size_t, int
   }
   run_items(0);
   while (pending_.load() != 0) MOEC_PAUSE();
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }
 
 }  // namespace moec

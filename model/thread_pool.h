@@ -10,6 +10,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -27,11 +28,14 @@ class ThreadPool {
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
   // Runs fn(item, thread_index) for item in [0, items); returns when all are
-  // done. thread_index < size() selects per-thread scratch memory.
+  // done. thread_index < size() selects per-thread scratch memory. If an item
+  // throws, no further items start, and the first exception is rethrown
+  // here once every thread has left the loop.
   void parallel_for(size_t items, const std::function<void(size_t item, int thread)>& fn);
 
  private:
   void worker_loop(int index);
+  void shutdown();
   void run_items(int thread);
   // Waits for a generation other than `seen`; false when stopping.
   bool wait_for_work(uint64_t seen);
@@ -46,6 +50,7 @@ class ThreadPool {
   std::atomic<int> sleepers_{0};
   std::atomic<uint64_t> generation_{0};
   std::atomic<bool> stop_{false};
+  std::exception_ptr error_;  // first exception of the current loop (under mutex_)
 };
 
 }  // namespace moec

@@ -251,8 +251,8 @@ QuantizeReport quantize_model(const CheckpointSource& source, const std::filesys
   for (const TensorInfo& t : source.tensors())
     if (t.encoded()) fail("{}: tensor '{}' is already quantized; quantize from a dense checkpoint", source.path().string(), t.name);
   Tokenizer tokenizer = Tokenizer::from_checkpoint(source);
-  std::vector<int32_t> calib =
-      calibration_windows(tokenizer.encode(read_text_file(o.calib)), o.calib_windows, o.ctx, o.seed);
+  const std::string calib_text = read_text_file(o.calib);
+  std::vector<int32_t> calib = calibration_windows(tokenizer.encode(calib_text), o.calib_windows, o.ctx, o.seed);
   if (o.ctx > source.config().max_position_embeddings)
     fail("--ctx {} exceeds the model's max_position_embeddings {}", o.ctx, source.config().max_position_embeddings);
   const int64_t windows = int64_t(calib.size()) / o.ctx;
@@ -269,7 +269,7 @@ QuantizeReport quantize_model(const CheckpointSource& source, const std::filesys
                              {"block", o.gptq_options.block},
                              {"act_order", o.gptq_options.act_order},
                              {"calibration", {{"file", std::filesystem::absolute(o.calib).string()},
-                                              {"crc32", fmt::format("{:08x}", crc32_file(o.calib))},
+                                              {"crc32", fmt::format("{:08x}", crc32_bytes(calib_text))},
                                               {"windows", windows},
                                               {"ctx", o.ctx},
                                               {"seed", o.seed}}}};

@@ -106,6 +106,12 @@ TEST_CASE("outputs never replace an existing file without --force", "[checkpoint
   CHECK(test::read_file(tmp / "m.h5") == "keep me");
   convert_to_container(*hf, tmp / "m.h5", true, "test");
   CHECK(open_checkpoint(tmp / "m.h5")->tensors().size() == 127);
+  // A file never replaces a folder (or the reverse), even with --force, and
+  // this is known before any work is done.
+  fs::create_directory(tmp / "folder");
+  CHECK_THROWS_WITH(convert_to_container(*hf, tmp / "folder", true, "test"), Catch::Contains("is a directory"));
+  CHECK_THROWS_WITH(write_hf_checkpoint(*hf, tmp / "m.h5", {true}), Catch::Contains("is a file"));
+  fs::remove(tmp / "folder");
   CHECK(std::distance(fs::directory_iterator(tmp.path()), fs::directory_iterator()) == 1);  // no temporaries
 }
 

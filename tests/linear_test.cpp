@@ -1,7 +1,9 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <chrono>
 #include <random>
+#include <thread>
 
 #include "io/dtype.h"
 #include "model/linear.h"
@@ -91,4 +93,20 @@ TEST_CASE("a thread pool runs every item exactly once", "[linear]") {
     for (int round = 0; round < 50; ++round) pool.parallel_for(items, [&](size_t i, int) { hits[i]++; });
     for (auto& h : hits) REQUIRE(h == 50);
   }
+}
+
+TEST_CASE("an exception in a parallel loop reaches the caller after all threads stop", "[linear]") {
+  ThreadPool pool(3);
+  std::atomic<int> ran{0};
+  CHECK_THROWS_WITH(pool.parallel_for(1000,
+                                      [&](size_t i, int) {
+                                        ++ran;
+                                        if (i == 10) throw std::runtime_error("item 10 failed");
+                                        std::this_thread::sleep_for(std::chrono::microseconds(200));
+                                      }),
+                    "item 10 failed");
+  CHECK(ran < 1000);  // nothing more is handed out after the failure
+  std::atomic<int> after{0};
+  pool.parallel_for(100, [&](size_t, int) { ++after; });  // the pool still works
+  CHECK(after == 100);
 }

@@ -138,6 +138,8 @@ TEST_CASE("malformed config.json", "[malformed][config]") {
   with_config([](json& c) { c["num_key_value_heads"] = 3; }, {"not a multiple of num_key_value_heads 3"});
   with_config([](json& c) { c["hidden_act"] = "gelu"; }, {"hidden_act \"gelu\" is not supported"});
   with_config([](json& c) { c["rope_theta"] = -1; }, {"'rope_theta' must be a positive number"});
+  with_config([](json& c) { c["num_hidden_layers"] = 3000000000LL; }, {"'num_hidden_layers' = 3000000000 is implausibly large"});
+  with_config([](json& c) { c["max_position_embeddings"] = 1LL << 40; }, {"'max_position_embeddings'", "implausibly large"});
 
   SECTION("not JSON") {
     test::write_tiny_checkpoint(tmp / "j", test::tiny_config());

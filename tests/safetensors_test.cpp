@@ -53,6 +53,17 @@ TEST_CASE("safetensors writer output reads back exactly", "[safetensors]") {
   CHECK(file.find("missing") == nullptr);
 }
 
+TEST_CASE("a zero-length tensor may share its offset with the next tensor", "[safetensors]") {
+  TempDir tmp;
+  std::string header = R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                            "b": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}})";
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = char((header.size() >> (8 * i)) & 0xff);
+  test::write_file(tmp / "z.safetensors", bytes + header + std::string(8, '\0'));
+  SafetensorsFile file(tmp / "z.safetensors");
+  CHECK(file.find("b")->shape == std::vector<int64_t>{0});
+}
+
 TEST_CASE("safetensors writer refuses inconsistent writes", "[safetensors]") {
   TempDir tmp;
   std::vector<TensorSpec> specs{{"a", DType::F32, {2}}, {"b", DType::F32, {2}}};
