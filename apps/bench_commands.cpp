@@ -3,6 +3,7 @@
 
 #include "apps/commands.h"
 #include "bench/runtime_bench.h"
+#include "bench/sub1_bench.h"
 
 namespace moec::cli {
 
@@ -22,6 +23,15 @@ void add_bench_commands(CLI::App& app) {
   runtime->callback([o, json] {
     auto result = run_runtime_bench(*o);
     fmt::print("{}", *json ? result.dump(2) + "\n" : format_runtime_bench(result));
+  });
+
+  auto path = std::make_shared<std::string>();
+  auto* sub1 = bench->add_subcommand("sub1", "Bits per weight of the sub-1-bit code on a container's ternary experts");
+  sub1->add_option("model", *path, ".h5 container with ternary experts")->required();
+  sub1->add_flag("--json", *json, "Machine-readable output");
+  sub1->callback([path, json] {
+    auto result = run_sub1_bench(*path);
+    fmt::print("{}", *json ? result.dump(2) + "\n" : format_sub1_bench(result));
   });
 }
 
