@@ -16,6 +16,18 @@ void add_bench_commands(CLI::App& app);    // bench
 void add_quantize_commands(CLI::App& app); // quantize
 void add_merge_commands(CLI::App& app);    // merge
 
+// The flags every calibrating stage (quantize, merge) shares.
+struct CalibrationFlags {
+  std::string calib;
+  int64_t windows = 0;
+  int64_t ctx = 256;
+  uint64_t seed = 0;
+  int threads = 0;
+  bool force = false;
+  bool json = false;
+};
+void add_calibration_flags(CLI::App* command, CalibrationFlags& flags);
+
 // Prints "time X s, peak memory Y MiB" to stderr.
 void print_cost(double seconds);
 // A CLI11 validator for numbers > 0.

@@ -45,6 +45,18 @@ void print_cost(double seconds) {
   fmt::print(stderr, "time {:.2f} s, peak memory {:.1f} MiB\n", seconds, double(peak_rss_bytes()) / (1 << 20));
 }
 
+void add_calibration_flags(CLI::App* command, CalibrationFlags& f) {
+  command->add_option("--calib", f.calib, "Calibration text")->required();
+  command->add_option("--calib-windows", f.windows, "Calibration windows")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command->add_option("--ctx", f.ctx, "Tokens per calibration window")->check(CLI::Range(2, 1 << 20))->capture_default_str();
+  command->add_option("--seed", f.seed, "Seed for drawing calibration windows")->capture_default_str();
+  command->add_option("--threads", f.threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
+  command->add_flag("-f,--force", f.force, "Replace an existing output");
+  command->add_flag("--json", f.json, "Machine-readable report");
+}
+
 CLI::Validator positive_number() {
   return CLI::Validator(
       [](std::string& text) -> std::string {

@@ -13,16 +13,11 @@ namespace moec::cli {
 namespace {
 
 struct QuantizeFlags {
-  std::string model, out, bits = "4", method = "gptq", ternary = "qmoe", calib;
+  std::string model, out, bits = "4", method = "gptq", ternary = "qmoe";
   int64_t group = 128;
-  int64_t calib_windows = 128;
-  int64_t ctx = 256;
-  uint64_t seed = 0;
-  int threads = 0;
   double damp = 0.01;
   bool act_order = true;
-  bool force = false;
-  bool json = false;
+  CalibrationFlags calibration{.windows = 128};
 };
 
 QuantFormat format_from_flags(const QuantizeFlags& f) {
@@ -36,11 +31,12 @@ void run_quantize(const QuantizeFlags& f) {
   o.gptq = f.method == "gptq";
   o.gptq_options.damp = f.damp;
   o.gptq_options.act_order = f.act_order;
-  o.calib = f.calib;
-  o.calib_windows = f.calib_windows;
-  o.ctx = f.ctx;
-  o.seed = f.seed;
-  o.overwrite = f.force;
+  const CalibrationFlags& c = f.calibration;
+  o.calib = c.calib;
+  o.calib_windows = c.windows;
+  o.ctx = c.ctx;
+  o.seed = c.seed;
+  o.overwrite = c.force;
   o.command_line = command_line();
   if (::isatty(STDERR_FILENO))
     o.progress = [](int64_t layer, int64_t expert, int64_t experts) {
@@ -48,9 +44,9 @@ void run_quantize(const QuantizeFlags& f) {
       if (expert + 1 == experts) fmt::print(stderr, "\n");
     };
   auto source = open_checkpoint(f.model);
-  ThreadPool pool(f.threads);
+  ThreadPool pool(c.threads);
   QuantizeReport report = quantize_model(*source, f.out, o, pool);
-  if (f.json)
+  if (c.json)
     fmt::print("{}\n", to_json(report).dump(2));
   else
     fmt::print("wrote {}\n{}", f.out, to_text(report));
@@ -73,20 +69,12 @@ void add_quantize_commands(CLI::App& app) {
   q->add_option("--ternary", f->ternary, "Ternary grid: qmoe {min,0,max} or sym {-a,0,a}")
       ->check(CLI::IsMember({"qmoe", "sym"}))
       ->capture_default_str();
-  q->add_option("--calib", f->calib, "Calibration text")->required();
-  q->add_option("--calib-windows", f->calib_windows, "Calibration windows")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  q->add_option("--ctx", f->ctx, "Tokens per calibration window")->check(CLI::Range(2, 1 << 20))->capture_default_str();
-  q->add_option("--seed", f->seed, "Seed for drawing calibration windows")->capture_default_str();
+  add_calibration_flags(q, f->calibration);
   q->add_option("--damp", f->damp, "GPTQ dampening, relative to the mean Hessian diagonal")
       ->check(CLI::Range(0.0, 10.0))
       ->capture_default_str();
   q->add_flag("--act-order,!--no-act-order", f->act_order,
              "GPTQ: quantize columns by descending Hessian diagonal (default on)");
-  q->add_option("--threads", f->threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
-  q->add_flag("-f,--force", f->force, "Replace an existing output");
-  q->add_flag("--json", f->json, "Machine-readable report");
   q->callback([f] { run_quantize(*f); });
 }
 

@@ -61,19 +61,6 @@ void require_quantized_error(const std::string& spec, const std::function<void(h
   FAIL("no moec::Error thrown");
 }
 
-void set_string(hid_t file, const char* path, const char* name, const std::string& value) {
-  hid_t object = H5Oopen(file, path, H5P_DEFAULT);
-  H5Adelete(object, name);
-  hid_t type = H5Tcopy(H5T_C_S1);
-  H5Tset_size(type, value.size() + 1);
-  hid_t space = H5Screate(H5S_SCALAR);
-  hid_t attr = H5Acreate2(object, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-  H5Awrite(attr, type, value.c_str());
-  H5Aclose(attr);
-  H5Sclose(space);
-  H5Tclose(type);
-  H5Oclose(object);
-}
 
 // Replaces dataset `part` of the tensor group by a zero-filled one of dims.
 void replace_part(hid_t file, const char* tensor, const char* part, hid_t type, std::vector<hsize_t> dims) {
@@ -109,13 +96,13 @@ TEST_CASE("malformed quantized containers", "[malformed][quantized]") {
                           {w1, "missing its 'scales' array"});
   require_quantized_error("q4g128", [](hid_t f, const char* t) { replace_part(f, t, "scales", H5T_STD_U8LE, {24, 2}); },
                           {w1, "'scales' must be U16"});
-  require_quantized_error("ternary-sym", [](hid_t f, const char* t) { set_string(f, t, "encoding", "sub2"); },
+  require_quantized_error("ternary-sym", [](hid_t f, const char* t) { test::set_h5_string(f, t, "encoding", "sub2"); },
                           {w1, "unknown encoding 'sub2'"});
-  require_quantized_error("q4g128", [](hid_t f, const char* t) { set_string(f, t, "format", "q9g128"); },
+  require_quantized_error("q4g128", [](hid_t f, const char* t) { test::set_h5_string(f, t, "format", "q9g128"); },
                           {w1, "quantization format 'q9g128' is not known"});
-  require_quantized_error("q4g128", [](hid_t f, const char* t) { set_string(f, t, "format", "q2g128"); },
+  require_quantized_error("q4g128", [](hid_t f, const char* t) { test::set_h5_string(f, t, "format", "q2g128"); },
                           {w1, "'codes' holds 192 bytes but format q2g128"});
-  require_quantized_error("q4g128", [](hid_t f, const char* t) { set_string(f, t, "format", "ternary-sym"); },
+  require_quantized_error("q4g128", [](hid_t f, const char* t) { test::set_h5_string(f, t, "format", "ternary-sym"); },
                           {w1, "format 'ternary-sym' does not belong to encoding 'affine'"});
   require_quantized_error("ternary-qmoe",
                           [](hid_t f, const char* t) {

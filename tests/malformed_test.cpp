@@ -249,19 +249,6 @@ void require_container_error(const std::function<void(hid_t)>& edit, std::initia
   require_error([&] { open_checkpoint(tmp / "m.h5"); }, phrases);
 }
 
-void set_string(hid_t object, const char* path, const char* name, const std::string& value) {
-  hid_t target = H5Oopen(object, path, H5P_DEFAULT);
-  H5Adelete(target, name);
-  hid_t type = H5Tcopy(H5T_C_S1);
-  H5Tset_size(type, value.size() + 1);
-  hid_t space = H5Screate(H5S_SCALAR);
-  hid_t attr = H5Acreate2(target, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-  H5Awrite(attr, type, value.c_str());
-  H5Aclose(attr);
-  H5Sclose(space);
-  H5Tclose(type);
-  H5Oclose(target);
-}
 
 // Replaces the int64 shape attribute of the object at `path`.
 void set_shape(hid_t file, const char* path, std::vector<int64_t> shape) {
@@ -292,12 +279,12 @@ TEST_CASE("malformed containers", "[malformed][container]") {
         H5Sclose(space);
       },
       {"m.h5", "format version 99 is not supported"});
-  require_container_error([](hid_t f) { set_string(f, "/", "config", "{oops"); }, {"config attribute is not valid JSON"});
-  require_container_error([](hid_t f) { set_string(f, "/", "config", R"({"model_type": "dbrx"})"); },
+  require_container_error([](hid_t f) { test::set_h5_string(f, "/", "config", "{oops"); }, {"config attribute is not valid JSON"});
+  require_container_error([](hid_t f) { test::set_h5_string(f, "/", "config", R"({"model_type": "dbrx"})"); },
                           {"model_type 'dbrx' is not supported"});
-  require_container_error([&](hid_t f) { set_string(f, w1, "encoding", "q4_k"); },
+  require_container_error([&](hid_t f) { test::set_h5_string(f, w1, "encoding", "q4_k"); },
                           {"tensor 'layers.1.experts.2.w1'", "unknown encoding 'q4_k'"});
-  require_container_error([&](hid_t f) { set_string(f, w1, "encoding", "f32"); },
+  require_container_error([&](hid_t f) { test::set_h5_string(f, w1, "encoding", "f32"); },
                           {"tensor 'layers.1.experts.2.w1'", "stored element type does not match encoding 'f32'"});
   require_container_error([&](hid_t f) { hid_t o = H5Oopen(f, w1, H5P_DEFAULT); H5Adelete(o, "encoding"); H5Oclose(o); },
                           {"tensor 'layers.1.experts.2.w1'", "missing the encoding attribute"});
@@ -315,7 +302,7 @@ TEST_CASE("malformed containers", "[malformed][container]") {
         hid_t space = H5Screate_simple(2, dims, nullptr);
         H5Dclose(H5Dcreate2(f, w1, H5T_STD_U16LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
         H5Sclose(space);
-        set_string(f, w1, "encoding", "bf16");
+        test::set_h5_string(f, w1, "encoding", "bf16");
         set_shape(f, w1, {24, 16});
       },
       {"tensor 'layers.1.experts.2.w1'", "dataset extent does not match"});

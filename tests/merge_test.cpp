@@ -19,17 +19,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path calib_text() {
-  fs::path shared = test::fixtures_dir();
-  return shared.empty() ? fs::path(MOEC_SOURCE_DIR) / "data" / "brown" / "brown.validation.txt"
-                        : shared / "text" / "brown.validation.txt";
-}
 
 MergeOptions options(MergeMethod method, int64_t k) {
   MergeOptions o;
   o.method = method;
   o.experts = k;
-  o.calib = calib_text();
+  o.calib = test::text_file("validation");
   o.calib_windows = 4;
   o.ctx = 128;
   o.sample_tokens = 256;
@@ -168,7 +163,7 @@ TEST_CASE("merge refuses a bad K or method", "[merge]") {
   CHECK_FALSE(fs::exists(tmp / "x"));
   CHECK_THROWS_WITH(parse_merge_method("merge-magic"), Catch::Contains("merge method 'merge-magic' is not known"));
   auto cli = test::run_moec("merge '" + test::fixture_model_dir().string() + "' -o '" + (tmp / "y").string() +
-                            "' --experts 0 --calib '" + calib_text().string() + "'");
+                            "' --experts 0 --calib '" + test::text_file("validation").string() + "'");
   CHECK(cli.exit_code == 1);
   CHECK(std::count(cli.err.begin(), cli.err.end(), '\n') == 1);
   CHECK_FALSE(fs::exists(tmp / "y"));

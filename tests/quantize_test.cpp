@@ -21,17 +21,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path text_file(const std::string& split) {
-  fs::path shared = test::fixtures_dir();
-  return shared.empty() ? fs::path(MOEC_SOURCE_DIR) / "data" / "brown" / ("brown." + split + ".txt")
-                        : shared / "text" / ("brown." + split + ".txt");
-}
 
 QuantizeOptions small_run(const std::string& spec, bool gptq) {
   QuantizeOptions o;
   o.format = QuantFormat::parse(spec);
   o.gptq = gptq;
-  o.calib = text_file("validation");
+  o.calib = test::text_file("validation");
   o.calib_windows = 16;
   o.ctx = 128;
   o.command_line = "test";
@@ -63,7 +58,7 @@ TEST_CASE("calibration windows are drawn by seed without overlap", "[quantize]")
 TEST_CASE("quantized containers run in eval and generate and cost what they say", "[quantize]") {
   test::TempDir tmp;
   auto hf = open_checkpoint(test::fixture_model_dir());
-  auto ids = Tokenizer::from_checkpoint(*hf).encode(read_text_file(text_file("test")));
+  auto ids = Tokenizer::from_checkpoint(*hf).encode(read_text_file(test::text_file("test")));
   const double baseline = eval_ppl(*hf, ids);
   for (auto [spec, tolerance] : {std::pair{"q4g128", 1.01}, std::pair{"ternary-qmoe", 1.06}}) {
     ThreadPool pool(2);
@@ -135,7 +130,7 @@ TEST_CASE("quantize refuses bad requests", "[quantize]") {
                     Catch::Contains("already quantized"));
   CHECK_FALSE(fs::exists(tmp / "qq.h5"));
   auto cli = test::run_moec("quantize '" + test::fixture_model_dir().string() + "' -o '" + (tmp / "x.h5").string() +
-                            "' --bits 5 --calib '" + text_file("validation").string() + "'");
+                            "' --bits 5 --calib '" + test::text_file("validation").string() + "'");
   CHECK(cli.exit_code != 0);
   CHECK(std::count(cli.err.begin(), cli.err.end(), '\n') == 1);
   auto no_calib = test::run_moec("quantize '" + test::fixture_model_dir().string() + "' -o '" + (tmp / "x.h5").string() + "'");

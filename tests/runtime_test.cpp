@@ -20,14 +20,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path test_text() {
-  fs::path shared = test::fixtures_dir();
-  return shared.empty() ? fs::path(MOEC_SOURCE_DIR) / "data" / "brown" / "brown.test.txt"
-                        : shared / "text" / "brown.test.txt";
-}
 
 std::vector<int32_t> test_ids(const CheckpointSource& source) {
-  return Tokenizer::from_checkpoint(source).encode(read_text_file(test_text()));
+  return Tokenizer::from_checkpoint(source).encode(read_text_file(test::text_file("test")));
 }
 
 }  // namespace
@@ -44,7 +39,7 @@ TEST_CASE("the tokenizer reproduces the reference ids of the test split", "[runt
   CHECK(tokenizer.vocab_size() == 4096);
   CHECK(tokenizer.decode(tokenizer.encode("The jury said it did find")) == "The jury said it did find");
   // Encoding in pieces gives the same ids as one piece.
-  std::string text = read_text_file(test_text());
+  std::string text = read_text_file(test::text_file("test"));
   CHECK(tokenizer.encode(text, 4096) == tokenizer.encode(text, text.size()));
   CHECK(tokenizer.encode(text, 1) == ids);
 }
@@ -160,14 +155,14 @@ TEST_CASE("moec eval and generate report bad input in one line", "[runtime][cli]
   for (std::string args : {"eval " + model + " --text '" + (tmp / "empty.txt").string() + "'",
                            "eval " + model + " --text '" + (tmp / "short.txt").string() + "'",
                            "eval " + model + " --text '" + (tmp / "none.txt").string() + "'",
-                           "eval " + model + " --text '" + test_text().string() + "' --ctx 1",
+                           "eval " + model + " --text '" + test::text_file("test").string() + "' --ctx 1",
                            "generate " + model + " --prompt hello --top-p 0"}) {
     auto r = test::run_moec(args);
     INFO(args << "\n" << r.err);
     CHECK(r.exit_code != 0);
     CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
   }
-  auto ok = test::run_moec("eval " + model + " --text '" + test_text().string() + "' --max-windows 2 --json");
+  auto ok = test::run_moec("eval " + model + " --text '" + test::text_file("test").string() + "' --max-windows 2 --json");
   REQUIRE(ok.exit_code == 0);
   auto j = nlohmann::json::parse(ok.out);
   CHECK(j["scored_tokens"] == 510);

@@ -1,5 +1,6 @@
 #include "tests/test_paths.h"
 
+#include <hdf5.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +26,26 @@ fs::path fixture_model_dir() {
   fs::path shared = fixtures_dir();
   if (!shared.empty()) return shared / "tiny-mixtral-brown";
   return fs::path(MOEC_SOURCE_DIR) / "models" / "tiny-mixtral-brown";
+}
+
+fs::path text_file(const std::string& split) {
+  fs::path shared = fixtures_dir();
+  const std::string name = "brown." + split + ".txt";
+  return shared.empty() ? fs::path(MOEC_SOURCE_DIR) / "data" / "brown" / name : shared / "text" / name;
+}
+
+void set_h5_string(int64_t file, const char* path, const char* name, const std::string& value) {
+  hid_t object = H5Oopen(hid_t(file), path, H5P_DEFAULT);
+  H5Adelete(object, name);
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, value.size() + 1);
+  hid_t space = H5Screate(H5S_SCALAR);
+  hid_t attr = H5Acreate2(object, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  H5Awrite(attr, type, value.c_str());
+  H5Aclose(attr);
+  H5Sclose(space);
+  H5Tclose(type);
+  H5Oclose(object);
 }
 
 fs::path reference_h5() {

@@ -15,6 +15,8 @@ namespace fs = std::filesystem;
 // the repo's own copies (models/, data/).
 fs::path fixtures_dir();
 fs::path fixture_model_dir();
+// A Brown split ("train", "validation", "test") from the same place.
+fs::path text_file(const std::string& split);
 // The reference HDF5 file with logits etc.; empty path when unavailable.
 fs::path reference_h5();
 
@@ -47,6 +49,9 @@ void write_tiny_checkpoint(const fs::path& dir, const nlohmann::json& config,
 
 void write_file(const fs::path& path, const std::string& bytes);
 std::string read_file(const fs::path& path);
+
+// Replaces a string attribute of the HDF5 object at `path` (to damage files).
+void set_h5_string(int64_t file, const char* path, const char* name, const std::string& value);
 
 struct CommandResult {
   int exit_code;
