@@ -8,6 +8,7 @@
 #include "io/dtype.h"
 #include "model/linear.h"
 #include "model/thread_pool.h"
+#include "quant/gptq.h"
 
 using namespace moec;
 
@@ -109,4 +110,29 @@ TEST_CASE("an exception in a parallel loop reaches the caller after all threads 
   std::atomic<int> after{0};
   pool.parallel_for(100, [&](size_t, int) { ++after; });  // the pool still works
   CHECK(after == 100);
+}
+
+TEST_CASE("linear on quantized weights equals the product with the dequantized matrix", "[linear]") {
+  ThreadPool pool(2);
+  const int64_t rows = 70, cols = 256;
+  Weights dense = random_weights(DType::F32, rows, cols, 9);
+  const float* w = reinterpret_cast<const float*>(dense.bytes.data());
+  for (const char* spec : {"q4g128", "q3g64", "q2g128", "q8g0", "ternary-qmoe", "ternary-sym"}) {
+    QuantizedMatrix q = quantize_rtn(w, rows, cols, QuantFormat::parse(spec));
+    WeightView view;
+    view.quantized = true;
+    view.quant = q.view();
+    view.rows = rows;
+    view.cols = cols;
+    std::vector<float> deq(static_cast<size_t>(rows * cols));
+    dequantize_rows(q.view(), 0, rows, deq.data());
+    for (int64_t tokens : {1, 3, 40}) {  // direct and GEMM paths
+      auto x = random_activations(tokens * cols, 13);
+      std::vector<float> got(static_cast<size_t>(tokens * rows)), want(got.size());
+      linear(pool, LinearProblem{x.data(), cols, tokens, view, got.data(), rows});
+      linear_reference(LinearProblem{x.data(), cols, tokens, f32_view(deq.data(), rows, cols), want.data(), rows});
+      INFO(spec << " tokens " << tokens);
+      for (size_t i = 0; i < got.size(); ++i) REQUIRE(std::abs(got[i] - want[i]) <= 1e-4f);
+    }
+  }
 }
