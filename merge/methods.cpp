@@ -175,25 +175,29 @@ std::string_view merge_method_name(MergeMethod method) {
 
 bool is_pruning(MergeMethod method) { return method == MergeMethod::PruneFreq || method == MergeMethod::PruneSearch; }
 
-double pruned_error(const LayerStats& s, const std::vector<int64_t>& kept) {
+std::vector<float> routed_output(const LayerStats& s, const std::vector<int64_t>& kept) {
   const int64_t k = std::min<int64_t>(s.top_k, int64_t(kept.size())), h = s.hidden;
-  double error = 0;
   std::vector<int64_t> order(kept);
-  std::vector<float> y(static_cast<size_t>(h));
+  std::vector<float> y(static_cast<size_t>(s.samples * h), 0.0f);
   for (int64_t t = 0; t < s.samples; ++t) {
     const float* logit = &s.logits[t * s.experts];
     std::partial_sort(order.begin(), order.begin() + k, order.end(),
                       [&](int64_t a, int64_t b) { return logit[a] > logit[b] || (logit[a] == logit[b] && a < b); });
     double norm = 0;
     for (int64_t j = 0; j < k; ++j) norm += std::exp(double(logit[order[j]] - logit[order[0]]));
-    std::fill(y.begin(), y.end(), 0.0f);
     for (int64_t j = 0; j < k; ++j) {
       const float w = float(std::exp(double(logit[order[j]] - logit[order[0]])) / norm);
       const float* out = &s.outputs[order[j]][t * h];
-      for (int64_t i = 0; i < h; ++i) y[i] += w * out[i];
+      for (int64_t i = 0; i < h; ++i) y[t * h + i] += w * out[i];
     }
-    for (int64_t i = 0; i < h; ++i) error += double(y[i] - s.reference[t * h + i]) * (y[i] - s.reference[t * h + i]);
   }
+  return y;
+}
+
+double pruned_error(const LayerStats& s, const std::vector<int64_t>& kept) {
+  const std::vector<float> y = routed_output(s, kept);
+  double error = 0;
+  for (size_t i = 0; i < y.size(); ++i) error += double(y[i] - s.reference[i]) * (y[i] - s.reference[i]);
   return error;
 }
 

@@ -39,8 +39,10 @@ struct ExpertGroup {
 // K groups, ordered by their lowest member. Pruning methods give singletons.
 std::vector<ExpertGroup> plan_groups(MergeMethod method, const LayerStats& stats, int64_t k);
 
-// Squared error of the MoE output over the sample when only `kept` experts
-// route (top-min(top_k, |kept|) among them, weights renormalized).
+// The MoE output on the sample [S, H] when only `kept` experts route
+// (top-min(top_k, |kept|) among them by logit, softmax weights renormalized).
+std::vector<float> routed_output(const LayerStats& stats, const std::vector<int64_t>& kept);
+// Its squared error against stats.reference.
 double pruned_error(const LayerStats& stats, const std::vector<int64_t>& kept);
 
 }  // namespace moec

@@ -285,23 +285,9 @@ MergeReport merge_model(const CheckpointSource& source, const std::filesystem::p
       stats.outputs[e] = expert_forward(experts[e], sample, samples);
     });
     // The full layer's output on the sample, through the same routing rule.
-    stats.reference = [&] {
-      std::vector<float> y(static_cast<size_t>(samples * h), 0.0f);
-      std::vector<int64_t> order(static_cast<size_t>(c.num_experts));
-      for (int64_t t = 0; t < samples; ++t) {
-        const float* lg = &stats.logits[t * c.num_experts];
-        for (int64_t e = 0; e < c.num_experts; ++e) order[e] = e;
-        std::partial_sort(order.begin(), order.begin() + c.top_k, order.end(),
-                          [&](int64_t a, int64_t b) { return lg[a] > lg[b] || (lg[a] == lg[b] && a < b); });
-        double norm = 0;
-        for (int64_t j = 0; j < c.top_k; ++j) norm += std::exp(double(lg[order[j]] - lg[order[0]]));
-        for (int64_t j = 0; j < c.top_k; ++j) {
-          const float w = float(std::exp(double(lg[order[j]] - lg[order[0]])) / norm);
-          for (int64_t i = 0; i < h; ++i) y[t * h + i] += w * stats.outputs[order[j]][t * h + i];
-        }
-      }
-      return y;
-    }();
+    std::vector<int64_t> all_experts(static_cast<size_t>(c.num_experts));
+    for (int64_t e = 0; e < c.num_experts; ++e) all_experts[e] = e;
+    stats.reference = routed_output(stats, all_experts);  // the full layer, same routing rule
 
     // Plan; then merge and pick the router: every blend toward the dominant
     // expert (pruning methods: none) with either router rewrite, scored by
@@ -326,6 +312,11 @@ MergeReport merge_model(const CheckpointSource& source, const std::filesystem::p
     float chosen_blend = 0;
     choice.error = std::numeric_limits<double>::infinity();
     const std::vector<float> blends = all_single ? std::vector<float>{1.0f} : std::vector<float>{1.0f, 0.5f, 0.25f, 0.0f};
+    // The router rows do not depend on the blend.
+    auto [average, summed] = router_candidates(router, groups, stats.usage, sample, samples, h);
+    std::vector<float> dominant(groups.size() * size_t(h));
+    for (size_t g = 0; g < groups.size(); ++g)
+      std::copy_n(&router[groups[g].dominant * h], h, &dominant[g * size_t(h)]);
     for (float blend : blends) {
       std::vector<ExpertMatrices> candidate(groups.size());
       std::vector<std::vector<float>> outputs(groups.size());
@@ -333,10 +324,6 @@ MergeReport merge_model(const CheckpointSource& source, const std::filesystem::p
         candidate[g] = merge_group(experts, groups[g], stats.usage, blend);
         outputs[g] = expert_forward(candidate[g], sample, samples);
       });
-      auto [average, summed] = router_candidates(router, groups, stats.usage, sample, samples, h);
-      std::vector<float> dominant(groups.size() * size_t(h));
-      for (size_t g = 0; g < groups.size(); ++g)
-        std::copy_n(&router[groups[g].dominant * h], h, &dominant[g * size_t(h)]);
       RouterChoice options[] = {
           {average, all_single ? "kept" : "average", 0}, {summed, "summed-mass", 0}, {dominant, "dominant", 0}};
       for (auto& option : options) {
