@@ -27,6 +27,8 @@ struct CalibrationFlags {
   bool json = false;
 };
 void add_calibration_flags(CLI::App* command, CalibrationFlags& flags);
+// A stage's closing report: JSON, or "wrote OUT" and the text table.
+void print_report(const std::string& out, bool json, const std::string& json_text, const std::string& text);
 
 // Prints "time X s, peak memory Y MiB" to stderr.
 void print_cost(double seconds);

@@ -57,6 +57,13 @@ void add_calibration_flags(CLI::App* command, CalibrationFlags& f) {
   command->add_flag("--json", f.json, "Machine-readable report");
 }
 
+void print_report(const std::string& out, bool json, const std::string& json_text, const std::string& text) {
+  if (json)
+    fmt::print("{}\n", json_text);
+  else
+    fmt::print("wrote {}\n{}", out, text);
+}
+
 CLI::Validator positive_number() {
   return CLI::Validator(
       [](std::string& text) -> std::string {

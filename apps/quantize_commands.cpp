@@ -46,10 +46,7 @@ void run_quantize(const QuantizeFlags& f) {
   auto source = open_checkpoint(f.model);
   ThreadPool pool(c.threads);
   QuantizeReport report = quantize_model(*source, f.out, o, pool);
-  if (c.json)
-    fmt::print("{}\n", to_json(report).dump(2));
-  else
-    fmt::print("wrote {}\n{}", f.out, to_text(report));
+  print_report(f.out, c.json, to_json(report).dump(2), to_text(report));
 }
 
 }  // namespace
