@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "apps/commands.h"
+#include "bench/kernel_bench.h"
 #include "bench/runtime_bench.h"
 #include "bench/sub1_bench.h"
 
@@ -32,6 +33,20 @@ void add_bench_commands(CLI::App& app) {
   sub1->callback([path, json] {
     auto result = run_sub1_bench(*path);
     fmt::print("{}", *json ? result.dump(2) + "\n" : format_sub1_bench(result));
+  });
+
+  auto k = std::make_shared<KernelBenchOptions>();
+  auto* kernels = bench->add_subcommand("kernels", "sub1 fused kernels vs dense bf16/f32 products of the same shapes");
+  kernels->add_option("--model", k->model, "A sub1 container whose experts to measure too");
+  kernels->add_option("--threads", k->threads, "Worker threads")->check(CLI::Range(1, 1024))->capture_default_str();
+  kernels->add_flag("!--no-synthetic", k->synthetic, "Skip the synthetic Mixtral-shape matrices");
+  kernels->add_option("--min-seconds", k->min_seconds, "Measuring time per figure")
+      ->check(CLI::Range(0.001, 60.0))
+      ->capture_default_str();
+  kernels->add_flag("--json", *json, "Machine-readable output");
+  kernels->callback([k, json] {
+    auto result = run_kernel_bench(*k);
+    fmt::print("{}", *json ? result.dump(2) + "\n" : format_kernel_bench(result));
   });
 }
 

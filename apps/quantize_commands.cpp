@@ -13,7 +13,7 @@ namespace moec::cli {
 namespace {
 
 struct QuantizeFlags {
-  std::string model, out, bits = "4", method = "gptq", ternary = "qmoe";
+  std::string model, out, bits = "4", method = "gptq", ternary = "qmoe", code = "packed";
   int64_t group = 128;
   double damp = 0.01;
   bool act_order = true;
@@ -21,6 +21,11 @@ struct QuantizeFlags {
 };
 
 QuantFormat format_from_flags(const QuantizeFlags& f) {
+  if (f.code == "sub1") {
+    if (f.bits != "ternary" || f.ternary != "qmoe")
+      fail("--code sub1 codes ternary weights on the qmoe grid: use --bits ternary (--ternary qmoe)");
+    return QuantFormat::parse("sub1");
+  }
   if (f.bits == "ternary") return QuantFormat::parse("ternary-" + f.ternary);
   return QuantFormat::parse("q" + f.bits + "g" + std::to_string(f.group));
 }
@@ -65,6 +70,10 @@ void add_quantize_commands(CLI::App& app) {
   q->add_option("--method", f->method, "gptq or rtn")->check(CLI::IsMember({"gptq", "rtn"}))->capture_default_str();
   q->add_option("--ternary", f->ternary, "Ternary grid: qmoe {min,0,max} or sym {-a,0,a}")
       ->check(CLI::IsMember({"qmoe", "sym"}))
+      ->capture_default_str();
+  q->add_option("--code", f->code,
+                "How ternary codes are stored: packed (base 3, 1.6 bits) or sub1 (Tunstall-coded, below 1 bit)")
+      ->check(CLI::IsMember({"packed", "sub1"}))
       ->capture_default_str();
   add_calibration_flags(q, f->calibration);
   q->add_option("--damp", f->damp, "GPTQ dampening, relative to the mean Hessian diagonal")

@@ -7,7 +7,7 @@
 #include "io/checkpoint.h"
 #include "io/error.h"
 #include "quant/tensor_view.h"
-#include "quant/tunstall.h"
+#include "quant/sub1.h"
 
 namespace moec {
 namespace {
@@ -49,8 +49,9 @@ double coded_bits(const std::vector<TernaryTensor>& tensors, GroupOf group_of) {
   for (const auto& [g, c] : counts) dicts.emplace(g, TunstallDictionary(c));
   double bits = 8.0 * sizeof(TritCounts) * double(counts.size());
   for (const auto& t : tensors) {
-    Sub1Matrix m = encode_sub1(t.trits, t.rows, t.cols, dicts.at(group_of(t)), counts.at(group_of(t)));
-    bits += 16.0 * double(m.words.size()) + 32.0 * double(m.block_offsets.size());
+    std::vector<uint8_t> no_levels(size_t(2 * t.rows), 0);
+    Sub1Matrix m = encode_sub1(t.trits, t.rows, t.cols, no_levels, 0.0f, dicts.at(group_of(t)));
+    bits += 16.0 * double(m.words.size()) + 32.0 * double(m.blocks.size());
   }
   return bits;
 }
@@ -76,6 +77,9 @@ nlohmann::ordered_json run_sub1_bench(const std::filesystem::path& path) {
   j["zero_fraction"] = zeros / weights;
   j["pair_entropy_bits_per_weight"] = pair_entropy_bits_per_weight(pairs);
   j["scales_bits_per_weight"] = scale_bits / weights;
+  double rows = 0;
+  for (const auto& t : tensors) rows += double(t.rows);
+  j["sub1_levels_bits_per_weight"] = 16.0 * rows / weights;  // two 8-bit level codes per row
   j["base3_packed_bits_per_weight"] = 1.6;
   const std::pair<const char*, std::function<int64_t(const TernaryTensor&)>> scopes[] = {
       {"model", [](const TernaryTensor&) { return int64_t(0); }},
@@ -84,7 +88,8 @@ nlohmann::ordered_json run_sub1_bench(const std::filesystem::path& path) {
   for (const auto& [name, group] : scopes) {
     const double bits = coded_bits(tensors, group);
     j["dictionary_per_" + std::string(name)] = {{"code_bits_per_weight", bits / weights},
-                                                {"with_scales_bits_per_weight", (bits + scale_bits) / weights}};
+                                                {"with_scales_bits_per_weight", (bits + scale_bits) / weights},
+                                                {"with_sub1_levels_bits_per_weight", bits / weights + 16.0 * rows / weights}};
   }
   return j;
 }
@@ -95,12 +100,15 @@ std::string format_sub1_bench(const nlohmann::ordered_json& j) {
                                 100 * j["zero_fraction"].get<double>());
   out += fmt::format("  order-0 entropy of pair symbols   {:.3f} bits/weight\n",
                      j["pair_entropy_bits_per_weight"].get<double>());
-  out += fmt::format("  per-row scales                    {:.3f} bits/weight\n", j["scales_bits_per_weight"].get<double>());
+  out += fmt::format("  per-row f16 levels                {:.3f} bits/weight\n", j["scales_bits_per_weight"].get<double>());
+  out += fmt::format("  per-row 8-bit level codes (sub1)  {:.3f} bits/weight\n",
+                     j["sub1_levels_bits_per_weight"].get<double>());
   out += fmt::format("  base-3 packing (the container's)  1.600 bits/weight + scales\n");
   for (const char* scope : {"model", "layer", "tensor"}) {
     const auto& d = j[std::string("dictionary_per_") + scope];
-    out += fmt::format("  sub1, dictionary per {:<7}      {:.3f} bits/weight, {:.3f} with scales\n", scope,
-                       d["code_bits_per_weight"].get<double>(), d["with_scales_bits_per_weight"].get<double>());
+    out += fmt::format("  sub1, dictionary per {:<7}      {:.3f} bits/weight; {:.3f} with f16 levels, {:.3f} with 8-bit\n",
+                       scope, d["code_bits_per_weight"].get<double>(), d["with_scales_bits_per_weight"].get<double>(),
+                       d["with_sub1_levels_bits_per_weight"].get<double>());
   }
   return out;
 }

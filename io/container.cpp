@@ -46,22 +46,41 @@ bool same_type(hid_t a, hid_t b) { return H5Tequal(a, b) > 0; }
 // Encoded tensors: an HDF5 group whose member datasets are the parts. The
 // parts each encoding must have; their sizes are checked by the codec that
 // reads them (quant/), which knows the format.
+struct EncodingPart {
+  std::string_view name;
+  DType dtype;
+  bool per_row;  // a 2-D array with one row per weight row; else 1-D
+};
 struct EncodingParts {
   std::string_view encoding;
-  std::vector<std::pair<std::string_view, DType>> parts;
+  std::vector<EncodingPart> parts;
 };
 
 const EncodingParts* find_encoding(std::string_view encoding) {
   static const std::vector<EncodingParts> table{
-      {"affine", {{"codes", DType::U8}, {"scales", DType::U16}, {"zeros", DType::U8}}},
-      {"ternary", {{"codes", DType::U8}, {"scales", DType::U16}}},
+      {"affine", {{"codes", DType::U8, true}, {"scales", DType::U16, true}, {"zeros", DType::U8, true}}},
+      {"ternary", {{"codes", DType::U8, true}, {"scales", DType::U16, true}}},
+      {"sub1",
+       {{"codes", DType::U16, false},
+        {"blocks", DType::U32, false},
+        {"levels", DType::U8, true},
+        {"trit_counts", DType::U64, false},
+        {"level_scale", DType::F32, false}}},
   };
   for (const auto& e : table)
     if (e.encoding == encoding) return &e;
   return nullptr;
 }
 
-hid_t part_type(DType dtype) { return dtype == DType::U16 ? H5T_STD_U16LE : H5T_STD_U8LE; }
+hid_t part_type(DType dtype) {
+  switch (dtype) {
+    case DType::U16: return H5T_STD_U16LE;
+    case DType::U32: return H5T_STD_U32LE;
+    case DType::U64: return H5T_STD_U64LE;
+    case DType::F32: return H5T_IEEE_F32LE;
+    default: return H5T_STD_U8LE;
+  }
+}
 
 Handle create_dataset(hid_t location, const std::string& path, hid_t type, const std::vector<int64_t>& shape,
                       std::span<const std::byte> bytes, hid_t lcpl, const std::string& what, const std::string& tensor) {
@@ -287,7 +306,7 @@ void ContainerReader::open_encoded(TensorInfo& info, hid_t group) {
   if (!format) fail("{}: missing the format attribute", what);
   info.format = *format;
   std::vector<uint64_t> offsets;
-  for (const auto& [part_name, dtype] : layout->parts) {
+  for (const auto& [part_name, dtype, per_row] : layout->parts) {
     const std::string part(part_name);
     if (H5Lexists(group, part.c_str(), H5P_DEFAULT) <= 0) fail("{}: missing its '{}' array", what, part);
     Handle set(H5Dopen2(group, part.c_str(), H5P_DEFAULT), H5Dclose);
@@ -296,8 +315,9 @@ void ContainerReader::open_encoded(TensorInfo& info, hid_t group) {
     if (!same_type(type.get(), part_type(dtype)))
       fail("{}: '{}' must be {} but has another element type", what, part, dtype_name(dtype));
     auto dims = dataset_dims(set.get());
-    if (!dims || dims->size() != 2 || (*dims)[0] != info.shape[0])
+    if (per_row && (!dims || dims->size() != 2 || (*dims)[0] != info.shape[0]))
       fail("{}: '{}' must have {} rows (one per weight row)", what, part, info.shape[0]);
+    if (!per_row && (!dims || dims->size() != 1)) fail("{}: '{}' must be a 1-D array", what, part);
     TensorPart p{part, dtype, *dims};
     auto offset = mapped_offset(set.get(), p.nbytes(), what + " '" + part + "'");
     if (!offset) fail("{}: '{}' is not stored contiguously", what, part);

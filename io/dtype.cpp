@@ -17,7 +17,7 @@ struct DTypeRow {
   bool is_float;
 };
 
-constexpr std::array<DTypeRow, 8> kDTypes{{
+constexpr std::array<DTypeRow, 10> kDTypes{{
     {DType::F32, "F32", "f32", 4, true},
     {DType::F16, "F16", "f16", 2, true},
     {DType::BF16, "BF16", "bf16", 2, true},
@@ -26,6 +26,8 @@ constexpr std::array<DTypeRow, 8> kDTypes{{
     {DType::U16, "U16", "u16", 2, false},
     {DType::I32, "I32", "i32", 4, false},
     {DType::I64, "I64", "i64", 8, false},
+    {DType::U32, "U32", "u32", 4, false},
+    {DType::U64, "U64", "u64", 8, false},
 }};
 
 const DTypeRow& row(DType dtype) { return kDTypes[static_cast<size_t>(dtype)]; }
@@ -88,6 +90,8 @@ void convert_to_f32(DType dtype, const void* src, float* dst, size_t n) {
     case DType::U16: cast_n<uint16_t>(src, dst, n); return;
     case DType::I32: cast_n<int32_t>(src, dst, n); return;
     case DType::I64: cast_n<int64_t>(src, dst, n); return;
+    case DType::U32: cast_n<uint32_t>(src, dst, n); return;
+    case DType::U64: cast_n<uint64_t>(src, dst, n); return;
   }
 }
 

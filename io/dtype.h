@@ -11,7 +11,7 @@
 
 namespace moec {
 
-enum class DType : uint8_t { F32, F16, BF16, I8, U8, U16, I32, I64 };
+enum class DType : uint8_t { F32, F16, BF16, I8, U8, U16, I32, I64, U32, U64 };
 
 // "F32" -> DType::F32; nullopt for names moec does not know.
 std::optional<DType> dtype_from_name(std::string_view name);

@@ -11,6 +11,7 @@
 
 #include "io/error.h"
 #include "model/thread_pool.h"
+#include "quant/sub1_kernels.h"
 #include "quant/tensor_view.h"
 
 namespace moec {
@@ -24,7 +25,10 @@ using Stride = Eigen::OuterStride<>;
 // once pays off over many tokens.
 constexpr int64_t kDirectMaxTokens = 4;
 constexpr int64_t kTokenTile = 256;
-constexpr int64_t kDirectRowTile = 64;
+constexpr int64_t kDirectRowTile = 64;  // a multiple of sub1's 16-row blocks
+// sub1 weights: batches up to this size use the fused decode-and-multiply
+// kernel; larger ones decode a tile to f32 and run the GEMM.
+constexpr int64_t kSub1FusedMaxTokens = 64;
 
 // Rows per GEMM tile: about 64 KB of widened f32 weights, a multiple of 16.
 int64_t gemm_row_tile(int64_t cols) {
@@ -33,9 +37,15 @@ int64_t gemm_row_tile(int64_t cols) {
 }
 
 const float* widen_rows(const WeightView& w, int64_t row0, int64_t rows, std::vector<float>& scratch) {
-  if (w.quantized) {
+  if (w.kind == WeightKind::Quantized) {
     scratch.resize(size_t(rows * w.cols));
     dequantize_rows(w.quant, row0, rows, scratch.data());
+    return scratch.data();
+  }
+  if (w.kind == WeightKind::Sub1) {  // row0 and rows are whole blocks (tiles are multiples of 16 rows)
+    scratch.resize(size_t(rows * w.cols));
+    for (int64_t r = 0; r < rows; r += kSub1BlockRows)
+      sub1_dequantize_block(w.sub1, (row0 + r) / kSub1BlockRows, scratch.data() + r * w.cols);
     return scratch.data();
   }
   const size_t offset = size_t(row0) * size_t(w.cols) * dtype_size(w.dtype);
@@ -113,7 +123,12 @@ void direct_tile_typed(const LinearProblem& p, const W* w, int64_t n0, int64_t n
 
 void direct_tile(const LinearProblem& p, int64_t n0, int64_t nn) {
   const size_t offset = size_t(n0) * size_t(p.w.cols) * dtype_size(p.w.dtype);
-  if (p.w.quantized) {  // decode the tile's rows, then a plain f32 product
+  if (p.w.kind == WeightKind::Sub1) {  // fused decode and product
+    sub1_linear_blocks(p.w.sub1, n0 / kSub1BlockRows, (nn + kSub1BlockRows - 1) / kSub1BlockRows, p.x, p.x_stride,
+                       p.tokens, p.y, p.y_stride);
+    return;
+  }
+  if (p.w.kind == WeightKind::Quantized) {  // decode the tile's rows, then a plain f32 product
     thread_local std::vector<float> scratch;
     direct_tile_typed(p, widen_rows(p.w, n0, nn, scratch), n0, nn);
     return;
@@ -136,7 +151,8 @@ struct Tile {
 
 void add_tiles(const LinearProblem& p, std::vector<Tile>& tiles) {
   if (p.tokens <= 0 || p.w.rows <= 0) return;
-  if (p.tokens <= kDirectMaxTokens) {
+  const bool sub1 = p.w.kind == WeightKind::Sub1;
+  if (p.tokens <= (sub1 ? kSub1FusedMaxTokens : kDirectMaxTokens)) {
     for (int64_t n0 = 0; n0 < p.w.rows; n0 += kDirectRowTile)
       tiles.push_back({&p, 0, p.tokens, n0, std::min(kDirectRowTile, p.w.rows - n0), true});
     return;
@@ -151,14 +167,8 @@ void add_tiles(const LinearProblem& p, std::vector<Tile>& tiles) {
 
 WeightView weight_view(const TensorData& tensor) {
   const TensorInfo& info = tensor.info();
-  if (info.encoded()) {
-    WeightView w;
-    w.quantized = true;
-    w.quant = quantized_view(tensor);
-    w.rows = w.quant.rows;
-    w.cols = w.quant.cols;
-    return w;
-  }
+  if (info.encoding == "sub1") return sub1_weights(sub1_view(tensor));
+  if (info.encoded()) return quantized_weights(quantized_view(tensor));
   auto dtype = info.dense_dtype();
   if (!dtype || !dtype_is_float(*dtype) || info.shape.size() != 2)
     fail("tensor '{}': expected a dense 2-D float matrix, got encoding '{}' with {} dimensions", info.name,
@@ -186,7 +196,9 @@ void linear(ThreadPool& pool, std::span<const LinearProblem> problems) {
 void linear_reference(const LinearProblem& p) {
   std::vector<float> row(size_t(p.w.cols));
   for (int64_t n = 0; n < p.w.rows; ++n) {
-    if (p.w.quantized)
+    if (p.w.kind == WeightKind::Sub1)
+      dequantize_sub1_rows(p.w.sub1, n, 1, row.data());
+    else if (p.w.kind == WeightKind::Quantized)
       dequantize_rows(p.w.quant, n, 1, row.data());
     else
       convert_to_f32(p.w.dtype, p.w.data + size_t(n * p.w.cols) * dtype_size(p.w.dtype), row.data(), row.size());

@@ -14,21 +14,43 @@
 #include "io/checkpoint.h"
 #include "io/dtype.h"
 #include "quant/quantized_matrix.h"
+#include "quant/sub1.h"
 
 namespace moec {
 
 class ThreadPool;
 
-// A weight matrix [rows, cols]: dense row-major in its stored dtype, or
-// quantized (decoded a block of rows at a time, never whole).
+enum class WeightKind : uint8_t { Dense, Quantized, Sub1 };
+
+// A weight matrix [rows, cols]: dense row-major in its stored dtype,
+// quantized, or sub1-coded (both decoded a block of rows at a time, never
+// whole; sub1 by the fused kernels of quant/sub1_kernels.h).
 struct WeightView {
   DType dtype = DType::F32;
   const std::byte* data = nullptr;
   int64_t rows = 0;
   int64_t cols = 0;
-  bool quantized = false;
-  QuantizedView quant;  // when quantized
+  WeightKind kind = WeightKind::Dense;
+  QuantizedView quant;  // kind Quantized
+  Sub1View sub1;        // kind Sub1
+  bool dense() const { return kind == WeightKind::Dense; }
 };
+inline WeightView quantized_weights(const QuantizedView& q) {
+  WeightView w;
+  w.kind = WeightKind::Quantized;
+  w.quant = q;
+  w.rows = q.rows;
+  w.cols = q.cols;
+  return w;
+}
+inline WeightView sub1_weights(const Sub1View& s) {
+  WeightView w;
+  w.kind = WeightKind::Sub1;
+  w.sub1 = s;
+  w.rows = s.rows;
+  w.cols = s.cols;
+  return w;
+}
 // An f32 matrix held in memory (merged or dequantized weights).
 inline WeightView f32_view(const float* data, int64_t rows, int64_t cols) {
   WeightView w;

@@ -15,7 +15,7 @@ Model::Model(const CheckpointSource& source, ThreadPool& pool)
       rope_(config_.head_dim, config_.rope_theta) {
   const ModelConfig& c = config_;
   embed_ = view({TensorRole::Embed});
-  if (embed_.quantized)  // rows are looked up, not multiplied: keep them dense
+  if (!embed_.dense())  // rows are looked up, not multiplied: keep them dense
     fail("{}: tensor 'embed': a quantized embedding is not supported", source.path().string());
   lm_head_ = c.tie_word_embeddings ? embed_ : view({TensorRole::LmHead});
   final_norm_ = vector({TensorRole::FinalNorm});

@@ -9,6 +9,7 @@ namespace moec {
 QuantFormat QuantFormat::parse(std::string_view spec) {
   if (spec == "ternary-qmoe") return {GridKind::TernaryQmoe, 2, 0};
   if (spec == "ternary-sym") return {GridKind::TernarySym, 2, 0};
+  if (spec == "sub1") return {GridKind::Sub1, 2, 0};
   QuantFormat f;
   int bits = 0;
   long long group = -1;
@@ -20,7 +21,7 @@ QuantFormat QuantFormat::parse(std::string_view spec) {
     }
   }
   if (bits < 2 || bits > 8 || group < 0)
-    fail("quantization format '{}' is not known (use q<bits 2-8>g<group>, ternary-qmoe or ternary-sym)", spec);
+    fail("quantization format '{}' is not known (use q<bits 2-8>g<group>, ternary-qmoe, ternary-sym or sub1)", spec);
   f.bits = bits;
   f.group_size = group;
   return f;
@@ -30,6 +31,7 @@ std::string QuantFormat::spec() const {
   switch (kind) {
     case GridKind::TernaryQmoe: return "ternary-qmoe";
     case GridKind::TernarySym: return "ternary-sym";
+    case GridKind::Sub1: return "sub1";
     default: return "q" + std::to_string(bits) + "g" + std::to_string(group_size);
   }
 }
@@ -45,6 +47,6 @@ int64_t QuantFormat::groups(int64_t cols) const {
 
 int64_t QuantFormat::row_bytes(int64_t cols) const { return ternary() ? (cols + 4) / 5 : (cols * bits + 7) / 8; }
 
-int QuantFormat::scales_per_group() const { return kind == GridKind::TernaryQmoe ? 2 : 1; }
+int QuantFormat::scales_per_group() const { return kind == GridKind::TernarySym || kind == GridKind::Affine ? 1 : 2; }
 
 }  // namespace moec

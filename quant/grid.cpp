@@ -4,6 +4,8 @@
 #include <cmath>
 #include <vector>
 
+#include "quant/sub1.h"
+
 namespace moec {
 namespace {
 
@@ -64,6 +66,18 @@ GroupGrid fit_grid(const QuantFormat& f, const float* v, int64_t n, int64_t stri
       g.high = round_f16(g.high);
       return g;
     }
+    case GridKind::Sub1: {
+      GroupGrid g;
+      for (int64_t i = 0; i < n; ++i) {
+        g.low = std::min(g.low, v[i * stride]);
+        g.high = std::max(g.high, v[i * stride]);
+      }
+      g.low_code = sub1_level_code(-g.low, f.level_scale);
+      g.high_code = sub1_level_code(g.high, f.level_scale);
+      g.low = -sub1_level(g.low_code, f.level_scale);
+      g.high = sub1_level(g.high_code, f.level_scale);
+      return g;
+    }
   }
   return {};
 }
@@ -80,6 +94,10 @@ void store_grid(QuantizedMatrix& m, int64_t row, int64_t group, const GroupGrid&
       m.scales[2 * row + 1] = f32_to_f16(g.high);
       break;
     case GridKind::TernarySym: m.scales[row] = f32_to_f16(g.high); break;
+    case GridKind::Sub1:
+      m.scales[2 * row] = g.low_code;
+      m.scales[2 * row + 1] = g.high_code;
+      break;
   }
 }
 

@@ -12,6 +12,7 @@ namespace moec {
 struct GroupGrid {
   float scale = 1.0f, zero = 0.0f;  // affine
   float low = 0.0f, high = 0.0f;    // ternary levels (low, 0, high)
+  uint8_t low_code = 0, high_code = 0;  // sub1: the levels' 8-bit codes
 };
 
 // Fits the grid of `n` values v[i * stride].
@@ -19,6 +20,8 @@ struct GroupGrid {
 //           asymmetric grid), zero an integer code
 //   ternary-qmoe: low = min(v,0), high = max(v,0)
 //   ternary-sym:  a minimizing Σ(v − q(v))² over levels {−a, 0, a}
+//   sub1: as ternary-qmoe, each level rounded to its nearest 8-bit log code
+//         relative to format.level_scale
 GroupGrid fit_grid(const QuantFormat& format, const float* v, int64_t n, int64_t stride);
 
 // The code of v on the grid; *value gets the code's dequantized value.

@@ -2,6 +2,8 @@
 
 #include <array>
 
+#include "quant/sub1_code.h"
+
 namespace moec {
 namespace {
 
@@ -44,6 +46,9 @@ void decode_ternary_row(const QuantizedView& v, int64_t r, float* out) {
   if (f.kind == GridKind::TernaryQmoe) {
     levels[0] = f16_to_f32(v.scales[2 * r]);
     levels[2] = f16_to_f32(v.scales[2 * r + 1]);
+  } else if (f.kind == GridKind::Sub1) {  // the scales hold the levels' codes
+    levels[0] = -sub1_level(v.scales[2 * r], f.level_scale);
+    levels[2] = sub1_level(v.scales[2 * r + 1], f.level_scale);
   } else {
     levels[2] = f16_to_f32(v.scales[r]);
     levels[0] = -levels[2];

@@ -2,7 +2,8 @@
 //   codes   uint8  [rows, format.row_bytes(cols)]      packed per row
 //   scales  f16    [rows, groups, scales_per_group]    bit patterns
 //           affine: the group's scale; ternary-qmoe: (low, high) levels;
-//           ternary-sym: a (levels -a, 0, +a)
+//           ternary-sym: a (levels -a, 0, +a); sub1 (while being
+//           quantized): the codes of |low| and high (quant/sub1.h)
 //   zeros   uint8  [rows, groups]                      affine only
 // Value of affine code q: scale · (q − zero). Kernels decode through
 // dequantize_rows(); the per-element decoding below is __host__ __device__

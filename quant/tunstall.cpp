@@ -1,7 +1,13 @@
 #include "quant/tunstall.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <queue>
 
 #include "io/error.h"
@@ -17,7 +23,19 @@ uint8_t pair_symbol(const uint8_t* trits, int64_t cols, int64_t pair) {
   return uint8_t(3 * trits[c] + second);
 }
 
+// Room for n u64, 2 MiB aligned and advised to be a huge page.
+uint64_t* allocate_table(size_t n) {
+  constexpr size_t kHugePage = size_t(2) << 20;
+  const size_t bytes = (n * sizeof(uint64_t) + kHugePage - 1) / kHugePage * kHugePage;
+  void* p = std::aligned_alloc(kHugePage, bytes);
+  if (!p) fail("cannot allocate a {}-byte decoding table", bytes);
+  ::madvise(p, bytes, MADV_HUGEPAGE);  // advice only: fine if refused
+  return static_cast<uint64_t*>(p);
+}
+
 }  // namespace
+
+void TunstallDictionary::FreeTable::operator()(uint64_t* p) const { std::free(p); }
 
 TritCounts count_trits(std::span<const uint8_t> trits) {
   TritCounts counts{};
@@ -52,6 +70,7 @@ double pair_entropy_bits_per_weight(const PairCounts& counts) { return entropy_b
 TunstallDictionary::TunstallDictionary(const TritCounts& counts, uint32_t max_words) {
   if (max_words < 3 || max_words > 65536) fail("Tunstall dictionary size {} must be in 3..65536", max_words);
   // Laplace smoothing: every trit stays encodable, counts of 0 included.
+  counts_ = counts;
   std::array<double, 3> p{};
   double total = 0;
   for (int t = 0; t < 3; ++t) total += double(counts[t]) + 1.0;
@@ -98,17 +117,25 @@ TunstallDictionary::TunstallDictionary(const TritCounts& counts, uint32_t max_wo
     open.pop();
   }
   std::sort(all.begin(), all.end(), [](const Leaf& a, const Leaf& b) { return a.id < b.id; });
+  masks_.reset(allocate_table(all.size() * 2));
   for (const Leaf& leaf : all) {
     const uint32_t word = uint32_t(lengths_.size());
     child_[size_t(leaf.parent) * 3 + leaf.trit] = kLeafBit | word;
     lengths_.push_back(leaf.depth);
-    trits_.push_back(leaf.path[0]);
-    trits_.push_back(leaf.path[1]);
+    uint64_t low = 0, high = 0;
+    for (int i = 0; i < leaf.depth; ++i) {
+      const uint64_t t = (leaf.path[i >> 5] >> (2 * (i & 31))) & 3;
+      low |= uint64_t(t == 0) << i;
+      high |= uint64_t(t == 2) << i;
+    }
+    const uint64_t marker = leaf.depth < 64 ? uint64_t(1) << leaf.depth : 0;
+    masks_[2 * word] = low | marker;
+    masks_[2 * word + 1] = high | marker;
     mean_trits_ += leaf.probability * leaf.depth;
   }
 }
 
-void TunstallDictionary::encode_row(const uint8_t* trits, int64_t cols, std::vector<uint16_t>& out) const {
+void TunstallDictionary::encode(const uint8_t* trits, int64_t n, std::vector<uint16_t>& out) const {
   uint32_t node = 0;
   auto step = [&](uint8_t t) {
     const uint32_t next = child_[size_t(node) * 3 + t];
@@ -119,47 +146,17 @@ void TunstallDictionary::encode_row(const uint8_t* trits, int64_t cols, std::vec
       node = next;
     }
   };
-  for (int64_t c = 0; c < cols; ++c) step(trits[c]);
+  for (int64_t i = 0; i < n; ++i) step(trits[i]);
   while (node != 0) step(fill_trit_);  // complete the last codeword; the decoder drops the excess
 }
 
-int64_t TunstallDictionary::decode_row(const uint16_t* words, int64_t cols, uint8_t* trits) const {
-  int64_t c = 0, used = 0;
-  while (c < cols) {
-    const uint16_t w = words[used++];
-    const int n = int(std::min<int64_t>(lengths_[w], cols - c));
-    for (int i = 0; i < n; ++i) trits[c++] = uint8_t(trit(w, i));
-  }
-  return used;
-}
-
-double Sub1Matrix::bits_per_weight() const {
-  const double bits = 16.0 * double(words.size()) + 32.0 * double(block_offsets.size()) + 8.0 * sizeof(counts);
-  return bits / double(rows * cols);
-}
-
-Sub1Matrix encode_sub1(std::span<const uint8_t> trits, int64_t rows, int64_t cols, const TunstallDictionary& dict,
-                       const TritCounts& counts, int64_t block_rows) {
-  Sub1Matrix m;
-  m.rows = rows;
-  m.cols = cols;
-  m.block_rows = block_rows;
-  m.counts = counts;
-  for (int64_t r = 0; r < rows; ++r) {
-    if (r % block_rows == 0) m.block_offsets.push_back(uint32_t(m.words.size()));
-    dict.encode_row(trits.data() + r * cols, cols, m.words);
-  }
-  if (m.words.size() > UINT32_MAX) fail("sub1: {} codewords exceed the 32-bit block offsets", m.words.size());
-  return m;
-}
-
-void decode_sub1_rows(const Sub1Matrix& m, const TunstallDictionary& dict, int64_t row0, int64_t n, uint8_t* trits) {
-  // Start at the row's block, skip the rows before it within the block.
-  const int64_t block = row0 / m.block_rows;
-  int64_t word = m.block_offsets[block];
-  std::vector<uint8_t> skip(static_cast<size_t>(m.cols));
-  for (int64_t r = block * m.block_rows; r < row0; ++r) word += dict.decode_row(&m.words[word], m.cols, skip.data());
-  for (int64_t i = 0; i < n; ++i) word += dict.decode_row(&m.words[word], m.cols, trits + i * m.cols);
+const TunstallDictionary& shared_dictionary(const TritCounts& counts) {
+  static std::mutex mutex;
+  static std::map<TritCounts, std::unique_ptr<TunstallDictionary>> dictionaries;
+  std::lock_guard lock(mutex);
+  auto& slot = dictionaries[counts];
+  if (!slot) slot = std::make_unique<TunstallDictionary>(counts);
+  return *slot;
 }
 
 }  // namespace moec

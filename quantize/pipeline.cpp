@@ -19,6 +19,7 @@
 #include "model/ops.h"
 #include "model/thread_pool.h"
 #include "model/tokenizer.h"
+#include "quant/sub1.h"
 #include "quant/tensor_view.h"
 #include "model/calibration.h"
 
@@ -89,8 +90,10 @@ class ExpertTokens {
 
 QuantizedMatrix quantize_matrix(const RowMatrix& w, const HessianAccumulator& h, const QuantizeOptions& o,
                                 std::vector<std::string>& fallbacks, const std::string& what) {
-  if (!o.gptq) return quantize_rtn(w.data(), w.rows(), w.cols(), o.format);
-  QuantizeOutcome out = quantize_gptq(w.data(), w.rows(), w.cols(), h, o.format, o.gptq_options);
+  QuantFormat format = o.format;
+  if (format.kind == GridKind::Sub1) format.level_scale = w.cwiseAbs().maxCoeff();  // the tensor's level reference
+  if (!o.gptq) return quantize_rtn(w.data(), w.rows(), w.cols(), format);
+  QuantizeOutcome out = quantize_gptq(w.data(), w.rows(), w.cols(), h, format, o.gptq_options);
   if (out.used_rtn) fallbacks.push_back(fmt::format("{}: {} (RTN used)", what, out.note));
   return std::move(out.matrix);
 }
@@ -114,6 +117,21 @@ ExpertResult quantize_expert(const CheckpointSource& source, int layer, int expe
     });
   r.w2 = quantize_matrix(w2, down_input, o, r.fallbacks, name + ".w2");
   return r;
+}
+
+// The sub1 dictionary of every layer: built from the trit counts of the
+// first layer's experts. One dictionary per model keeps one 1.1 MiB decoding
+// table resident instead of one per layer, and layers' statistics differ
+// little (`moec bench sub1` measures per-model, per-layer and per-tensor
+// dictionaries: the difference is under 1%).
+TritCounts layer_trit_counts(const std::vector<ExpertResult>& experts) {
+  TritCounts counts{};
+  for (const auto& e : experts)
+    for (const QuantizedMatrix* m : {&e.w1, &e.w2, &e.w3}) {
+      TritCounts c = count_trits(trits_of(*m));
+      for (int i = 0; i < 3; ++i) counts[i] += c[i];
+    }
+  return counts;
 }
 
 double zero_share(const QuantizedMatrix& m) {
@@ -173,6 +191,7 @@ class LayerQuantizer {
       for (auto& f : results[e].fallbacks) layer.fallbacks.push_back(f);
     }
     layer.relative_error = propagate(l, x, results);
+    if (o_.format.kind == GridKind::Sub1 && !dictionary_) dictionary_ = &shared_dictionary(layer_trit_counts(results));
     for (int64_t e = 0; e < experts; ++e) write_expert(l, e, results[e]);
     for (auto role : {TensorRole::AttnNorm, TensorRole::AttnQ, TensorRole::AttnK, TensorRole::AttnV,
                       TensorRole::AttnO, TensorRole::MoeNorm, TensorRole::Router})
@@ -191,14 +210,7 @@ class LayerQuantizer {
     const int64_t h = c.hidden_size, n = int64_t(x.size()) / h, batch_tokens = kWindowBatch * o_.ctx;
     MoeWeights quantized = model_.moe_weights(l);
     for (size_t e = 0; e < results.size(); ++e) {
-      auto view = [](const QuantizedMatrix& m) {
-        WeightView w;
-        w.quantized = true;
-        w.quant = m.view();
-        w.rows = m.rows;
-        w.cols = m.cols;
-        return w;
-      };
+      auto view = [](const QuantizedMatrix& m) { return quantized_weights(m.view()); };
       quantized.experts[e] = {view(results[e].w1), view(results[e].w2), view(results[e].w3)};
     }
     MoeBlock block;
@@ -227,10 +239,15 @@ class LayerQuantizer {
     for (const auto& [role, m] : mats) {
       TensorKey key{role, int(l), int(e)};
       TensorInfo info = source_.info(key);
-      auto parts = describe_quantized(*m, info);
-      writer_.write_encoded(info, hf_name(arch_, key), parts);
+      if (m->format.kind == GridKind::Sub1) {
+        const Sub1Matrix coded = encode_sub1(*m, *dictionary_);
+        writer_.write_encoded(info, hf_name(arch_, key), describe_sub1(coded, info));
+        report_.expert_bytes += coded.bytes();
+      } else {
+        writer_.write_encoded(info, hf_name(arch_, key), describe_quantized(*m, info));
+        report_.expert_bytes += m->bytes();
+      }
       report_.expert_params += uint64_t(m->rows * m->cols);
-      report_.expert_bytes += m->bytes();
       if (m->format.ternary()) report_.zero_fraction += zero_share(*m);
     }
   }
@@ -241,6 +258,7 @@ class LayerQuantizer {
   ContainerWriter& writer_;
   QuantizeReport& report_;
   const ArchitectureNames& arch_;
+  const TunstallDictionary* dictionary_ = nullptr;  // sub1: from the first layer
 };
 
 }  // namespace
@@ -268,6 +286,8 @@ QuantizeReport quantize_model(const CheckpointSource& source, const std::filesys
                              {"damp", o.gptq_options.damp},
                              {"block", o.gptq_options.block},
                              {"act_order", o.gptq_options.act_order},
+                             {"code", o.format.kind == GridKind::Sub1 ? "sub1: Tunstall dictionary from layer 0's trit counts"
+                                                                      : "packed"},
                              {"calibration", {{"file", std::filesystem::absolute(o.calib).string()},
                                               {"crc32", fmt::format("{:08x}", crc32_bytes(calib_text))},
                                               {"windows", windows},

@@ -8,7 +8,7 @@
 using namespace moec;
 
 TEST_CASE("dtype names, encodings and sizes round trip", "[dtype]") {
-  for (DType d : {DType::F32, DType::F16, DType::BF16, DType::I8, DType::U8, DType::U16, DType::I32, DType::I64}) {
+  for (DType d : {DType::F32, DType::F16, DType::BF16, DType::I8, DType::U8, DType::U16, DType::I32, DType::I64, DType::U32, DType::U64}) {
     REQUIRE(dtype_from_name(dtype_name(d)) == d);
     REQUIRE(dtype_from_encoding(dtype_encoding(d)) == d);
   }

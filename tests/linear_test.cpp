@@ -119,11 +119,7 @@ TEST_CASE("linear on quantized weights equals the product with the dequantized m
   const float* w = reinterpret_cast<const float*>(dense.bytes.data());
   for (const char* spec : {"q4g128", "q3g64", "q2g128", "q8g0", "ternary-qmoe", "ternary-sym"}) {
     QuantizedMatrix q = quantize_rtn(w, rows, cols, QuantFormat::parse(spec));
-    WeightView view;
-    view.quantized = true;
-    view.quant = q.view();
-    view.rows = rows;
-    view.cols = cols;
+    WeightView view = quantized_weights(q.view());
     std::vector<float> deq(static_cast<size_t>(rows * cols));
     dequantize_rows(q.view(), 0, rows, deq.data());
     for (int64_t tokens : {1, 3, 40}) {  // direct and GEMM paths

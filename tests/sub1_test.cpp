@@ -1,0 +1,157 @@
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <random>
+
+#include "model/linear.h"
+#include "model/thread_pool.h"
+#include "quant/gptq.h"
+#include "quant/sub1.h"
+#include "quant/sub1_kernels.h"
+#include "test_trits.h"
+
+using namespace moec;
+
+namespace {
+
+Sub1Matrix random_sub1(int64_t rows, int64_t cols, double p0, uint32_t seed) {
+  auto trits = random_trits(rows * cols, p0, seed);
+  return encode_sub1(trits, rows, cols, random_level_codes(rows, seed + 1), 0.37f,
+                     shared_dictionary(count_trits(trits)));
+}
+
+std::vector<float> random_activations(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0, 1);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (auto& v : x) v = d(rng);
+  return x;
+}
+
+std::vector<Sub1Isa> supported_isas() {
+  std::vector<Sub1Isa> out;
+  for (Sub1Isa isa : {Sub1Isa::Portable, Sub1Isa::Avx2, Sub1Isa::Avx512})
+    if (sub1_isa_supported(isa)) out.push_back(isa);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("sub1 level codes: exact round trip, monotonic, nearest within 2.2%", "[sub1]") {
+  const float scale = 0.0625f;
+  CHECK(sub1_level(0, scale) == 0.0f);
+  CHECK(sub1_level(255, scale) == scale);
+  CHECK(sub1_level(255 - 16, scale) == scale / 2);
+  for (unsigned k = 1; k < 256; ++k) {
+    CHECK(sub1_level_code(sub1_level(k, scale), scale) == k);
+    if (k > 1) CHECK(sub1_level(k, scale) > sub1_level(k - 1, scale));
+  }
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-10.0f, 0.0f);
+  for (int i = 0; i < 1000; ++i) {
+    const float v = scale * std::exp2(u(rng));
+    const float back = sub1_level(sub1_level_code(v, scale), scale);
+    CHECK(std::abs(back - v) <= 0.022f * v);
+  }
+  CHECK(sub1_level_code(0.0f, scale) == 0);
+  CHECK(sub1_level_code(1e-30f, scale) == 0);
+  CHECK(sub1_level_code(1.0f, 0.0f) == 0);
+}
+
+TEST_CASE("sub1 matrices round-trip through blocks for any shape", "[sub1]") {
+  for (int64_t rows : {1, 15, 16, 17, 37})
+    for (int64_t cols : {1, 3, 64, 100, 256}) {
+      auto trits = random_trits(rows * cols, 0.8, uint32_t(rows * 1000 + cols));
+      auto levels = random_level_codes(rows, 5);
+      Sub1Matrix m = encode_sub1(trits, rows, cols, levels, 0.5f, shared_dictionary(count_trits(trits)));
+      Sub1View v = m.view();
+      REQUIRE(int64_t(m.blocks.size()) == v.n_blocks() + 1);
+      std::vector<float> out(static_cast<size_t>(rows * cols));
+      dequantize_sub1_rows(v, 0, rows, out.data());
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) {
+          const uint8_t t = trits[r * cols + c];
+          const float want = t == 1 ? 0.0f : (t == 0 ? -sub1_level(levels[2 * r], 0.5f) : sub1_level(levels[2 * r + 1], 0.5f));
+          REQUIRE(out[r * cols + c] == want);
+        }
+      if (rows > 5) {  // a range starting inside a block
+        std::vector<float> part(static_cast<size_t>(4 * cols));
+        dequantize_sub1_rows(v, 3, 4, part.data());
+        REQUIRE(std::equal(part.begin(), part.end(), out.begin() + 3 * cols));
+      }
+    }
+}
+
+TEST_CASE("A matrix quantized on the sub1 grid encodes to exactly its dequantized values", "[sub1]") {
+  const int64_t rows = 40, cols = 96;
+  auto w = random_activations(rows * cols, 3);
+  QuantFormat f = QuantFormat::parse("sub1");
+  f.level_scale = 0.0f;
+  for (float v : w) f.level_scale = std::max(f.level_scale, std::abs(v));
+  QuantizedMatrix q = quantize_rtn(w.data(), rows, cols, f);
+  std::vector<float> want(w.size()), got(w.size());
+  dequantize_rows(q.view(), 0, rows, want.data());
+  Sub1Matrix m = encode_sub1(q, shared_dictionary(count_trits(trits_of(q))));
+  dequantize_sub1_rows(m.view(), 0, rows, got.data());
+  CHECK(got == want);
+  // and the grid is a real ternary grid: levels within 2.2% of the row's min and max
+  for (int64_t r = 0; r < rows; ++r) {
+    float lo = 0, hi = 0;
+    for (int64_t c = 0; c < cols; ++c) lo = std::min(lo, w[r * cols + c]), hi = std::max(hi, w[r * cols + c]);
+    CHECK(std::abs(m.view().low(r) - lo) <= 0.022f * -lo);
+    CHECK(std::abs(m.view().high(r) - hi) <= 0.022f * hi);
+  }
+}
+
+TEST_CASE("sub1 kernels equal the reference decoder followed by a dense product", "[sub1]") {
+  for (Sub1Isa isa : supported_isas())
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 100}, {16, 64}, {33, 1}, {20, 515}, {48, 256}}) {
+      INFO(sub1_isa_name(isa) << " " << rows << "x" << cols);
+      Sub1Matrix m = random_sub1(rows, cols, 0.75, uint32_t(rows + cols));
+      Sub1View v = m.view();
+      std::vector<float> w(static_cast<size_t>(rows * cols));
+      dequantize_sub1_rows(v, 0, rows, w.data());
+      // decoding a block is bit-exact
+      std::vector<float> block(static_cast<size_t>(kSub1BlockRows * cols));
+      for (int64_t b = 0; b < v.n_blocks(); ++b) {
+        sub1_dequantize_block(v, b, block.data(), isa);
+        REQUIRE(std::equal(block.begin(), block.begin() + v.rows_in_block(b) * cols, w.begin() + b * kSub1BlockRows * cols));
+      }
+      for (int64_t tokens : {1, 3, 4, 5, 8, 17, 64}) {
+        const int64_t x_stride = cols + 3, y_stride = rows + 5;
+        auto x = random_activations(tokens * x_stride, uint32_t(tokens));
+        std::vector<float> y(static_cast<size_t>(tokens * y_stride), -1.0f);
+        sub1_linear_blocks(v, 0, v.n_blocks(), x.data(), x_stride, tokens, y.data(), y_stride, isa);
+        for (int64_t t = 0; t < tokens; ++t)
+          for (int64_t r = 0; r < rows; ++r) {
+            double want = 0, size = 0;
+            for (int64_t c = 0; c < cols; ++c) {
+              want += double(w[r * cols + c]) * x[t * x_stride + c];
+              size += std::abs(double(w[r * cols + c]) * x[t * x_stride + c]);
+            }
+            REQUIRE(std::abs(y[t * y_stride + r] - want) <= 1e-5 * size + 1e-30);
+          }
+        // each token's result does not depend on the tokens beside it
+        std::vector<float> alone(static_cast<size_t>(y_stride), -1.0f);
+        sub1_linear_blocks(v, 0, v.n_blocks(), x.data() + (tokens - 1) * x_stride, x_stride, 1, alone.data(), y_stride, isa);
+        REQUIRE(std::equal(alone.begin(), alone.begin() + rows, y.begin() + (tokens - 1) * y_stride));
+        REQUIRE(y[(tokens - 1) * y_stride + rows] == -1.0f);  // nothing written past the rows
+      }
+    }
+}
+
+TEST_CASE("linear() over sub1 weights: fused and GEMM paths, any thread count", "[sub1]") {
+  const int64_t rows = 90, cols = 200;
+  Sub1Matrix m = random_sub1(rows, cols, 0.8, 11);
+  const WeightView view = sub1_weights(m.view());
+  for (int64_t tokens : {1, 7, 64, 65, 300}) {
+    auto x = random_activations(tokens * cols, 17);
+    std::vector<float> want(static_cast<size_t>(tokens * rows)), one(want.size()), two(want.size());
+    linear_reference({x.data(), cols, tokens, view, want.data(), rows});
+    ThreadPool p1(1), p2(2);
+    linear(p1, {x.data(), cols, tokens, view, one.data(), rows});
+    linear(p2, {x.data(), cols, tokens, view, two.data(), rows});
+    CHECK(one == two);
+    for (size_t i = 0; i < want.size(); ++i) REQUIRE(one[i] == Approx(want[i]).margin(1e-4));
+  }
+}

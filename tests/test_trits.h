@@ -1,0 +1,26 @@
+// Random ternary test data shared by the sub1 tests.
+#pragma once
+#include <cstdint>
+#include <random>
+#include <vector>
+
+// i.i.d. trits: zero (trit 1) with probability p0, the low and high level
+// (trits 0 and 2) equally likely otherwise.
+inline std::vector<uint8_t> random_trits(int64_t n, double p0, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<uint8_t> t(static_cast<size_t>(n));
+  for (auto& x : t) {
+    const double v = u(rng);
+    x = v < p0 ? 1 : (v < p0 + (1 - p0) / 2 ? 0 : 2);
+  }
+  return t;
+}
+
+// Level codes [rows, 2] spread over the code range (0 = a zero level).
+inline std::vector<uint8_t> random_level_codes(int64_t rows, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> codes(static_cast<size_t>(2 * rows));
+  for (auto& c : codes) c = uint8_t(rng() % 8 == 0 ? rng() % 256 : 180 + rng() % 76);
+  return codes;
+}
