@@ -27,7 +27,8 @@ constexpr int64_t kSub1BlockRows = 16;
 constexpr int kSub1MaxWordTrits = 64;
 
 struct Sub1Codebook {
-  const uint64_t* masks = nullptr;  // [words][2]: low, high (with the end marker)
+  const uint64_t* masks = nullptr;  // [size][2]: low, high (with the end marker)
+  uint32_t size = 0;                // codewords
 };
 
 MOEC_HD int sub1_word_length(const Sub1Codebook& cb, unsigned word) {

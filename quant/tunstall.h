@@ -48,7 +48,7 @@ class TunstallDictionary {
   const std::vector<uint8_t>& lengths() const { return lengths_; }
   int trit(uint32_t w, int i) const { return sub1_word_trit(codebook(), w, i); }
   // The decoding table (quant/sub1_code.h): 16 bytes per codeword.
-  Sub1Codebook codebook() const { return {masks_.get()}; }
+  Sub1Codebook codebook() const { return {masks_.get(), size()}; }
 
   // Appends the codewords of a stream of n trits; the last codeword is
   // completed with the most probable trit, which the decoder (knowing n)

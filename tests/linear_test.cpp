@@ -36,7 +36,10 @@ Weights random_weights(DType dtype, int64_t rows, int64_t cols, uint32_t seed) {
       std::memcpy(&w.bytes[i * 2], &h, 2);
     }
   }
-  w.view = {dtype, w.bytes.data(), rows, cols};
+  w.view.dtype = dtype;
+  w.view.data = w.bytes.data();
+  w.view.rows = rows;
+  w.view.cols = cols;
   return w;
 }
 
