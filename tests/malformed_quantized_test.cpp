@@ -5,12 +5,15 @@
 
 #include <hdf5.h>
 
+#include <cstring>
+
 #include "io/checkpoint.h"
 #include "io/container.h"
 #include "io/error.h"
 #include "model/model.h"
 #include "model/thread_pool.h"
 #include "quant/gptq.h"
+#include "quant/sub1.h"
 #include "quant/tensor_view.h"
 #include "tests/test_paths.h"
 
@@ -35,10 +38,16 @@ void require_quantized_error(const std::string& spec, const std::function<void(h
         continue;
       }
       std::vector<float> w = data.to_f32();
-      QuantizedMatrix m = quantize_rtn(w.data(), t.shape[0], t.shape[1], QuantFormat::parse(spec));
+      QuantFormat format = QuantFormat::parse(spec);
+      format.level_scale = 0.1f;
+      QuantizedMatrix m = quantize_rtn(w.data(), t.shape[0], t.shape[1], format);
       TensorInfo info = t;
-      auto parts = describe_quantized(m, info);
-      writer.write_encoded(info, t.stored_name, parts);
+      if (spec == "sub1") {
+        const Sub1Matrix coded = encode_sub1(m, shared_dictionary(count_trits(trits_of(m))));
+        writer.write_encoded(info, t.stored_name, describe_sub1(coded, info));
+      } else {
+        writer.write_encoded(info, t.stored_name, describe_quantized(m, info));
+      }
     }
     writer.commit();
   }
@@ -62,17 +71,28 @@ void require_quantized_error(const std::string& spec, const std::function<void(h
 }
 
 
-// Replaces dataset `part` of the tensor group by a zero-filled one of dims.
+// Replaces dataset `part` of the tensor group by one of dims whose every
+// element has the bytes of `fill` (little-endian, truncated to the type).
+void replace_part(hid_t file, const char* tensor, const char* part, hid_t type, std::vector<hsize_t> dims,
+                  uint64_t fill);
+
+// ... or zero-filled.
 void replace_part(hid_t file, const char* tensor, const char* part, hid_t type, std::vector<hsize_t> dims) {
+  replace_part(file, tensor, part, type, std::move(dims), 0);
+}
+
+void replace_part(hid_t file, const char* tensor, const char* part, hid_t type, std::vector<hsize_t> dims,
+                  uint64_t fill) {
   hid_t group = H5Gopen2(file, tensor, H5P_DEFAULT);
   H5Ldelete(group, part, H5P_DEFAULT);
   hid_t space = H5Screate_simple(int(dims.size()), dims.data(), nullptr);
   hid_t set = H5Dcreate2(group, part, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   size_t n = 1;
   for (auto d : dims) n *= d;
-  std::vector<uint16_t> zeros(n);
-  H5Dwrite(set, type == H5T_STD_U16LE ? H5T_NATIVE_UINT16 : H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-           zeros.data());
+  const size_t size = H5Tget_size(type);
+  std::vector<unsigned char> bytes(n * size);
+  for (size_t i = 0; i < n; ++i) std::memcpy(&bytes[i * size], &fill, size);
+  H5Dwrite(set, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data());
   H5Dclose(set);
   H5Sclose(space);
   H5Gclose(group);
@@ -111,4 +131,42 @@ TEST_CASE("malformed quantized containers", "[malformed][quantized]") {
                             H5Gclose(g);
                           },
                           {w1, "missing the format attribute"});
+}
+
+TEST_CASE("malformed sub1 containers", "[malformed][quantized][sub1]") {
+  const std::string w1 = "tensor 'layers.1.experts.2.w1'";  // [24, 16]: 2 blocks of 16 rows
+  require_quantized_error("sub1", [](hid_t f, const char* t) { replace_part(f, t, "codes", H5T_STD_U16LE, {3}); },
+                          {w1, "block offsets must run from 0 to the 3 codewords"});
+  require_quantized_error("sub1", [](hid_t f, const char* t) { replace_part(f, t, "codes", H5T_STD_U16LE, {3, 1}); },
+                          {w1, "'codes' must be a 1-D array"});
+  require_quantized_error("sub1", [](hid_t f, const char* t) { replace_part(f, t, "blocks", H5T_STD_U32LE, {4}); },
+                          {w1, "'blocks' holds 16 bytes but a [24, 16] sub1 matrix needs 12"});
+  require_quantized_error("sub1", [](hid_t f, const char* t) { replace_part(f, t, "blocks", H5T_STD_U16LE, {3}); },
+                          {w1, "'blocks' must be U32"});
+  require_quantized_error("sub1", [](hid_t f, const char* t) { replace_part(f, t, "levels", H5T_STD_U8LE, {23, 2}); },
+                          {w1, "'levels' must have 24 rows"});
+  require_quantized_error("sub1", [](hid_t f, const char* t) { replace_part(f, t, "levels", H5T_STD_U8LE, {24, 3}); },
+                          {w1, "'levels' holds 72 bytes but a [24, 16] sub1 matrix needs 48"});
+  require_quantized_error(
+      "sub1", [](hid_t f, const char* t) { replace_part(f, t, "level_scale", H5T_IEEE_F32LE, {1}, 0x7fc00000u); },
+      {w1, "level_scale nan is not a finite non-negative number"});
+  require_quantized_error("sub1", [](hid_t f, const char* t) { replace_part(f, t, "trit_counts", H5T_STD_U64LE, {2}); },
+                          {w1, "'trit_counts' holds 16 bytes"});
+  require_quantized_error("sub1",
+                          [](hid_t f, const char* t) {
+                            hid_t g = H5Gopen2(f, t, H5P_DEFAULT);
+                            hid_t set = H5Dopen2(g, "codes", H5P_DEFAULT);
+                            const uint16_t word = 65535;  // past the 65535-word dictionary
+                            hsize_t one = 1, at = 0;
+                            hid_t file_space = H5Dget_space(set), memory = H5Screate_simple(1, &one, nullptr);
+                            H5Sselect_hyperslab(file_space, H5S_SELECT_SET, &at, nullptr, &one, nullptr);
+                            H5Dwrite(set, H5T_NATIVE_UINT16, memory, file_space, H5P_DEFAULT, &word);
+                            H5Sclose(memory);
+                            H5Sclose(file_space);
+                            H5Dclose(set);
+                            H5Gclose(g);
+                          },
+                          {w1, "codeword 65535 is outside its 65535-word dictionary"});
+  require_quantized_error("sub1", [](hid_t f, const char* t) { test::set_h5_string(f, t, "format", "ternary-qmoe"); },
+                          {w1, "format 'ternary-qmoe' does not belong to encoding 'sub1'"});
 }
