@@ -22,6 +22,14 @@ struct TernaryTensor {
 std::vector<TernaryTensor> ternary_tensors(const CheckpointSource& source) {
   std::vector<TernaryTensor> out;
   for (const TensorInfo& t : source.tensors()) {
+    if (t.encoding == "sub1") {  // decode its trits
+      TensorData data = source.read(t.key);
+      const Sub1View v = sub1_view(data);
+      TernaryTensor tt{t.key, v.rows, v.cols, std::vector<uint8_t>(size_t(v.rows * v.cols)), uint64_t(v.rows) * 4};
+      for (int64_t b = 0; b < v.n_blocks(); ++b) decode_sub1_block(v, b, tt.trits.data() + b * kSub1BlockRows * v.cols);
+      out.push_back(std::move(tt));
+      continue;
+    }
     if (t.encoding != "ternary") continue;
     TensorData data = source.read(t.key);
     QuantizedView v = quantized_view(data);
@@ -32,7 +40,8 @@ std::vector<TernaryTensor> ternary_tensors(const CheckpointSource& source) {
       for (int64_t c = 0; c < v.cols; ++c) tt.trits[r * v.cols + c] = uint8_t(ternary_code(v.codes + r * row_bytes, c));
     out.push_back(std::move(tt));
   }
-  if (out.empty()) fail("{}: no ternary expert tensors (quantize with --bits ternary first)", source.path().string());
+  if (out.empty())
+    fail("{}: no ternary or sub1 expert tensors (quantize with --bits ternary first)", source.path().string());
   return out;
 }
 
@@ -56,6 +65,20 @@ double coded_bits(const std::vector<TernaryTensor>& tensors, GroupOf group_of) {
   return bits;
 }
 
+// QMoE's scheme: every row coded on its own, with a 32-bit offset and two
+// bf16 levels per row.
+double qmoe_row_coded_bits(const std::vector<TernaryTensor>& tensors, const TunstallDictionary& dict) {
+  double bits = 0;
+  std::vector<uint16_t> words;
+  for (const auto& t : tensors)
+    for (int64_t r = 0; r < t.rows; ++r) {
+      words.clear();
+      dict.encode(t.trits.data() + r * t.cols, t.cols, words);
+      bits += 16.0 * double(words.size()) + 64.0;
+    }
+  return bits;
+}
+
 }  // namespace
 
 nlohmann::ordered_json run_sub1_bench(const std::filesystem::path& path) {
@@ -76,7 +99,8 @@ nlohmann::ordered_json run_sub1_bench(const std::filesystem::path& path) {
   j["weights"] = weights;
   j["zero_fraction"] = zeros / weights;
   j["pair_entropy_bits_per_weight"] = pair_entropy_bits_per_weight(pairs);
-  j["scales_bits_per_weight"] = scale_bits / weights;
+  j["qmoe_fixed_dictionary_bits_per_weight"] = qmoe_row_coded_bits(tensors, TunstallDictionary::qmoe_fixed()) / weights;
+  j["scales_bits_per_weight"] = scale_bits / weights;  // the input's own levels
   double rows = 0;
   for (const auto& t : tensors) rows += double(t.rows);
   j["sub1_levels_bits_per_weight"] = 16.0 * rows / weights;  // two 8-bit level codes per row
@@ -103,7 +127,9 @@ std::string format_sub1_bench(const nlohmann::ordered_json& j) {
   out += fmt::format("  per-row f16 levels                {:.3f} bits/weight\n", j["scales_bits_per_weight"].get<double>());
   out += fmt::format("  per-row 8-bit level codes (sub1)  {:.3f} bits/weight\n",
                      j["sub1_levels_bits_per_weight"].get<double>());
-  out += fmt::format("  base-3 packing (the container's)  1.600 bits/weight + scales\n");
+  out += fmt::format("  base-3 packing (ternary-qmoe)     1.600 bits/weight + f16 levels\n");
+  out += fmt::format("  QMoE's fixed pair dictionary     {:.3f} bits/weight, rows coded apart, with its row overhead\n",
+                     j["qmoe_fixed_dictionary_bits_per_weight"].get<double>());
   for (const char* scope : {"model", "layer", "tensor"}) {
     const auto& d = j[std::string("dictionary_per_") + scope];
     out += fmt::format("  sub1, dictionary per {:<7}      {:.3f} bits/weight; {:.3f} with f16 levels, {:.3f} with 8-bit\n",

@@ -67,48 +67,82 @@ double entropy_bits(const std::array<uint64_t, N>& counts) {
 double trit_entropy_bits_per_weight(const TritCounts& counts) { return entropy_bits(counts); }
 double pair_entropy_bits_per_weight(const PairCounts& counts) { return entropy_bits(counts) / 2.0; }
 
-TunstallDictionary::TunstallDictionary(const TritCounts& counts, uint32_t max_words) {
-  if (max_words < 3 || max_words > 65536) fail("Tunstall dictionary size {} must be in 3..65536", max_words);
+TunstallDictionary::TunstallDictionary(const TritCounts& counts, uint32_t max_words) : counts_(counts) {
   // Laplace smoothing: every trit stays encodable, counts of 0 included.
-  counts_ = counts;
   std::array<double, 3> p{};
   double total = 0;
   for (int t = 0; t < 3; ++t) total += double(counts[t]) + 1.0;
   for (int t = 0; t < 3; ++t) p[t] = (double(counts[t]) + 1.0) / total;
-  fill_trit_ = uint8_t(std::max_element(p.begin(), p.end()) - p.begin());
+  build(p, 1, kMaxTrits, max_words);
+}
+
+TunstallDictionary TunstallDictionary::pairs(const PairCounts& counts, int max_pairs, uint32_t max_words) {
+  std::array<double, 9> p{};
+  double total = 0;
+  for (int s = 0; s < 9; ++s) total += double(counts[s]) + 1.0;
+  for (int s = 0; s < 9; ++s) p[s] = (double(counts[s]) + 1.0) / total;
+  TunstallDictionary d;
+  d.build(p, 2, max_pairs, max_words);
+  return d;
+}
+
+TunstallDictionary TunstallDictionary::qmoe_fixed() {
+  // QMoE's assumption: i.i.d. weights, zero with probability 0.885, ±1 alike.
+  const double p0 = 0.885, p1 = (1.0 - p0) / 2;
+  const double trit[3] = {p1, p0, p1};
+  std::array<double, 9> p{};
+  for (int s = 0; s < 9; ++s) p[s] = trit[s / 3] * trit[s % 3];
+  TunstallDictionary d;
+  d.build(p, 2, 14, 65536);
+  return d;
+}
+
+void TunstallDictionary::build(std::span<const double> p, int symbol_trits, int max_symbols, uint32_t max_words) {
+  const uint32_t alphabet = uint32_t(p.size());
+  if (max_words < alphabet || max_words > 65536)
+    fail("Tunstall dictionary size {} must be in {}..65536", max_words, alphabet);
+  if (max_symbols < 1 || max_symbols * symbol_trits > kMaxTrits)
+    fail("Tunstall codewords of {} symbols exceed {} trits", max_symbols, kMaxTrits);
+  alphabet_ = alphabet;
+  symbol_trits_ = symbol_trits;
+  fill_symbol_ = uint8_t(std::max_element(p.begin(), p.end()) - p.begin());
 
   struct Leaf {
     double probability;
     uint32_t id;  // creation order: ties split the older leaf first
     uint32_t parent;
-    uint8_t trit, depth;
-    std::array<uint64_t, 2> path;
+    uint8_t symbol, depth;  // depth in symbols
+    std::array<uint64_t, 2> path;  // 2-bit trits
   };
   auto less_probable = [](const Leaf& a, const Leaf& b) {
     return a.probability < b.probability || (a.probability == b.probability && a.id > b.id);
   };
   std::priority_queue<Leaf, std::vector<Leaf>, decltype(less_probable)> open(less_probable);
-  std::vector<Leaf> capped;  // at kMaxTrits: leaves for good
+  std::vector<Leaf> capped;  // at max_symbols: leaves for good
   uint32_t next_id = 0, internal = 1;
-  child_.assign(3, 0);
+  child_.assign(alphabet, 0);
   auto add_children = [&](uint32_t node, uint8_t depth, std::array<uint64_t, 2> path, double probability) {
-    for (uint8_t t = 0; t < 3; ++t) {
+    for (uint32_t s = 0; s < alphabet; ++s) {
       auto child_path = path;
-      child_path[depth >> 5] |= uint64_t(t) << (2 * (depth & 31));
-      Leaf leaf{probability * p[t], next_id++, node, t, uint8_t(depth + 1), child_path};
-      (leaf.depth >= kMaxTrits ? capped.push_back(leaf) : open.push(leaf));
+      for (int j = 0; j < symbol_trits; ++j) {
+        const int at = depth * symbol_trits + j;
+        const uint64_t t = symbol_trits == 1 ? s : (j == 0 ? s / 3 : s % 3);
+        child_path[at >> 5] |= t << (2 * (at & 31));
+      }
+      Leaf leaf{probability * p[s], next_id++, node, uint8_t(s), uint8_t(depth + 1), child_path};
+      (leaf.depth >= max_symbols ? capped.push_back(leaf) : open.push(leaf));
     }
   };
   add_children(0, 0, {0, 0}, 1.0);
-  uint32_t leaves = 3;
-  while (leaves + 2 <= max_words && !open.empty()) {
+  uint32_t leaves = alphabet;
+  while (leaves + alphabet - 1 <= max_words && !open.empty()) {
     Leaf leaf = open.top();
     open.pop();
     const uint32_t node = internal++;
-    child_.resize(size_t(internal) * 3, 0);
-    child_[size_t(leaf.parent) * 3 + leaf.trit] = node;
+    child_.resize(size_t(internal) * alphabet, 0);
+    child_[size_t(leaf.parent) * alphabet + leaf.symbol] = node;
     add_children(node, leaf.depth, leaf.path, leaf.probability);
-    leaves += 2;
+    leaves += alphabet - 1;
   }
   // The remaining leaves become codewords, in creation order.
   std::vector<Leaf> all(capped);
@@ -120,25 +154,26 @@ TunstallDictionary::TunstallDictionary(const TritCounts& counts, uint32_t max_wo
   masks_.reset(allocate_table(all.size() * 2));
   for (const Leaf& leaf : all) {
     const uint32_t word = uint32_t(lengths_.size());
-    child_[size_t(leaf.parent) * 3 + leaf.trit] = kLeafBit | word;
-    lengths_.push_back(leaf.depth);
+    const int trits = leaf.depth * symbol_trits;
+    child_[size_t(leaf.parent) * alphabet + leaf.symbol] = kLeafBit | word;
+    lengths_.push_back(uint8_t(trits));
     uint64_t low = 0, high = 0;
-    for (int i = 0; i < leaf.depth; ++i) {
+    for (int i = 0; i < trits; ++i) {
       const uint64_t t = (leaf.path[i >> 5] >> (2 * (i & 31))) & 3;
       low |= uint64_t(t == 0) << i;
       high |= uint64_t(t == 2) << i;
     }
-    const uint64_t marker = leaf.depth < 64 ? uint64_t(1) << leaf.depth : 0;
+    const uint64_t marker = trits < 64 ? uint64_t(1) << trits : 0;
     masks_[2 * word] = low | marker;
     masks_[2 * word + 1] = high | marker;
-    mean_trits_ += leaf.probability * leaf.depth;
+    mean_trits_ += leaf.probability * trits;
   }
 }
 
 void TunstallDictionary::encode(const uint8_t* trits, int64_t n, std::vector<uint16_t>& out) const {
   uint32_t node = 0;
-  auto step = [&](uint8_t t) {
-    const uint32_t next = child_[size_t(node) * 3 + t];
+  auto step = [&](uint32_t symbol) {
+    const uint32_t next = child_[size_t(node) * alphabet_ + symbol];
     if (next & kLeafBit) {
       out.push_back(uint16_t(next & ~kLeafBit));
       node = 0;
@@ -146,8 +181,12 @@ void TunstallDictionary::encode(const uint8_t* trits, int64_t n, std::vector<uin
       node = next;
     }
   };
-  for (int64_t i = 0; i < n; ++i) step(trits[i]);
-  while (node != 0) step(fill_trit_);  // complete the last codeword; the decoder drops the excess
+  if (symbol_trits_ == 1) {
+    for (int64_t i = 0; i < n; ++i) step(trits[i]);
+  } else {  // pairs; an odd stream's last trit is paired with a zero
+    for (int64_t i = 0; i < n; i += 2) step(3u * trits[i] + (i + 1 < n ? trits[i + 1] : 1u));
+  }
+  while (node != 0) step(fill_symbol_);  // complete the last codeword; the decoder drops the excess
 }
 
 const TunstallDictionary& shared_dictionary(const TritCounts& counts) {

@@ -40,10 +40,18 @@ double pair_entropy_bits_per_weight(const PairCounts& counts);
 class TunstallDictionary {
  public:
   static constexpr int kMaxTrits = kSub1MaxWordTrits;  // a codeword covers at most 64 weights
+  // The dictionary over single trits, from their counts (sub1's).
   explicit TunstallDictionary(const TritCounts& counts, uint32_t max_words = 65536);
+  // Over pair symbols 3·t0 + t1 (QMoE's alphabet), at most max_pairs per
+  // codeword: for comparisons (`moec bench sub1`); it decodes through the
+  // same table, but containers store trit dictionaries only.
+  static TunstallDictionary pairs(const PairCounts& counts, int max_pairs = 32, uint32_t max_words = 65536);
+  // QMoE's fixed dictionary: pairs, built once for p(0) = 0.885, ≤ 14 pairs.
+  static TunstallDictionary qmoe_fixed();
 
   uint32_t size() const { return uint32_t(lengths_.size()); }
-  const TritCounts& counts() const { return counts_; }
+  const TritCounts& counts() const { return counts_; }  // trit dictionaries only
+  int symbol_trits() const { return symbol_trits_; }
   // Codeword w stands for lengths()[w] trits; trit i is trit(w, i).
   const std::vector<uint8_t>& lengths() const { return lengths_; }
   int trit(uint32_t w, int i) const { return sub1_word_trit(codebook(), w, i); }
@@ -51,14 +59,21 @@ class TunstallDictionary {
   Sub1Codebook codebook() const { return {masks_.get(), size()}; }
 
   // Appends the codewords of a stream of n trits; the last codeword is
-  // completed with the most probable trit, which the decoder (knowing n)
+  // completed with the most probable symbol, which the decoder (knowing n)
   // cuts off again.
   void encode(const uint8_t* trits, int64_t n, std::vector<uint16_t>& out) const;
   // Expected weights per codeword under the counts (for bits-per-weight estimates).
   double mean_weights_per_word() const { return mean_trits_; }
 
  private:
-  TritCounts counts_;
+  TunstallDictionary() = default;
+  // Grows the tree over an alphabet of p.size() symbols of symbol_trits
+  // trits each.
+  void build(std::span<const double> p, int symbol_trits, int max_symbols, uint32_t max_words);
+
+  TritCounts counts_{};
+  uint32_t alphabet_ = 3;
+  int symbol_trits_ = 1;
   std::vector<uint8_t> lengths_;
   // Per codeword: low, high bit masks with the end marker. In one 2 MiB
   // huge page where the kernel allows it: the kernels read it at random, and
@@ -70,7 +85,7 @@ class TunstallDictionary {
   // Parse tree: child_[node * 3 + t] is an internal node id, or a codeword
   // with the top bit set.
   std::vector<uint32_t> child_;
-  uint8_t fill_trit_ = 1;  // most probable trit, completes a stream's last codeword
+  uint8_t fill_symbol_ = 1;  // most probable symbol, completes a stream's last codeword
   double mean_trits_ = 0;
 };
 
