@@ -1,6 +1,7 @@
 #include "bench/kernel_bench.h"
 
 #include <algorithm>
+#include <deque>
 #include <map>
 #include <random>
 
@@ -12,6 +13,11 @@
 #include "model/linear.h"
 #include "model/thread_pool.h"
 #include "quant/sub1_kernels.h"
+
+#if defined(MOEC_HAVE_CUDA)
+#include "quant/cuda/bf16_convert.h"
+#include "quant/cuda/sub1_gpu_timing.h"
+#endif
 
 namespace moec {
 namespace {
@@ -114,10 +120,22 @@ nlohmann::ordered_json measure(const Case& c, ThreadPool& pool, double min_secon
                             {"speedup_vs_bf16", bf16 / sub1},
                             {"speedup_vs_f32", f32 / sub1}});
   }
+#if defined(MOEC_HAVE_CUDA)
+  if (c.sub1.size() == 1 && cuda::device_count() > 0) {
+    const cuda::GpuKernelTimes g = cuda::time_sub1_on_gpu(c.sub1[0]);
+    j["gpu"] = {{"device", g.device},
+                {"sub1_matvec_ms", g.sub1_matvec_ms},
+                {"sub1_matvec_bf16_activations_ms", g.sub1_matvec_bf16_ms},
+                {"cublas_bf16_gemv_ms", g.cublas_bf16_gemv_ms},
+                {"sub1_batch16_ms", g.sub1_batch16_ms},
+                {"sub1_16_matvecs_ms", g.sub1_16_matvecs_ms},
+                {"cublas_bf16_batch16_ms", g.cublas_bf16_batch16_ms}};
+  }
+#endif
   return j;
 }
 
-Case synthetic_case(int64_t rows, int64_t cols, double p0, uint32_t seed, std::vector<Sub1Matrix>& owned) {
+Case synthetic_case(int64_t rows, int64_t cols, double p0, uint32_t seed, std::deque<Sub1Matrix>& owned) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<double> u(0, 1);
   std::vector<uint8_t> trits(static_cast<size_t>(rows * cols));
@@ -144,8 +162,7 @@ nlohmann::ordered_json run_kernel_bench(const KernelBenchOptions& o) {
   ThreadPool pool(o.threads);
   nlohmann::ordered_json j;
   j["threads"] = pool.size();
-  std::vector<Sub1Matrix> owned;
-  owned.reserve(2);
+  std::deque<Sub1Matrix> owned;  // the cases' views point into these
   if (o.synthetic) {
     for (auto [rows, cols] : {std::pair<int64_t, int64_t>{14336, 4096}, {4096, 14336}}) {
       Case c = synthetic_case(rows, cols, 0.885, uint32_t(rows), owned);
@@ -191,6 +208,17 @@ std::string format_kernel_bench(const nlohmann::ordered_json& j) {
       out += fmt::format("  {:>7} {:>10.3f} {:>10.3f} {:>10.3f} {:>9.2f}x {:>9.2f}x\n", b["tokens"].get<int64_t>(),
                          b["sub1_ms"].get<double>(), b["bf16_ms"].get<double>(), b["f32_ms"].get<double>(),
                          b["speedup_vs_bf16"].get<double>(), b["speedup_vs_f32"].get<double>());
+    if (c.contains("gpu")) {
+      const auto& g = c["gpu"];
+      out += fmt::format("  GPU {}: sub1 matvec {:.4f} ms (bf16 x {:.4f}), cuBLAS bf16 GEMV {:.4f} ms ({:.2f}x)\n",
+                         g["device"].get<std::string>(), g["sub1_matvec_ms"].get<double>(),
+                         g["sub1_matvec_bf16_activations_ms"].get<double>(), g["cublas_bf16_gemv_ms"].get<double>(),
+                         g["cublas_bf16_gemv_ms"].get<double>() / g["sub1_matvec_ms"].get<double>());
+      out += fmt::format("      batch 16 {:.4f} ms vs 16 matvecs {:.4f} ms ({:.1f}x); cuBLAS bf16 batch 16 {:.4f} ms\n",
+                         g["sub1_batch16_ms"].get<double>(), g["sub1_16_matvecs_ms"].get<double>(),
+                         g["sub1_16_matvecs_ms"].get<double>() / g["sub1_batch16_ms"].get<double>(),
+                         g["cublas_bf16_batch16_ms"].get<double>());
+    }
   }
   return out;
 }

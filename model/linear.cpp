@@ -28,7 +28,7 @@ constexpr int64_t kTokenTile = 256;
 constexpr int64_t kDirectRowTile = 64;  // a multiple of sub1's 16-row blocks
 // sub1 weights: batches up to this size use the fused decode-and-multiply
 // kernel; larger ones decode a tile to f32 and run the GEMM.
-constexpr int64_t kSub1FusedMaxTokens = 64;
+constexpr int64_t kSub1FusedMaxTokens = 16;
 
 // Rows per GEMM tile: about 64 KB of widened f32 weights, a multiple of 16.
 int64_t gemm_row_tile(int64_t cols) {

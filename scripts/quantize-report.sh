@@ -15,9 +15,11 @@ echo "| experts | method (gptq: --no-act-order; gptq-act: --act-order, the defau
 echo "|---|---|---|---|---|---|---|"
 echo "| bf16 (baseline) | - | $(ppl $model) | 16.000 | 16.04 | - | - |"
 for method in rtn gptq gptq-act; do
-  for spec in "4 128" "3 128" "2 128" "ternary qmoe" "ternary sym"; do
+  for spec in "4 128" "3 128" "2 128" "ternary qmoe" "ternary sym" "ternary sub1"; do
     set -- $spec
-    if [ "$1" = ternary ]; then flags="--bits ternary --ternary $2"; name="ternary-$2"; else flags="--bits $1 --group $2"; name="q$1g$2"; fi
+    if [ "$2" = sub1 ]; then flags="--bits ternary --code sub1"; name="sub1"
+    elif [ "$1" = ternary ]; then flags="--bits ternary --ternary $2"; name="ternary-$2"
+    else flags="--bits $1 --group $2"; name="q$1g$2"; fi
     file="$out/$name-$method.h5"
     extra="--method ${method%-act} --no-act-order"; [ "$method" = gptq-act ] && extra="--method gptq --act-order"
     $moec quantize $model -o "$file" $flags $extra --calib $calib --force --json > "$file.json"

@@ -2,8 +2,10 @@
 # The main job on the model shipped in the repo: inspect it, convert it to a
 # moec container, quantize its experts to ternary with GPTQ (calibration: the
 # Brown train split), inspect and evaluate both on the Brown test split,
-# generate from the quantized model, and export the lossless container back
-# to a Hugging Face folder.
+# generate from the quantized model; quantize again into the sub-1-bit sub1
+# code with QMoE's GPTQ settings, inspect, evaluate and generate from it,
+# benchmark its kernels (and Mixtral-shaped synthetic ones) against dense
+# products; export the lossless container back to a Hugging Face folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -21,4 +23,11 @@ $moec quantize "$model" -o "$out/tiny-mixtral-brown.ternary.h5" --bits ternary -
 $moec inspect "$out/tiny-mixtral-brown.ternary.h5"
 $moec eval "$out/tiny-mixtral-brown.ternary.h5" --text data/brown/brown.test.txt --ctx 256 --routing
 $moec generate "$out/tiny-mixtral-brown.ternary.h5" --prompt "The Fulton County Grand Jury said" -n 48
+$moec quantize "$model" -o "$out/tiny-mixtral-brown.sub1.h5" --bits ternary --code sub1 --method gptq \
+  --damp 0.1 --no-act-order --calib data/brown/brown.train.txt --calib-windows 128 --ctx 256 --force
+$moec inspect "$out/tiny-mixtral-brown.sub1.h5"
+$moec eval "$out/tiny-mixtral-brown.sub1.h5" --text data/brown/brown.test.txt --ctx 256
+$moec generate "$out/tiny-mixtral-brown.sub1.h5" --prompt "The Fulton County Grand Jury said" -n 48
+$moec bench sub1 "$out/tiny-mixtral-brown.sub1.h5"
+$moec bench kernels --model "$out/tiny-mixtral-brown.sub1.h5"
 $moec export "$out/tiny-mixtral-brown.h5" -o "$out/tiny-mixtral-brown-hf" --force

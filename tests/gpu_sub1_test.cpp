@@ -7,7 +7,7 @@
 #include "io/dtype.h"
 #include "quant/cuda/sub1_kernels.h"
 #include "quant/sub1.h"
-#include "test_trits.h"
+#include "tests/test_random.h"
 
 using namespace moec;
 

@@ -3,22 +3,12 @@
 tensor against the Hugging Face safetensors it was converted from, parsed
 here with json + numpy. Usage: h5py_check.py CONTAINER.h5 HF_DIR"""
 import json
-import struct
 import sys
 
 import h5py
 import numpy as np
 
-
-def safetensors_tensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    header.pop("__metadata__", None)
-    data = raw[8 + n:]
-    return {name: (e["dtype"], e["shape"], data[e["data_offsets"][0]:e["data_offsets"][1]])
-            for name, e in header.items()}
+from hf_safetensors import safetensors_tensors
 
 
 def main(container, hf_dir):

@@ -6,12 +6,12 @@ block, and checks the levels and trits equal what round-to-nearest on the
 sub1 grid gives for the source safetensors' weights.
 Usage: h5py_sub1_check.py CONTAINER.h5 HF_DIR"""
 import heapq
-import json
-import struct
 import sys
 
 import h5py
 import numpy as np
+
+from hf_safetensors import safetensors_tensors
 
 BLOCK_ROWS = 16
 # f32 nearest to 2^(-j/16), as the spec's table
@@ -20,18 +20,12 @@ F = np.array([1.0, 0.957603281, 0.917004043, 0.87812608, 0.840896415, 0.80524516
               0.522136891], dtype=np.float32)
 
 
-def safetensors_tensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    header.pop("__metadata__", None)
-    data = raw[8 + n:]
+def bf16_tensors(path):
+    """{name: float32 array} of a bf16 safetensors file."""
     out = {}
-    for name, e in header.items():
-        assert e["dtype"] == "BF16", name
-        bits = np.frombuffer(data[e["data_offsets"][0]:e["data_offsets"][1]], np.uint16)
-        out[name] = (bits.astype(np.uint32) << 16).view(np.float32).reshape(e["shape"])
+    for name, (dtype, shape, raw) in safetensors_tensors(path).items():
+        assert dtype == "BF16", name
+        out[name] = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(shape)
     return out
 
 
@@ -101,7 +95,7 @@ def decode(group, rows, cols, cache):
 
 
 def main(container, hf_dir):
-    source = safetensors_tensors(f"{hf_dir}/model.safetensors")
+    source = bf16_tensors(f"{hf_dir}/model.safetensors")
     checked, cache = 0, {}
     with h5py.File(container, "r") as f:
         assert f.attrs["moec_format"] == "moec"

@@ -9,6 +9,7 @@
 #include "model/linear.h"
 #include "model/thread_pool.h"
 #include "quant/gptq.h"
+#include "tests/test_random.h"
 
 using namespace moec;
 
@@ -43,14 +44,6 @@ Weights random_weights(DType dtype, int64_t rows, int64_t cols, uint32_t seed) {
   return w;
 }
 
-std::vector<float> random_activations(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> x(static_cast<size_t>(n));
-  for (auto& v : x) v = normal(rng);
-  return x;
-}
-
 }  // namespace
 
 TEST_CASE("linear matches a double-precision reference on every path", "[linear]") {
@@ -60,7 +53,7 @@ TEST_CASE("linear matches a double-precision reference on every path", "[linear]
       for (int64_t tokens : {1, 3, 4, 5, 300}) {  // direct kernel up to 4 tokens, GEMM above
         const int64_t rows = 70;
         Weights w = random_weights(dtype, rows, cols, 7);
-        auto x = random_activations(tokens * (cols + 3), 11);  // strided rows
+        auto x = random_normals(tokens * (cols + 3), 11);  // strided rows
         std::vector<float> got(size_t(tokens * (rows + 5))), want(got.size());
         LinearProblem p{x.data(), cols + 3, tokens, w.view, got.data(), rows + 5};
         linear(pool, p);
@@ -78,7 +71,7 @@ TEST_CASE("linear matches a double-precision reference on every path", "[linear]
 TEST_CASE("linear results are bit-identical for any thread count", "[linear]") {
   Weights w = random_weights(DType::BF16, 700, 256, 3);
   for (int64_t tokens : {1, 600}) {
-    auto x = random_activations(tokens * 256, 5);
+    auto x = random_normals(tokens * 256, 5);
     std::vector<std::vector<float>> results;
     for (int threads : {1, 2, 3, 5}) {
       ThreadPool pool(threads);
@@ -126,7 +119,7 @@ TEST_CASE("linear on quantized weights equals the product with the dequantized m
     std::vector<float> deq(static_cast<size_t>(rows * cols));
     dequantize_rows(q.view(), 0, rows, deq.data());
     for (int64_t tokens : {1, 3, 40}) {  // direct and GEMM paths
-      auto x = random_activations(tokens * cols, 13);
+      auto x = random_normals(tokens * cols, 13);
       std::vector<float> got(static_cast<size_t>(tokens * rows)), want(got.size());
       linear(pool, LinearProblem{x.data(), cols, tokens, view, got.data(), rows});
       linear_reference(LinearProblem{x.data(), cols, tokens, f32_view(deq.data(), rows, cols), want.data(), rows});

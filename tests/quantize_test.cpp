@@ -137,6 +137,14 @@ TEST_CASE("quantize refuses bad requests", "[quantize]") {
   auto no_calib = test::run_moec("quantize '" + test::fixture_model_dir().string() + "' -o '" + (tmp / "x.h5").string() + "'");
   CHECK(no_calib.exit_code != 0);
   CHECK_THAT(no_calib.err, Catch::Contains("--calib is required"));
+  for (const char* flags : {"--bits 4 --code sub1", "--bits ternary --ternary sym --code sub1"}) {
+    auto sub1 = test::run_moec("quantize '" + test::fixture_model_dir().string() + "' -o '" +
+                               (tmp / "x.h5").string() + "' " + flags + " --calib '" +
+                               test::text_file("validation").string() + "'");
+    CHECK(sub1.exit_code != 0);
+    CHECK_THAT(sub1.err, Catch::Contains("--code sub1 codes ternary weights on the qmoe grid"));
+    CHECK(std::count(sub1.err.begin(), sub1.err.end(), '\n') == 1);
+  }
   CHECK_FALSE(fs::exists(tmp / "x.h5"));
 }
 

@@ -8,7 +8,7 @@
 #include "quant/gptq.h"
 #include "quant/sub1.h"
 #include "quant/sub1_kernels.h"
-#include "test_trits.h"
+#include "tests/test_random.h"
 
 using namespace moec;
 
@@ -18,14 +18,6 @@ Sub1Matrix random_sub1(int64_t rows, int64_t cols, double p0, uint32_t seed) {
   auto trits = random_trits(rows * cols, p0, seed);
   return encode_sub1(trits, rows, cols, random_level_codes(rows, seed + 1), 0.37f,
                      shared_dictionary(count_trits(trits)));
-}
-
-std::vector<float> random_activations(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0, 1);
-  std::vector<float> x(static_cast<size_t>(n));
-  for (auto& v : x) v = d(rng);
-  return x;
 }
 
 std::vector<Sub1Isa> supported_isas() {
@@ -84,7 +76,7 @@ TEST_CASE("sub1 matrices round-trip through blocks for any shape", "[sub1]") {
 
 TEST_CASE("A matrix quantized on the sub1 grid encodes to exactly its dequantized values", "[sub1]") {
   const int64_t rows = 40, cols = 96;
-  auto w = random_activations(rows * cols, 3);
+  auto w = random_normals(rows * cols, 3);
   QuantFormat f = QuantFormat::parse("sub1");
   f.level_scale = 0.0f;
   for (float v : w) f.level_scale = std::max(f.level_scale, std::abs(v));
@@ -119,7 +111,7 @@ TEST_CASE("sub1 kernels equal the reference decoder followed by a dense product"
       }
       for (int64_t tokens : {1, 3, 4, 5, 8, 17, 64}) {
         const int64_t x_stride = cols + 3, y_stride = rows + 5;
-        auto x = random_activations(tokens * x_stride, uint32_t(tokens));
+        auto x = random_normals(tokens * x_stride, uint32_t(tokens));
         std::vector<float> y(static_cast<size_t>(tokens * y_stride), -1.0f);
         sub1_linear_blocks(v, 0, v.n_blocks(), x.data(), x_stride, tokens, y.data(), y_stride, isa);
         for (int64_t t = 0; t < tokens; ++t)
@@ -145,7 +137,7 @@ TEST_CASE("linear() over sub1 weights: fused and GEMM paths, any thread count", 
   Sub1Matrix m = random_sub1(rows, cols, 0.8, 11);
   const WeightView view = sub1_weights(m.view());
   for (int64_t tokens : {1, 7, 64, 65, 300}) {
-    auto x = random_activations(tokens * cols, 17);
+    auto x = random_normals(tokens * cols, 17);
     std::vector<float> want(static_cast<size_t>(tokens * rows)), one(want.size()), two(want.size());
     linear_reference({x.data(), cols, tokens, view, want.data(), rows});
     ThreadPool p1(1), p2(2);

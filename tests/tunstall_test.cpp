@@ -4,7 +4,7 @@
 
 #include "quant/sub1.h"
 #include "quant/tunstall.h"
-#include "test_trits.h"
+#include "tests/test_random.h"
 
 using namespace moec;
 

@@ -72,19 +72,18 @@ void Sub1DeviceMatrix::linear_bf16(const uint16_t* x, int64_t x_stride, int64_t 
 void sub1_linear_on_device(const Sub1View& w, const float* x, int64_t tokens, float* y, bool bf16_activations) {
   Sub1DeviceMatrix matrix(w);
   const size_t nx = size_t(tokens * w.cols), ny = size_t(tokens * w.rows);
-  DeviceBuffer<float> dy(ny);
+  DeviceBuffer<float> dx(bf16_activations ? 0 : nx), dy(ny);
+  DeviceBuffer<uint16_t> dxb(bf16_activations ? nx : 0);
   if (bf16_activations) {
     std::vector<uint16_t> xb(nx);
     for (size_t i = 0; i < nx; ++i) xb[i] = f32_to_bf16(x[i]);
-    DeviceBuffer<uint16_t> dx(nx);
-    check(cudaMemcpy(dx.p, xb.data(), nx * 2, cudaMemcpyHostToDevice), "cudaMemcpy x");
-    matrix.linear_bf16(dx.p, w.cols, tokens, dy.p, w.rows);
+    check(cudaMemcpy(dxb.p, xb.data(), nx * 2, cudaMemcpyHostToDevice), "cudaMemcpy x");
+    matrix.linear_bf16(dxb.p, w.cols, tokens, dy.p, w.rows);
   } else {
-    DeviceBuffer<float> dx(nx);
     check(cudaMemcpy(dx.p, x, nx * 4, cudaMemcpyHostToDevice), "cudaMemcpy x");
     matrix.linear(dx.p, w.cols, tokens, dy.p, w.rows);
   }
-  check(cudaMemcpy(y, dy.p, ny * 4, cudaMemcpyDeviceToHost), "cudaMemcpy y");
+  check(cudaMemcpy(y, dy.p, ny * 4, cudaMemcpyDeviceToHost), "cudaMemcpy y");  // waits for the kernel
 }
 
 }  // namespace moec::cuda

@@ -1,4 +1,4 @@
-// Random ternary test data shared by the sub1 tests.
+// Random test data shared by the kernel and codec tests.
 #pragma once
 #include <cstdint>
 #include <random>
@@ -23,4 +23,13 @@ inline std::vector<uint8_t> random_level_codes(int64_t rows, uint32_t seed) {
   std::vector<uint8_t> codes(static_cast<size_t>(2 * rows));
   for (auto& c : codes) c = uint8_t(rng() % 8 == 0 ? rng() % 256 : 180 + rng() % 76);
   return codes;
+}
+
+// n values drawn from N(0, 1): activations and weights.
+inline std::vector<float> random_normals(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (auto& v : x) v = normal(rng);
+  return x;
 }
