@@ -90,7 +90,7 @@ class TunstallDictionary {
 };
 
 // The dictionary of these counts, built once per process and shared (a
-// model's tensors that share counts share one 1.1 MiB decoding table).
+// model's tensors that share counts share one 1 MiB decoding table).
 const TunstallDictionary& shared_dictionary(const TritCounts& counts);
 
 }  // namespace moec

@@ -120,7 +120,7 @@ ExpertResult quantize_expert(const CheckpointSource& source, int layer, int expe
 }
 
 // The sub1 dictionary of every layer: built from the trit counts of the
-// first layer's experts. One dictionary per model keeps one 1.1 MiB decoding
+// first layer's experts. One dictionary per model keeps one 1 MiB decoding
 // table resident instead of one per layer, and layers' statistics differ
 // little (`moec bench sub1` measures per-model, per-layer and per-tensor
 // dictionaries: the difference is under 1%).
