@@ -1,7 +1,8 @@
 #include "quant/cuda/sub1_gpu_timing.h"
 
-#include <cublas_v2.h>
+#include <cublas_v2.h>  // declarations only: cuBLAS is loaded with dlopen when timed
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 
 #include "io/error.h"
 #include "quant/cuda/sub1_kernels.h"
@@ -15,6 +16,30 @@ void check(cudaError_t status, const char* what) {
 void check(cublasStatus_t status, const char* what) {
   if (status != CUBLAS_STATUS_SUCCESS) fail("cublas: {}: status {}", what, int(status));
 }
+
+// cuBLAS, opened only here: linking it would map its 600 MB of libraries
+// into every moec process (about 150 MiB more resident memory at start-up).
+struct Cublas {
+  void* library = nullptr;
+  decltype(&cublasCreate_v2) create = nullptr;
+  decltype(&cublasDestroy_v2) destroy = nullptr;
+  using GemmEx = cublasStatus_t (*)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void*,
+                                    const void*, cudaDataType, int, const void*, cudaDataType, int, const void*,
+                                    void*, cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
+  GemmEx gemm = nullptr;
+  Cublas() {
+    for (const char* name : {"libcublas.so.13", "libcublas.so.12", "libcublas.so"})
+      if ((library = dlopen(name, RTLD_NOW | RTLD_LOCAL))) break;
+    if (!library) return;
+    create = reinterpret_cast<decltype(create)>(dlsym(library, "cublasCreate_v2"));
+    destroy = reinterpret_cast<decltype(destroy)>(dlsym(library, "cublasDestroy_v2"));
+    gemm = reinterpret_cast<decltype(gemm)>(dlsym(library, "cublasGemmEx"));
+  }
+  ~Cublas() {
+    if (library) dlclose(library);
+  }
+  bool usable() const { return create && destroy && gemm; }
+};
 
 struct Buffer {
   void* p = nullptr;
@@ -66,19 +91,21 @@ GpuKernelTimes time_sub1_on_gpu(const Sub1View& w, int reps) {
         for (int i = 0; i < kBatch; ++i) m.linear(xf + i * w.cols, w.cols, 1, yf + i * w.rows, w.rows);
       },
       reps);
+  const Cublas cublas;
+  if (!cublas.usable()) return t;  // cuBLAS figures stay 0: not installed
   cublasHandle_t handle;
-  check(cublasCreate(&handle), "cublasCreate");
+  check(cublas.create(&handle), "cublasCreate");
   const float alpha = 1.0f, beta = 0.0f;
   auto gemm = [&](int n) {
     // y[n, rows] = x[n, cols] · Wᵀ: column-major C[rows, n] = Wᵀ[rows, cols] · X[cols, n]
-    check(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(w.rows), n, int(w.cols), &alpha, dense.p, CUDA_R_16BF,
-                       int(w.cols), xb.p, CUDA_R_16BF, int(w.cols), &beta, y.p, CUDA_R_32F, int(w.rows),
-                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+    check(cublas.gemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(w.rows), n, int(w.cols), &alpha, dense.p, CUDA_R_16BF,
+                      int(w.cols), xb.p, CUDA_R_16BF, int(w.cols), &beta, y.p, CUDA_R_32F, int(w.rows),
+                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
           "cublasGemmEx");
   };
   t.cublas_bf16_gemv_ms = per_call_ms([&] { gemm(1); }, reps);
   t.cublas_bf16_batch16_ms = per_call_ms([&] { gemm(kBatch); }, reps);
-  cublasDestroy(handle);
+  cublas.destroy(handle);
   return t;
 }
 

@@ -13,7 +13,7 @@ struct GpuKernelTimes {
   double sub1_matvec_bf16_ms = 0;    // 1 token, bf16 activations
   double sub1_batch16_ms = 0;        // 16 tokens in one call
   double sub1_16_matvecs_ms = 0;     // the same 16 tokens, one call each
-  double cublas_bf16_gemv_ms = 0;    // cublasGemmEx, bf16 weights and input, n = 1
+  double cublas_bf16_gemv_ms = 0;    // cublasGemmEx, bf16 weights and input, n = 1 (0: no cuBLAS)
   double cublas_bf16_batch16_ms = 0;  // the same, n = 16
 };
 
