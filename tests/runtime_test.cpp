@@ -166,6 +166,9 @@ TEST_CASE("moec eval and generate report bad input in one line", "[runtime][cli]
   REQUIRE(ok.exit_code == 0);
   auto j = nlohmann::json::parse(ok.out);
   CHECK(j["scored_tokens"] == 510);
+  // Memory: the 29 MiB model plus activations run in about 100 MiB. A library
+  // or buffer that maps far more shows here (linking cuBLAS did: +150 MiB).
+  CHECK(j["peak_rss_bytes"].get<double>() < 160.0 * (1 << 20));
   auto gen = test::run_moec("generate " + model + " --prompt 'The jury' -n 8");
   REQUIRE(gen.exit_code == 0);
   CHECK_THAT(gen.out, Catch::StartsWith("The jury"));
