@@ -43,6 +43,8 @@ void add_bench_commands(CLI::App& app) {
   kernels->add_option("--min-seconds", k->min_seconds, "Measuring time per figure")
       ->check(CLI::Range(0.001, 60.0))
       ->capture_default_str();
+  kernels->add_option("--isa", k->isa, "Instruction set: all (every one this CPU runs), portable, avx2, avx512")
+      ->capture_default_str();
   kernels->add_flag("--json", *json, "Machine-readable output");
   kernels->callback([k, json] {
     auto result = run_kernel_bench(*k);

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "apps/commands.h"
+#include "io/cpu_isa.h"
 #include "io/process_stats.h"
 
 namespace moec::cli {
@@ -90,6 +91,7 @@ int main(int argc, char** argv) {
   moec::cli::add_merge_commands(app);
   moec::cli::add_bench_commands(app);
   try {
+    moec::active_isa();  // a bad MOEC_ISA is reported before any work
     app.parse(argc, argv);  // subcommands run in their callbacks
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);

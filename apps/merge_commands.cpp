@@ -14,7 +14,7 @@ namespace {
 struct MergeFlags {
   std::string model, out, method = "merge-aligned";
   int64_t experts = 0;
-  CalibrationFlags calibration{.windows = 32};
+  CalibrationFlags calibration{.calib = {}, .windows = 32};
 };
 
 void run_merge(const MergeFlags& f) {

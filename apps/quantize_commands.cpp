@@ -17,7 +17,7 @@ struct QuantizeFlags {
   int64_t group = 128;
   double damp = 0.01;
   bool act_order = true;
-  CalibrationFlags calibration{.windows = 128};
+  CalibrationFlags calibration{.calib = {}, .windows = 128};
 };
 
 QuantFormat format_from_flags(const QuantizeFlags& f) {

@@ -6,6 +6,7 @@
 
 #include "apps/commands.h"
 #include "io/checkpoint.h"
+#include "io/cpu_isa.h"
 #include "io/process_stats.h"
 #include "io/text_file.h"
 #include "model/generate.h"
@@ -61,15 +62,16 @@ void run_eval(const RuntimeFlags& f) {
                              {"windows", r.windows},      {"scored_tokens", r.scored},
                              {"ppl", r.ppl},              {"mean_nll", r.mean_nll},
                              {"seconds", r.seconds},      {"tokens_per_second", r.tokens_per_second},
-                             {"threads", pool.size()},    {"peak_rss_bytes", peak_rss_bytes()}};
+                             {"threads", pool.size()},    {"isa", isa_name(active_isa())},
+                             {"peak_rss_bytes", peak_rss_bytes()}};
     if (f.routing) j["expert_load"] = r.expert_load;
     fmt::print("{}\n", j.dump(2));
     return;
   }
   fmt::print("perplexity {:.4f} over {} scored tokens ({} windows of {}, {} tokens in the text)\n", r.ppl, r.scored,
              r.windows, f.ctx, r.tokens_in_text);
-  fmt::print("{:.0f} tokens/s with {} threads, eval {:.2f} s, peak memory {:.1f} MiB\n", r.tokens_per_second,
-             pool.size(), r.seconds, peak_mib);
+  fmt::print("{:.0f} tokens/s with {} threads ({} kernels), eval {:.2f} s, peak memory {:.1f} MiB\n",
+             r.tokens_per_second, pool.size(), isa_name(active_isa()), r.seconds, peak_mib);
   if (f.routing) {
     for (size_t l = 0; l < r.expert_load.size(); ++l) {
       uint64_t total = 0;
@@ -125,9 +127,9 @@ void run_generate(const RuntimeFlags& f) {
   TextStream stream(tokenizer, ids);
   GenerateResult r = generate(model, prompt, options, [&](int32_t id) { stream.push(id); });
   fmt::print("\n");
-  fmt::print(stderr, "{} prompt tokens in {:.3f} s; {} tokens generated, {:.0f} tokens/s ({} threads){}\n",
+  fmt::print(stderr, "{} prompt tokens in {:.3f} s; {} tokens generated, {:.0f} tokens/s ({} threads, {} kernels){}\n",
              r.prompt_tokens, r.prefill_seconds, r.tokens.size(), r.decode_tokens_per_second(), pool.size(),
-             r.truncated ? "; stopped at max_position_embeddings" : "");
+             isa_name(active_isa()), r.truncated ? "; stopped at max_position_embeddings" : "");
 }
 
 }  // namespace

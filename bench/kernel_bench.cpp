@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "io/checkpoint.h"
+#include "io/cpu_isa.h"
 #include "io/error.h"
 #include "io/process_stats.h"
 #include "model/linear.h"
@@ -75,7 +76,8 @@ nlohmann::ordered_json measure(const Case& c, ThreadPool& pool, double min_secon
   j["tensors"] = c.sub1.size();
   j["zero_fraction"] = c.zeros / weights;
   j["bits_per_weight"] = 8.0 * c.stored_bytes / weights;
-  j["isa"] = sub1_isa_name(sub1_best_isa());
+  j["isa"] = isa_name(active_isa());
+  if (!c.sub1.empty()) j["design"] = sub1_design(c.sub1[0]);
 
   std::vector<float> rows(static_cast<size_t>(kSub1BlockRows * c.cols));
   const double reference = seconds_per_call([&] {
@@ -156,19 +158,27 @@ Case synthetic_case(int64_t rows, int64_t cols, double p0, uint32_t seed, std::d
   return c;
 }
 
+// The ISAs to measure: every one this CPU runs, or the one named.
+std::vector<Isa> isas_to_measure(const std::string& name) {
+  if (name == "all") return supported_isas();
+  const auto isa = isa_from_name(name);
+  if (!isa) fail("--isa {}: unknown instruction set (all, portable, avx2, avx512)", name);
+  if (!isa_supported(*isa)) fail("--isa {}: this CPU does not support it (best here: {})", name, isa_name(best_isa()));
+  return {*isa};
+}
+
 }  // namespace
 
 nlohmann::ordered_json run_kernel_bench(const KernelBenchOptions& o) {
+  const std::vector<Isa> isas = isas_to_measure(o.isa);
   ThreadPool pool(o.threads);
   nlohmann::ordered_json j;
   j["threads"] = pool.size();
   std::deque<Sub1Matrix> owned;  // the cases' views point into these
-  if (o.synthetic) {
-    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{14336, 4096}, {4096, 14336}}) {
-      Case c = synthetic_case(rows, cols, 0.885, uint32_t(rows), owned);
-      j["cases"].push_back(measure(c, pool, o.min_seconds));
-    }
-  }
+  std::vector<Case> cases;
+  if (o.synthetic)
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{14336, 4096}, {4096, 14336}})
+      cases.push_back(synthetic_case(rows, cols, 0.885, uint32_t(rows), owned));
   if (!o.model.empty()) {
     auto source = open_checkpoint(o.model);
     std::vector<TensorData> data;
@@ -185,8 +195,14 @@ nlohmann::ordered_json run_kernel_bench(const KernelBenchOptions& o) {
       add_dense(c, c.sub1.back());
     }
     if (by_shape.empty()) fail("{}: no sub1 tensors (quantize with --bits ternary --code sub1)", o.model.string());
-    for (const auto& [shape, c] : by_shape) j["cases"].push_back(measure(c, pool, o.min_seconds));
+    for (auto& [shape, c] : by_shape) cases.push_back(std::move(c));
   }
+  const Isa active = active_isa();
+  for (Isa isa : isas) {
+    set_active_isa(isa);
+    for (const Case& c : cases) j["cases"].push_back(measure(c, pool, o.min_seconds));
+  }
+  set_active_isa(active);
   j["peak_rss_bytes"] = peak_rss_bytes();
   return j;
 }
@@ -195,9 +211,10 @@ std::string format_kernel_bench(const nlohmann::ordered_json& j) {
   std::string out = fmt::format("sub1 kernels vs dense products of the same shape ({} threads, medians)\n",
                                 j["threads"].get<int>());
   for (const auto& c : j["cases"]) {
-    out += fmt::format("\n{} [{} x {}] x {} tensors, {:.1f}% zeros, kernels {}\n", c["name"].get<std::string>(),
+    out += fmt::format("\n{} [{} x {}] x {} tensors, {:.1f}% zeros, kernels {} ({} design)\n", c["name"].get<std::string>(),
                        c["shape"][0].get<int64_t>(), c["shape"][1].get<int64_t>(), c["tensors"].get<int>(),
-                       100 * c["zero_fraction"].get<double>(), c["isa"].get<std::string>());
+                       100 * c["zero_fraction"].get<double>(), c["isa"].get<std::string>(),
+                       c["design"].get<std::string>());
     out += fmt::format("  bits per weight, every stored byte: {:.3f}\n", c["bits_per_weight"].get<double>());
     out += fmt::format("  decode: reference {:.0f} Mweights/s (1 thread), kernel {:.0f} Mweights/s\n",
                        c["decode_reference_weights_per_s_1_thread"].get<double>() / 1e6,

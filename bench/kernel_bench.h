@@ -10,7 +10,9 @@
 // (reference scalar decoder and the kernel decoder), and the time of a
 // matrix-vector product, batch 8 and batch 32 through linear() (the runtime's
 // entry point) with sub1, bf16 and f32 weights; ratios are dense time / sub1
-// time. With a CUDA device (builds with nvcc): the synthetic shapes' GPU
+// time. Each figure is measured for every instruction set the CPU runs
+// (or the one asked for), sub1 and dense through the same ISA's kernels.
+// With a CUDA device (builds with nvcc): the synthetic shapes' GPU
 // matvec next to cuBLAS's bf16 GEMV, and batch 16 next to 16 matvecs.
 #pragma once
 #include <filesystem>
@@ -25,6 +27,7 @@ struct KernelBenchOptions {
   int threads = 2;
   bool synthetic = true;
   double min_seconds = 0.2;  // per figure: repeat until this long, median of 5 such runs
+  std::string isa = "all";   // an instruction set (io/cpu_isa.h), or every one this CPU runs
 };
 
 nlohmann::ordered_json run_kernel_bench(const KernelBenchOptions& options);

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "io/checkpoint.h"
+#include "io/cpu_isa.h"
 #include "io/process_stats.h"
 #include "io/text_file.h"
 #include "model/generate.h"
@@ -65,23 +66,40 @@ nlohmann::ordered_json run_runtime_bench(const RuntimeBenchOptions& o) {
   j["eval_speedup_vs_per_token"] = median(batched) / median(per_token);
   j["generate_tokens_per_s"] = median(generation);
   j["peak_rss_bytes"] = peak_rss_bytes();
-  j["anchors"] = {{"pytorch_eval", 2030}, {"llama_cpp_bf16_pp256", 9150}, {"llama_cpp_bf16_tg", 2270}};
+  j["isa"] = isa_name(active_isa());
+  // llama.cpp on this fixture (../shared/fixtures/README.md): Intel Xeon with
+  // AVX-512, AMD EPYC Zen 3 with AVX2 only; the row of this run's ISA.
+  const bool avx512 = active_isa() == Isa::Avx512;
+  j["anchors"] = {{"pytorch_eval", 2030},
+                  {"llama_cpp_cpu", avx512 ? "Intel Xeon, AVX-512" : "AMD EPYC Zen 3, AVX2"},
+                  {"llama_cpp_bf16_pp256", avx512 ? 9150 : 5709},
+                  {"llama_cpp_bf16_tg", avx512 ? 2270 : 1745},
+                  {"llama_cpp_iq1_s_tg", avx512 ? 2570 : 1961},
+                  {"llama_cpp_tq1_0_tg", avx512 ? 3240 : 2409}};
   return j;
 }
 
 std::string format_runtime_bench(const nlohmann::ordered_json& j) {
   const double eval = j["eval_tokens_per_s"], base = j["eval_per_token_baseline_tokens_per_s"],
                gen = j["generate_tokens_per_s"];
-  std::string out = fmt::format("runtime benchmark: {} ({} threads), medians\n", j["model"].get<std::string>(),
-                                j["threads"].get<int>());
+  const auto& a = j["anchors"];
+  std::string out = fmt::format("runtime benchmark: {} ({} threads, {} kernels), medians\n",
+                                j["model"].get<std::string>(), j["threads"].get<int>(), j["isa"].get<std::string>());
   out += fmt::format("  {:<44} {:>10} {:>10}\n", "", "tokens/s", "ratio");
   out += fmt::format("  {:<44} {:>10.0f} {:>9.2f}x\n", "eval, expert-grouped batched prefill", eval, eval / base);
   out += fmt::format("  {:<44} {:>10.0f} {:>9.2f}x\n", "eval, per-token baseline (same run)", base, 1.0);
   out += fmt::format("  {:<44} {:>10.0f}\n", "generation (KV cache, greedy)", gen);
-  out += "  anchors on the fixture (not measured here):\n";
-  out += fmt::format("  {:<44} {:>10} {:>9.2f}x\n", "PyTorch 1.13 eval", 2030, eval / 2030);
-  out += fmt::format("  {:<44} {:>10} {:>9.2f}x\n", "llama.cpp bf16 prompt processing (256)", 9150, eval / 9150);
-  out += fmt::format("  {:<44} {:>10} {:>9.2f}x\n", "llama.cpp bf16 generation", 2270, gen / 2270);
+  out += fmt::format("  anchors on the fixture (not measured here; llama.cpp on {}):\n",
+                     a["llama_cpp_cpu"].get<std::string>());
+  auto anchor = [&](const char* label, const char* key, double ours) {
+    const double v = a[key].get<double>();
+    out += fmt::format("  {:<44} {:>10.0f} {:>9.2f}x\n", label, v, ours / v);
+  };
+  anchor("PyTorch 1.13 eval", "pytorch_eval", eval);
+  anchor("llama.cpp bf16 prompt processing (256)", "llama_cpp_bf16_pp256", eval);
+  anchor("llama.cpp bf16 generation", "llama_cpp_bf16_tg", gen);
+  anchor("llama.cpp IQ1_S generation", "llama_cpp_iq1_s_tg", gen);
+  anchor("llama.cpp TQ1_0 generation", "llama_cpp_tq1_0_tg", gen);
   return out;
 }
 

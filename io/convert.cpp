@@ -8,7 +8,7 @@ namespace moec {
 ConvertResult convert_to_container(const CheckpointSource& source, const std::filesystem::path& out,
                                    bool overwrite, const std::string& command_line, const LayerProgress& progress) {
   Provenance provenance{command_line, std::filesystem::absolute(source.path()).string(), std::string(source.format()),
-                        describe_files(source.files())};
+                        describe_files(source.files()), nullptr};
   ContainerWriter writer(out, overwrite, source.config_json(), provenance);
   if (auto tokenizer = source.tokenizer_model()) writer.write_tokenizer(*tokenizer);
   const ArchitectureNames& arch = *find_architecture(source.config().model_type);

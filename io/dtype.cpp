@@ -2,9 +2,16 @@
 
 #include <array>
 
-#if defined(__AVX512F__) || defined(__F16C__)
+#if defined(__x86_64__)
+// GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_*()
+// (`__Y = __Y`), which -Wmaybe-uninitialized reports at every use once they
+// are inlined into a target("avx512f") function: a false positive.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #endif
+
+#include "io/cpu_isa.h"
 
 namespace moec {
 namespace {
@@ -32,27 +39,57 @@ constexpr std::array<DTypeRow, 10> kDTypes{{
 
 const DTypeRow& row(DType dtype) { return kDTypes[static_cast<size_t>(dtype)]; }
 
-void bf16_to_f32_n(const uint16_t* src, float* dst, size_t n) {
+// Widening loops for the GEMM path, one per instruction set
+// (io/cpu_isa.h); a bf16 is the top half of an f32.
+void bf16_to_f32_portable(const uint16_t* src, float* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
+}
+
+void f16_to_f32_portable(const uint16_t* src, float* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,f16c"))) void bf16_to_f32_avx2(const uint16_t* src, float* dst, size_t n) {
   size_t i = 0;
-#if defined(__AVX512F__)
-  for (; i + 16 <= n; i += 16) {
-    __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
-    __m512i w = _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16);
-    _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(w));
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
+    _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
   }
-#endif
   for (; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
 }
 
-void f16_to_f32_n(const uint16_t* src, float* dst, size_t n) {
+__attribute__((target("avx2,f16c"))) void f16_to_f32_avx2(const uint16_t* src, float* dst, size_t n) {
   size_t i = 0;
-#if defined(__F16C__)
-  for (; i + 8 <= n; i += 8) {
-    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
-    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
-  }
-#endif
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
   for (; i < n; ++i) dst[i] = f16_to_f32(src[i]);
+}
+
+__attribute__((target("avx512f,avx512bw"))) void bf16_to_f32_avx512(const uint16_t* src, float* dst, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
+    _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+  }
+  for (; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
+}
+#endif
+
+void bf16_to_f32_n(const uint16_t* src, float* dst, size_t n) {
+#if defined(__x86_64__)
+  const Isa isa = active_isa();
+  if (isa == Isa::Avx512) return bf16_to_f32_avx512(src, dst, n);
+  if (isa == Isa::Avx2) return bf16_to_f32_avx2(src, dst, n);
+#endif
+  bf16_to_f32_portable(src, dst, n);
+}
+
+void f16_to_f32_n(const uint16_t* src, float* dst, size_t n) {
+#if defined(__x86_64__)
+  if (active_isa() != Isa::Portable) return f16_to_f32_avx2(src, dst, n);
+#endif
+  f16_to_f32_portable(src, dst, n);
 }
 
 template <typename T>

@@ -109,7 +109,7 @@ void HfCheckpoint::index_tensors() {
       fail("{}: tensor '{}': shape [{}] but the config needs [{}]", it->second.shard->path().string(), entry.name,
            fmt::join(entry.shape, ", "), fmt::join(shape, ", "));
     tensors_.push_back({key, logical_name(key), entry.name, std::string(dtype_encoding(entry.dtype)), entry.shape,
-                        entry.end - entry.begin});
+                        entry.end - entry.begin, {}, {}});
   }
   if (locations_.size() != tensors_.size())  // e.g. lm_head in a tied model
     for (const auto& [key, loc] : locations_)

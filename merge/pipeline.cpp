@@ -173,7 +173,7 @@ class OutputWriter {
       : source_(source), merged_(merged), arch_(*find_architecture(merged.model_type)) {
     if (out.extension() == ".h5") {
       Provenance p{o.command_line, std::filesystem::absolute(source.path()).string(), std::string(source.format()),
-                   describe_files(source.files())};
+                   describe_files(source.files()), nullptr};
       p.quantization = {{"merge", {{"method", method}, {"experts", merged.num_experts}}}};
       container_ = std::make_unique<ContainerWriter>(out, o.overwrite, config, p);
       if (auto t = source.tokenizer_model()) container_->write_tokenizer(*t);

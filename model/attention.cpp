@@ -1,18 +1,15 @@
 #include "model/attention.h"
 
-#define EIGEN_DONT_PARALLELIZE
-#include <Eigen/Core>
-
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "model/ops.h"
+#include "quant/gemm.h"
 #include "model/thread_pool.h"
 
 namespace moec {
-
-using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using Stride = Eigen::OuterStride<>;
 
 KvCache::KvCache(int64_t layers, int64_t sequences, int64_t capacity, int64_t kv_dim)
     : sequences(sequences), capacity(capacity), kv_dim(kv_dim) {
@@ -35,20 +32,38 @@ void attention(ThreadPool& pool, KvCache& cache, int64_t layer, const AttentionS
   const float scale = 1.0f / std::sqrt(float(d));
   pool.parallel_for(size_t(cache.sequences * shape.heads), [&](size_t item, int) {
     const int64_t b = int64_t(item) / shape.heads, h = int64_t(item) % shape.heads, g = h / group;
-    thread_local RowMatrix scores;
-    scores.resize(length, keys);
-    Eigen::Map<const RowMatrix, 0, Stride> qh(q + b * length * q_dim + h * d, length, d, Stride(q_dim));
-    Eigen::Map<const RowMatrix, 0, Stride> kh(cache.key(layer, b, 0) + g * d, keys, d, Stride(cache.kv_dim));
-    Eigen::Map<const RowMatrix, 0, Stride> vh(cache.value(layer, b, 0) + g * d, keys, d, Stride(cache.kv_dim));
-    scores.noalias() = (qh * kh.transpose()) * scale;
+    thread_local std::vector<float> scores;
+    scores.resize(size_t(length * keys));
+    GemmProblem qk;  // scores = scale · q_h · k_hᵀ
+    qk.m = length;
+    qk.n = keys;
+    qk.k = d;
+    qk.a = q + b * length * q_dim + h * d;
+    qk.lda = q_dim;
+    qk.b = cache.key(layer, b, 0) + g * d;
+    qk.ldb = cache.kv_dim;
+    qk.b_transposed = true;
+    qk.c = scores.data();
+    qk.ldc = keys;
+    qk.alpha = scale;
+    gemm_f32(qk);
     for (int64_t i = 0; i < length; ++i) {
       const int64_t visible = start + i + 1;  // causal: keys up to the query's own position
       float* row = scores.data() + i * keys;
       softmax(row, visible);
       std::fill(row + visible, row + keys, 0.0f);
     }
-    Eigen::Map<RowMatrix, 0, Stride> oh(out + b * length * q_dim + h * d, length, d, Stride(q_dim));
-    oh.noalias() = scores * vh;
+    GemmProblem sv;  // out_h = scores · v_h
+    sv.m = length;
+    sv.n = d;
+    sv.k = keys;
+    sv.a = scores.data();
+    sv.lda = keys;
+    sv.b = cache.value(layer, b, 0) + g * d;
+    sv.ldb = cache.kv_dim;
+    sv.c = out + b * length * q_dim + h * d;
+    sv.ldc = q_dim;
+    gemm_f32(sv);
   });
 }
 

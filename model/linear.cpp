@@ -1,24 +1,17 @@
 #include "model/linear.h"
 
-#define EIGEN_DONT_PARALLELIZE
-#include <Eigen/Core>
-
+#include <algorithm>
 #include <vector>
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 #include "io/error.h"
 #include "model/thread_pool.h"
+#include "quant/dense_kernels.h"
+#include "quant/gemm.h"
 #include "quant/sub1_kernels.h"
 #include "quant/tensor_view.h"
 
 namespace moec {
 namespace {
-
-using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using Stride = Eigen::OuterStride<>;
 
 // Batches of up to this many tokens use the direct (matrix-vector style)
 // kernel; larger ones the blocked GEMM, where widening a block of weights
@@ -57,90 +50,37 @@ const float* widen_rows(const WeightView& w, int64_t row0, int64_t rows, std::ve
 
 void gemm_tile(const LinearProblem& p, int64_t t0, int64_t tn, int64_t n0, int64_t nn) {
   thread_local std::vector<float> scratch;
-  const float* w = widen_rows(p.w, n0, nn, scratch);
-  Eigen::Map<const RowMatrix, 0, Stride> x(p.x + t0 * p.x_stride, tn, p.w.cols, Stride(p.x_stride));
-  Eigen::Map<const RowMatrix> wt(w, nn, p.w.cols);
-  Eigen::Map<RowMatrix, 0, Stride> y(p.y + t0 * p.y_stride + n0, tn, nn, Stride(p.y_stride));
-  y.noalias() = x * wt.transpose();
-}
-
-// Dot products of 4 weight rows with one activation row, widening bf16 in
-// registers (a bf16 is the top half of an f32: shift left 16).
-#if defined(__AVX512F__)
-inline __m512 load16(const uint16_t* p) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
-}
-inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-#endif
-
-template <typename W>
-float widen(W v) {
-  if constexpr (std::is_same_v<W, uint16_t>)
-    return bf16_to_f32(v);
-  else
-    return v;
-}
-
-template <typename W>
-void dot4(const W* w, int64_t ld, const float* x, int64_t k, float out[4]) {
-  int64_t i = 0;
-#if defined(__AVX512F__)
-  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  for (; i + 16 <= k; i += 16) {
-    __m512 xv = _mm512_loadu_ps(x + i);
-    a0 = _mm512_fmadd_ps(load16(w + i), xv, a0);
-    a1 = _mm512_fmadd_ps(load16(w + ld + i), xv, a1);
-    a2 = _mm512_fmadd_ps(load16(w + 2 * ld + i), xv, a2);
-    a3 = _mm512_fmadd_ps(load16(w + 3 * ld + i), xv, a3);
-  }
-  out[0] = _mm512_reduce_add_ps(a0);
-  out[1] = _mm512_reduce_add_ps(a1);
-  out[2] = _mm512_reduce_add_ps(a2);
-  out[3] = _mm512_reduce_add_ps(a3);
-#else
-  out[0] = out[1] = out[2] = out[3] = 0.f;
-#endif
-  for (; i < k; ++i)
-    for (int r = 0; r < 4; ++r) out[r] += widen(w[r * ld + i]) * x[i];
-}
-
-// `w` points at row n0; rows n0 .. n0+nn of y are written for every token.
-template <typename W>
-void direct_tile_typed(const LinearProblem& p, const W* w, int64_t n0, int64_t nn) {
-  const int64_t k = p.w.cols;
-  for (int64_t t = 0; t < p.tokens; ++t) {
-    const float* x = p.x + t * p.x_stride;
-    float* y = p.y + t * p.y_stride + n0;
-    int64_t r = 0;
-    for (; r + 4 <= nn; r += 4) dot4(w + r * k, k, x, k, y + r);
-    for (; r < nn; ++r) {
-      float acc = 0;
-      for (int64_t i = 0; i < k; ++i) acc += widen(w[r * k + i]) * x[i];
-      y[r] = acc;
-    }
-  }
+  GemmProblem g;
+  g.m = tn;
+  g.n = nn;
+  g.k = p.w.cols;
+  g.a = p.x + t0 * p.x_stride;
+  g.lda = p.x_stride;
+  g.b = widen_rows(p.w, n0, nn, scratch);
+  g.ldb = p.w.cols;
+  g.b_transposed = true;
+  g.c = p.y + t0 * p.y_stride + n0;
+  g.ldc = p.y_stride;
+  gemm_f32(g);
 }
 
 void direct_tile(const LinearProblem& p, int64_t n0, int64_t nn) {
-  const size_t offset = size_t(n0) * size_t(p.w.cols) * dtype_size(p.w.dtype);
   if (p.w.kind == WeightKind::Sub1) {  // fused decode and product
     sub1_linear_blocks(p.w.sub1, n0 / kSub1BlockRows, (nn + kSub1BlockRows - 1) / kSub1BlockRows, p.x, p.x_stride,
                        p.tokens, p.y, p.y_stride);
     return;
   }
+  DenseRows rows;
+  rows.rows = nn;
+  rows.cols = p.w.cols;
   if (p.w.kind == WeightKind::Quantized) {  // decode the tile's rows, then a plain f32 product
     thread_local std::vector<float> scratch;
-    direct_tile_typed(p, widen_rows(p.w, n0, nn, scratch), n0, nn);
-    return;
+    rows.data = widen_rows(p.w, n0, nn, scratch);
+  } else {
+    rows.dtype = p.w.dtype;
+    rows.data = p.w.data + size_t(n0) * size_t(p.w.cols) * dtype_size(p.w.dtype);
   }
-  switch (p.w.dtype) {
-    case DType::BF16: direct_tile_typed(p, reinterpret_cast<const uint16_t*>(p.w.data + offset), n0, nn); return;
-    case DType::F32: direct_tile_typed(p, reinterpret_cast<const float*>(p.w.data + offset), n0, nn); return;
-    default: {  // f16: widen the tile's rows, then treat as f32
-      thread_local std::vector<float> scratch;
-      direct_tile_typed(p, widen_rows(p.w, n0, nn, scratch), n0, nn);
-    }
-  }
+  dense_rows_product(rows, p.x, p.x_stride, p.tokens, p.y + n0, p.y_stride);
 }
 
 struct Tile {

@@ -1,5 +1,7 @@
 #include "quant/format.h"
 
+#include <fmt/format.h>
+
 #include <charconv>
 
 #include "io/error.h"
@@ -32,7 +34,7 @@ std::string QuantFormat::spec() const {
     case GridKind::TernaryQmoe: return "ternary-qmoe";
     case GridKind::TernarySym: return "ternary-sym";
     case GridKind::Sub1: return "sub1";
-    default: return "q" + std::to_string(bits) + "g" + std::to_string(group_size);
+    default: return fmt::format("q{}g{}", bits, group_size);
   }
 }
 

@@ -1,9 +1,16 @@
 #include "quant/sub1_kernels.h"
 
 #include <cmath>
+#include <algorithm>
+#include <cstring>
 #include <vector>
 
 #if defined(__x86_64__)
+// GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_*()
+// (`__Y = __Y`), which -Wmaybe-uninitialized reports at every use once they
+// are inlined into a target("avx512f") function: a false positive.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #endif
 
@@ -13,7 +20,237 @@ namespace moec {
 namespace {
 
 constexpr int64_t kSlack = 64;  // decode buffer bytes past the block's trits
-constexpr int kTokenGroup = 4;  // tokens sharing one pass over a row's trits
+constexpr int kTokenGroup = 4;  // tokens sharing one pass over a row's trits (dense design)
+
+// ---- the sparse table ---------------------------------------------------------
+
+constexpr int kEntryBytes = 16;
+constexpr int kMaxPerLevel = 7;
+constexpr int kLowAt = 2, kHighAt = 2 + kMaxPerLevel;  // byte offsets of the position lists
+constexpr int64_t kSparseMaxCols = 65000;                // positions < cols + 64 fit a u16
+constexpr int64_t kListSlack = 8;
+constexpr int64_t kPrefetch = 8;                       // each append stores 8 positions
+
+bool sparse_usable(const Sub1View& w) { return w.codebook.sparse != nullptr && w.cols <= kSparseMaxCols; }
+
+// The last level combination, shared by every path so they round alike
+// (this file is compiled with -ffp-contract=off: never fused into an FMA).
+inline float combine(float low, float sum_low, float high, float sum_high) {
+  const float a = low * sum_low;
+  const float b = high * sum_high;
+  return a + b;
+}
+
+// Positions of one row: a row's codewords append to these; the last one may
+// run into the next row, whose positions (≥ cols) are carried over.
+struct RowLists {
+  std::vector<uint16_t> low, high;
+  int64_t n_low = 0, n_high = 0;
+  void reserve(int64_t cols) {
+    const size_t need = size_t(cols + kSub1MaxWordTrits + kListSlack);
+    if (low.size() < need) {
+      low.resize(need);
+      high.resize(need);
+    }
+  }
+};
+
+// Appends the positions of the codewords at *word.. to the lists at lo and
+// hi until the row's `cols` trits are covered or the block's codewords end;
+// pos counts the row's trits. Per codeword, two copies of 8 positions with
+// the codeword's start added (the stores write 8, the counts say how many
+// are real: the lists have room for the excess). The table is read at random
+// (1 MiB, mostly not in L2): entries are prefetched kPrefetch codewords ahead.
+struct ListCursor {
+  const uint16_t* word;
+  int64_t pos;
+  uint16_t *lo, *hi;
+};
+
+inline void advance(const uint8_t* e, ListCursor& c) {
+  c.lo += e[1] & 15;
+  c.hi += e[1] >> 4;
+  c.pos += e[0];
+}
+
+// The prefetching part of a row's loop ends kPrefetch codewords before the
+// block's end.
+inline const uint16_t* prefetch_end(const uint16_t* word, const uint16_t* end) {
+  return end - word > kPrefetch ? end - kPrefetch : word;
+}
+
+#if defined(__x86_64__)
+// SSE2 (every x86-64).
+inline void append_sse2(const uint8_t* e, ListCursor& c) {
+  const __m128i p = _mm_set1_epi16(short(c.pos));
+  const __m128i l = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(e + kLowAt));
+  const __m128i h = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(e + kHighAt));  // 1 byte into the next entry
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(c.lo), _mm_add_epi16(_mm_unpacklo_epi8(l, _mm_setzero_si128()), p));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(c.hi), _mm_add_epi16(_mm_unpacklo_epi8(h, _mm_setzero_si128()), p));
+  advance(e, c);
+}
+
+__attribute__((target("avx2"))) inline void append_avx2(const uint8_t* e, ListCursor& c) {
+  const __m128i p = _mm_set1_epi16(short(c.pos));  // vpbroadcastw
+  const __m128i l = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(e + kLowAt)));
+  const __m128i h = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(e + kHighAt)));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(c.lo), _mm_add_epi16(l, p));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(c.hi), _mm_add_epi16(h, p));
+  advance(e, c);
+}
+
+__attribute__((target("avx2"))) void list_row_avx2(const uint8_t* table, const uint16_t* end, int64_t cols,
+                                                   ListCursor& cursor) {
+  ListCursor c = cursor;  // a local: the vector stores may alias anything
+  for (const uint16_t* safe = prefetch_end(c.word, end); c.pos < cols && c.word < safe;) {
+    __builtin_prefetch(table + size_t(c.word[kPrefetch]) * kEntryBytes);
+    append_avx2(table + size_t(*c.word++) * kEntryBytes, c);
+  }
+  while (c.pos < cols && c.word < end) append_avx2(table + size_t(*c.word++) * kEntryBytes, c);
+  cursor = c;
+}
+#else
+inline void append_sse2(const uint8_t* e, ListCursor& c) {  // the portable version, named for the dispatcher
+  for (int i = 0; i < 8; ++i) {
+    c.lo[i] = uint16_t(e[kLowAt + i] + c.pos);
+    c.hi[i] = uint16_t(e[kHighAt + i] + c.pos);
+  }
+  advance(e, c);
+}
+#endif
+
+void list_row_portable(const uint8_t* table, const uint16_t* end, int64_t cols, ListCursor& cursor) {
+  ListCursor c = cursor;
+  for (const uint16_t* safe = prefetch_end(c.word, end); c.pos < cols && c.word < safe;) {
+    __builtin_prefetch(table + size_t(c.word[kPrefetch]) * kEntryBytes);
+    append_sse2(table + size_t(*c.word++) * kEntryBytes, c);
+  }
+  while (c.pos < cols && c.word < end) append_sse2(table + size_t(*c.word++) * kEntryBytes, c);
+  cursor = c;
+}
+
+using ListRowFn = void (*)(const uint8_t*, const uint16_t*, int64_t, ListCursor&);
+
+// Number of leading positions < cols (the lists are ascending).
+inline int64_t split_at(const uint16_t* list, int64_t n, int64_t cols) {
+  while (n > 0 && list[n - 1] >= cols) --n;
+  return n;
+}
+
+// Moves positions [keep, n) to the front, less cols: the next row's.
+inline int64_t carry(uint16_t* list, int64_t keep, int64_t n, int64_t cols) {
+  for (int64_t i = keep; i < n; ++i) list[i - keep] = uint16_t(list[i] - cols);
+  return n - keep;
+}
+
+// Walks block b row by row: after next(), the positions of the row's
+// nonzeros of either level (ascending).
+class SparseRows {
+ public:
+  SparseRows(const Sub1View& w, int64_t b, ListRowFn list_row = list_row_portable)
+      : w_(w), list_row_(list_row), word_(w.words + w.blocks[b]), end_(w.words + w.blocks[b + 1]),
+        rows_(w.rows_in_block(b)) {
+    lists().reserve(w.cols);
+    lists().n_low = lists().n_high = 0;
+  }
+  bool next() {
+    RowLists& l = lists();
+    if (row_ > 0) {  // carry the previous row's spill
+      l.n_low = carry(l.low.data(), n_low_, l.n_low, w_.cols);
+      l.n_high = carry(l.high.data(), n_high_, l.n_high, w_.cols);
+      pos_ -= w_.cols;
+    }
+    if (row_ == rows_) return false;
+    ListCursor c{word_, pos_, l.low.data() + l.n_low, l.high.data() + l.n_high};  // locals: no aliasing
+    list_row_(w_.codebook.sparse, end_, w_.cols, c);
+    l.n_low = c.lo - l.low.data();
+    l.n_high = c.hi - l.high.data();
+    word_ = c.word;
+    pos_ = c.pos < w_.cols ? w_.cols : c.pos;  // a short (malformed) stream: zeros
+    n_low_ = split_at(l.low.data(), l.n_low, w_.cols);
+    n_high_ = split_at(l.high.data(), l.n_high, w_.cols);
+    ++row_;
+    return true;
+  }
+  int64_t row() const { return row_ - 1; }  // of the block
+  const uint16_t* low() const { return lists().low.data(); }
+  const uint16_t* high() const { return lists().high.data(); }
+  int64_t n_low() const { return n_low_; }
+  int64_t n_high() const { return n_high_; }
+
+ private:
+  static RowLists& lists() {
+    thread_local RowLists l;
+    return l;
+  }
+  const Sub1View& w_;
+  ListRowFn list_row_;
+  const uint16_t *word_, *end_;
+  int64_t rows_, row_ = 0, pos_ = 0, n_low_ = 0, n_high_ = 0;
+};
+
+// Σ x[list[i]] for one token: four partial sums, element i into sum
+// i mod 4, added as (s0 + s1) + (s2 + s3) — the order every path keeps (for
+// many tokens, a vector per partial sum, a lane per token).
+inline float gather_sum(const float* x, const uint16_t* list, int64_t n) {
+  float s[4] = {0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int k = 0; k < 4; ++k) s[k] += x[list[i + k]];
+  for (int k = 0; k < 3; ++k)  // constant indices keep s in registers
+    if (i + k < n) s[k] += x[list[i + k]];
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+using GatherFn = float (*)(const float*, const uint16_t*, int64_t);
+
+void sparse_block_one_token(const Sub1View& w, int64_t b, const float* x, float* y, ListRowFn list_row,
+                            GatherFn gather) {
+  for (SparseRows rows(w, b, list_row); rows.next();) {
+    const int64_t r = b * kSub1BlockRows + rows.row();
+    y[r] = combine(w.low(r), gather(x, rows.low(), rows.n_low()), w.high(r), gather(x, rows.high(), rows.n_high()));
+  }
+}
+
+void sparse_blocks_portable(const Sub1View& w, int64_t block0, int64_t n_blocks, const float* x, int64_t x_stride,
+                            int64_t tokens, float* y, int64_t y_stride) {
+  for (int64_t b = block0; b < block0 + n_blocks; ++b) {
+    if (tokens == 1) {
+      sparse_block_one_token(w, b, x, y, list_row_portable, gather_sum);
+      continue;
+    }
+    for (SparseRows rows(w, b); rows.next();) {
+      const int64_t r = b * kSub1BlockRows + rows.row();
+      for (int64_t t = 0; t < tokens; ++t) {
+        const float* xt = x + t * x_stride;
+        y[t * y_stride + r] = combine(w.low(r), gather_sum(xt, rows.low(), rows.n_low()), w.high(r),
+                                      gather_sum(xt, rows.high(), rows.n_high()));
+      }
+    }
+  }
+}
+
+// x [tokens, cols] -> [groups][cols][lanes], tokens padded with zeros to a
+// multiple of lanes; group g holds tokens g·lanes .. g·lanes + lanes - 1.
+const float* transpose_tokens(const float* x, int64_t x_stride, int64_t tokens, int64_t cols, int lanes) {
+  thread_local std::vector<float> xt;
+  const int64_t groups = (tokens + lanes - 1) / lanes;
+  xt.assign(size_t(groups * cols * lanes), 0.0f);
+  for (int64_t t = 0; t < tokens; ++t) {
+    float* out = xt.data() + (t / lanes) * cols * lanes + t % lanes;
+    const float* in = x + t * x_stride;
+    for (int64_t c = 0; c < cols; ++c) out[c * lanes] = in[c];
+  }
+  return xt.data();
+}
+
+// The per-row epilogue of the vector paths: lane t of the sums is token t.
+inline void store_rows(const Sub1View& w, int64_t r, const float* sum_lo, const float* sum_hi, int64_t tokens,
+                       float* y, int64_t y_stride) {
+  for (int64_t t = 0; t < tokens; ++t) y[t * y_stride + r] = combine(w.low(r), sum_lo[t], w.high(r), sum_hi[t]);
+}
+
+// ---- dense design, portable -------------------------------------------------
 
 uint8_t* block_buffer(const Sub1View& w) {
   thread_local std::vector<uint8_t> buffer;
@@ -21,8 +258,6 @@ uint8_t* block_buffer(const Sub1View& w) {
   if (buffer.size() < need) buffer.resize(need);
   return buffer.data();
 }
-
-// ---- portable ---------------------------------------------------------------
 
 // Each token's sum: four partial sums over columns c ≡ 0, 1, 2, 3 (mod 4),
 // added as (s0 + s1) + (s2 + s3).
@@ -47,10 +282,81 @@ void linear_block_portable(const Sub1View& w, int64_t b, const float* x, int64_t
   }
 }
 
+void dequantize_block_portable(const Sub1View& w, int64_t b, float* out) {
+  uint8_t* trits = block_buffer(w);
+  decode_sub1_block(w, b, trits);
+  for (int64_t i = 0; i < w.rows_in_block(b); ++i) {
+    const int64_t r = b * kSub1BlockRows + i;
+    const float level[3] = {w.low(r), 0.0f, w.high(r)};
+    for (int64_t c = 0; c < w.cols; ++c) out[i * w.cols + c] = level[trits[i * w.cols + c]];
+  }
+}
+
 #if defined(__x86_64__)
 // ---- AVX2 -------------------------------------------------------------------
 
-#define MOEC_AVX2 __attribute__((target("avx2,fma")))
+#define MOEC_AVX2 __attribute__((target("avx2,fma,bmi")))
+
+// Sparse design, 2..N tokens: lanes are tokens of [cols][8] activations.
+MOEC_AVX2 inline __m256 gather_sum8(const float* xt, const uint16_t* list, int64_t n) {
+  __m256 s[4];
+  for (int k = 0; k < 4; ++k) s[k] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int k = 0; k < 4; ++k) s[k] = _mm256_add_ps(s[k], _mm256_loadu_ps(xt + 8 * size_t(list[i + k])));
+  for (int k = 0; k < 3; ++k)
+    if (i + k < n) s[k] = _mm256_add_ps(s[k], _mm256_loadu_ps(xt + 8 * size_t(list[i + k])));
+  return _mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3]));
+}
+
+MOEC_AVX2 void sparse_blocks_avx2(const Sub1View& w, int64_t block0, int64_t n_blocks, const float* x,
+                                  int64_t x_stride, int64_t tokens, float* y, int64_t y_stride) {
+  if (tokens == 1) {
+    for (int64_t b = block0; b < block0 + n_blocks; ++b)
+      sparse_block_one_token(w, b, x, y, list_row_avx2, gather_sum);
+    return;
+  }
+  const float* xt = transpose_tokens(x, x_stride, tokens, w.cols, 8);
+  for (int64_t b = block0; b < block0 + n_blocks; ++b)
+    for (SparseRows rows(w, b, list_row_avx2); rows.next();) {
+      const int64_t r = b * kSub1BlockRows + rows.row();
+      for (int64_t g = 0; g * 8 < tokens; ++g) {
+        alignas(32) float sum_lo[8], sum_hi[8];
+        _mm256_store_ps(sum_lo, gather_sum8(xt + g * 8 * w.cols, rows.low(), rows.n_low()));
+        _mm256_store_ps(sum_hi, gather_sum8(xt + g * 8 * w.cols, rows.high(), rows.n_high()));
+        store_rows(w, r, sum_lo, sum_hi, std::min<int64_t>(8, tokens - 8 * g), y + 8 * g * y_stride, y_stride);
+      }
+    }
+}
+
+MOEC_AVX2 inline __m256i trits32(__m256i low, __m256i high, __m256i spread, __m256i bits) {
+  const __m256i l = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(low, spread), bits), bits);
+  const __m256i h = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(high, spread), bits), bits);
+  return _mm256_add_epi8(_mm256_sub_epi8(_mm256_set1_epi8(1), h), l);  // compare results are −1
+}
+
+// Dense design: a codeword's two 64-bit masks to 64 trit bytes. Each 32-byte
+// half: the mask bytes spread 8 times (shuffle), one bit per byte kept
+// (and), compared to a byte of 0xFF; trit = 1 + high − low.
+MOEC_AVX2 inline int store_word_avx2(const uint64_t* masks, uint8_t* out) {
+  const __m256i spread0 = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,  //
+                                           2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i spread1 = _mm256_add_epi8(spread0, _mm256_set1_epi8(4));
+  const __m256i bits = _mm256_set1_epi64x(int64_t(0x8040201008040201));
+  const __m256i low = _mm256_set1_epi64x(int64_t(masks[0])), high = _mm256_set1_epi64x(int64_t(masks[1]));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), trits32(low, high, spread0, bits));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32), trits32(low, high, spread1, bits));
+  return int(_tzcnt_u64(masks[0] & masks[1]));  // 64 when there is no end marker
+}
+
+MOEC_AVX2 void decode_block_avx2(const Sub1View& w, int64_t b, uint8_t* out) {
+  const uint64_t* masks = w.codebook.masks;
+  const uint16_t* words = w.words + w.blocks[b];
+  const int64_t n_words = int64_t(w.blocks[b + 1]) - int64_t(w.blocks[b]), n = w.rows_in_block(b) * w.cols;
+  int64_t pos = 0;
+  for (int64_t k = 0; k < n_words && pos < n; ++k) pos += store_word_avx2(masks + 2 * words[k], out + pos);
+  for (; pos < n; ++pos) out[pos] = 1;  // a short (malformed) stream: zeros
+}
 
 MOEC_AVX2 inline __m256 weights8(const uint8_t* trits, __m256 table) {
   const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(trits));
@@ -90,25 +396,84 @@ MOEC_AVX2 void dot_avx2(const uint8_t* trits, __m256 table, const float level[3]
   }
 }
 
+// Decodes a block a row at a time into a buffer of cols + 128 bytes, so each
+// row's trits are still in L1 when the dot products read them: the codeword
+// that runs past the row's end leaves its excess (< 64 trits) behind the
+// row, which is moved to the front for the next row.
 MOEC_AVX2 void linear_block_avx2(const Sub1View& w, int64_t b, const float* x, int64_t x_stride, int64_t tokens,
                                  float* y, int64_t y_stride) {
-  uint8_t* trits = block_buffer(w);
-  decode_sub1_block(w, b, trits);
+  thread_local std::vector<uint8_t> buffer;
+  if (buffer.size() < size_t(w.cols + 2 * kSlack)) buffer.resize(size_t(w.cols + 2 * kSlack));
+  uint8_t* trits = buffer.data();
+  const uint64_t* masks = w.codebook.masks;
+  const uint16_t* word = w.words + w.blocks[b];
+  const uint16_t* end = w.words + w.blocks[b + 1];
+  int64_t pos = 0;  // trits of the current row already in the buffer
   for (int64_t i = 0; i < w.rows_in_block(b); ++i) {
+    for (; pos < w.cols && word < end; ++word) pos += store_word_avx2(masks + 2 * *word, trits + pos);
+    for (; pos < w.cols; ++pos) trits[pos] = 1;  // a short (malformed) stream: zeros
     const int64_t r = b * kSub1BlockRows + i;
     const float level[3] = {w.low(r), 0.0f, w.high(r)};
     const __m256 table = _mm256_setr_ps(level[0], 0.0f, level[2], 0.0f, 0.0f, 0.0f, 0.0f, 0.0f);
-    const uint8_t* row = trits + i * w.cols;
     int64_t t = 0;
     for (; t + kTokenGroup <= tokens; t += kTokenGroup)
-      dot_avx2<kTokenGroup>(row, table, level, x + t * x_stride, x_stride, w.cols, y + t * y_stride + r, y_stride);
-    for (; t < tokens; ++t) dot_avx2<1>(row, table, level, x + t * x_stride, x_stride, w.cols, y + t * y_stride + r, y_stride);
+      dot_avx2<kTokenGroup>(trits, table, level, x + t * x_stride, x_stride, w.cols, y + t * y_stride + r, y_stride);
+    for (; t < tokens; ++t) dot_avx2<1>(trits, table, level, x + t * x_stride, x_stride, w.cols, y + t * y_stride + r, y_stride);
+    std::memmove(trits, trits + w.cols, kSlack);  // the spill starts the next row
+    pos -= w.cols;
+  }
+}
+
+MOEC_AVX2 void dequantize_block_avx2(const Sub1View& w, int64_t b, float* out) {
+  uint8_t* trits = block_buffer(w);
+  decode_block_avx2(w, b, trits);
+  for (int64_t i = 0; i < w.rows_in_block(b); ++i) {
+    const int64_t r = b * kSub1BlockRows + i;
+    const __m256 table = _mm256_setr_ps(w.low(r), 0.0f, w.high(r), 0.0f, 0.0f, 0.0f, 0.0f, 0.0f);
+    const uint8_t* row = trits + i * w.cols;
+    float* o = out + i * w.cols;
+    int64_t c = 0;
+    for (; c + 8 <= w.cols; c += 8) _mm256_storeu_ps(o + c, weights8(row + c, table));
+    const float level[3] = {w.low(r), 0.0f, w.high(r)};
+    for (; c < w.cols; ++c) o[c] = level[row[c]];
   }
 }
 
 // ---- AVX-512 ----------------------------------------------------------------
 
-#define MOEC_AVX512 __attribute__((target("avx512f,avx512bw,bmi")))
+#define MOEC_AVX512 __attribute__((target("avx512f,avx512bw,avx2,fma,bmi")))
+
+// Sparse design, 2..N tokens: lanes are tokens of [cols][16] activations.
+MOEC_AVX512 inline __m512 gather_sum16(const float* xt, const uint16_t* list, int64_t n) {
+  __m512 s[4];
+  for (int k = 0; k < 4; ++k) s[k] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int k = 0; k < 4; ++k) s[k] = _mm512_add_ps(s[k], _mm512_loadu_ps(xt + 16 * size_t(list[i + k])));
+  for (int k = 0; k < 3; ++k)
+    if (i + k < n) s[k] = _mm512_add_ps(s[k], _mm512_loadu_ps(xt + 16 * size_t(list[i + k])));
+  return _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3]));
+}
+
+MOEC_AVX512 void sparse_blocks_avx512(const Sub1View& w, int64_t block0, int64_t n_blocks, const float* x,
+                                      int64_t x_stride, int64_t tokens, float* y, int64_t y_stride) {
+  if (tokens == 1) {
+    for (int64_t b = block0; b < block0 + n_blocks; ++b)
+      sparse_block_one_token(w, b, x, y, list_row_avx2, gather_sum);
+    return;
+  }
+  const float* xt = transpose_tokens(x, x_stride, tokens, w.cols, 16);
+  for (int64_t b = block0; b < block0 + n_blocks; ++b)
+    for (SparseRows rows(w, b, list_row_avx2); rows.next();) {
+      const int64_t r = b * kSub1BlockRows + rows.row();
+      for (int64_t g = 0; g * 16 < tokens; ++g) {
+        alignas(64) float sum_lo[16], sum_hi[16];
+        _mm512_store_ps(sum_lo, gather_sum16(xt + g * 16 * w.cols, rows.low(), rows.n_low()));
+        _mm512_store_ps(sum_hi, gather_sum16(xt + g * 16 * w.cols, rows.high(), rows.n_high()));
+        store_rows(w, r, sum_lo, sum_hi, std::min<int64_t>(16, tokens - 16 * g), y + 16 * g * y_stride, y_stride);
+      }
+    }
+}
 
 // Stores a codeword's 64 trits, built from its two bit masks, and returns
 // its length; the next codeword's store overwrites what lies past it. The
@@ -122,12 +487,12 @@ MOEC_AVX512 inline int store_word(const uint64_t* masks, uint8_t* out, __m512i o
 }
 
 MOEC_AVX512 void decode_block_avx512(const Sub1View& w, int64_t b, uint8_t* out) {
-  const Sub1Codebook cb = w.codebook;
+  const uint64_t* masks = w.codebook.masks;
   const uint16_t* words = w.words + w.blocks[b];
   const int64_t n_words = int64_t(w.blocks[b + 1]) - int64_t(w.blocks[b]), n = w.rows_in_block(b) * w.cols;
   const __m512i one = _mm512_set1_epi8(1), zero = _mm512_setzero_si512(), two = _mm512_set1_epi8(2);
   int64_t pos = 0;
-  for (int64_t k = 0; k < n_words && pos < n; ++k) pos += store_word(cb.masks + 2 * words[k], out + pos, one, zero, two);
+  for (int64_t k = 0; k < n_words && pos < n; ++k) pos += store_word(masks + 2 * words[k], out + pos, one, zero, two);
   for (; pos < n; ++pos) out[pos] = 1;  // a short (malformed) stream: zeros
 }
 
@@ -166,10 +531,7 @@ MOEC_AVX512 __m512 level_table(const Sub1View& w, int64_t r) {
   return _mm512_setr_ps(w.low(r), 0.0f, w.high(r), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
 }
 
-// Decodes a block's stream a row at a time into a buffer of cols + 128
-// bytes, so each row's trits are still in L1 when the dot products read them:
-// the codeword that runs past the row's end leaves its excess (< 64 trits)
-// behind the row, which is moved to the front for the next row.
+// As linear_block_avx2: a row at a time, the spill moved to the front.
 MOEC_AVX512 void linear_block_avx512(const Sub1View& w, int64_t b, const float* x, int64_t x_stride, int64_t tokens,
                                      float* y, int64_t y_stride) {
   thread_local std::vector<uint8_t> buffer;
@@ -189,7 +551,7 @@ MOEC_AVX512 void linear_block_avx512(const Sub1View& w, int64_t b, const float* 
     for (; t + kTokenGroup <= tokens; t += kTokenGroup)
       dot_avx512<kTokenGroup>(trits, table, x + t * x_stride, x_stride, w.cols, y + t * y_stride + r, y_stride);
     for (; t < tokens; ++t) dot_avx512<1>(trits, table, x + t * x_stride, x_stride, w.cols, y + t * y_stride + r, y_stride);
-    _mm512_storeu_si512(trits, _mm512_loadu_si512(trits + w.cols));  // the spill starts the next row
+    std::memmove(trits, trits + w.cols, kSlack);  // the spill starts the next row
     pos -= w.cols;
   }
 }
@@ -210,58 +572,52 @@ MOEC_AVX512 void dequantize_block_avx512(const Sub1View& w, int64_t b, float* ou
 
 #endif  // __x86_64__
 
-void dequantize_block_portable(const Sub1View& w, int64_t b, float* out) {
-  uint8_t* trits = block_buffer(w);
-  decode_sub1_block(w, b, trits);
-  for (int64_t i = 0; i < w.rows_in_block(b); ++i) {
-    const int64_t r = b * kSub1BlockRows + i;
-    const float level[3] = {w.low(r), 0.0f, w.high(r)};
-    for (int64_t c = 0; c < w.cols; ++c) out[i * w.cols + c] = level[trits[i * w.cols + c]];
-  }
-}
-
 }  // namespace
 
-bool sub1_isa_supported(Sub1Isa isa) {
-  switch (isa) {
-    case Sub1Isa::Portable: return true;
-#if defined(__x86_64__)
-    case Sub1Isa::Avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case Sub1Isa::Avx512:
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("bmi");
-#else
-    default: return false;
-#endif
+uint64_t sub1_sparse_table_bytes(uint32_t size) { return uint64_t(size) * kEntryBytes + kEntryBytes; }
+
+bool sub1_build_sparse_table(const Sub1Codebook& cb, uint8_t* table) {
+  std::memset(table, 0, sub1_sparse_table_bytes(cb.size));
+  for (uint32_t w = 0; w < cb.size; ++w) {
+    uint8_t* e = table + size_t(w) * kEntryBytes;
+    const int length = sub1_word_length(cb, w);
+    uint8_t lo[kMaxPerLevel], hi[kMaxPerLevel];
+    int n_lo = 0, n_hi = 0;
+    for (int i = 0; i < length; ++i) {
+      const int t = sub1_word_trit(cb, w, i);
+      if (t == 1) continue;
+      int& n = t == 0 ? n_lo : n_hi;
+      if (n == kMaxPerLevel) return false;
+      (t == 0 ? lo : hi)[n++] = uint8_t(i);
+    }
+    e[0] = uint8_t(length);
+    e[1] = uint8_t(n_lo | n_hi << 4);
+    for (int i = 0; i < n_lo; ++i) e[kLowAt + i] = uint8_t(lo[i]);
+    for (int i = 0; i < n_hi; ++i) e[kHighAt + i] = uint8_t(hi[i]);
   }
-  return false;
+  return true;
 }
 
-Sub1Isa sub1_best_isa() {
-  static const Sub1Isa best = sub1_isa_supported(Sub1Isa::Avx512) ? Sub1Isa::Avx512
-                              : sub1_isa_supported(Sub1Isa::Avx2) ? Sub1Isa::Avx2
-                                                                  : Sub1Isa::Portable;
-  return best;
-}
-
-const char* sub1_isa_name(Sub1Isa isa) {
-  switch (isa) {
-    case Sub1Isa::Portable: return "portable";
-    case Sub1Isa::Avx2: return "avx2";
-    case Sub1Isa::Avx512: return "avx512";
-  }
-  return "?";
-}
+const char* sub1_design(const Sub1View& w) { return sparse_usable(w) ? "sparse" : "dense"; }
 
 void sub1_linear_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, const float* x, int64_t x_stride,
-                        int64_t tokens, float* y, int64_t y_stride, Sub1Isa isa) {
-  if (!sub1_isa_supported(isa)) fail("sub1 kernels: this CPU has no {}", sub1_isa_name(isa));
+                        int64_t tokens, float* y, int64_t y_stride, Isa isa) {
+  if (!isa_supported(isa)) fail("sub1 kernels: this CPU has no {}", isa_name(isa));
+  if (tokens <= 0 || n_blocks <= 0) return;
+  if (sparse_usable(w)) {
+#if defined(__x86_64__)
+    if (isa == Isa::Avx512) return sparse_blocks_avx512(w, block0, n_blocks, x, x_stride, tokens, y, y_stride);
+    if (isa == Isa::Avx2) return sparse_blocks_avx2(w, block0, n_blocks, x, x_stride, tokens, y, y_stride);
+#endif
+    return sparse_blocks_portable(w, block0, n_blocks, x, x_stride, tokens, y, y_stride);
+  }
   for (int64_t b = block0; b < block0 + n_blocks; ++b) {
 #if defined(__x86_64__)
-    if (isa == Sub1Isa::Avx512) {
+    if (isa == Isa::Avx512) {
       linear_block_avx512(w, b, x, x_stride, tokens, y, y_stride);
       continue;
     }
-    if (isa == Sub1Isa::Avx2) {
+    if (isa == Isa::Avx2) {
       linear_block_avx2(w, b, x, x_stride, tokens, y, y_stride);
       continue;
     }
@@ -270,9 +626,10 @@ void sub1_linear_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, con
   }
 }
 
-void sub1_dequantize_block(const Sub1View& w, int64_t b, float* out, Sub1Isa isa) {
+void sub1_dequantize_block(const Sub1View& w, int64_t b, float* out, Isa isa) {
 #if defined(__x86_64__)
-  if (isa == Sub1Isa::Avx512 && sub1_isa_supported(isa)) return dequantize_block_avx512(w, b, out);
+  if (isa == Isa::Avx512 && isa_supported(isa)) return dequantize_block_avx512(w, b, out);
+  if (isa == Isa::Avx2 && isa_supported(isa)) return dequantize_block_avx2(w, b, out);
 #endif
   dequantize_block_portable(w, b, out);
 }

@@ -1,41 +1,64 @@
 // Fused CPU kernels over sub1 matrices (quant/sub1.h): decode a block of 16
-// rows and multiply it with 1..N activation rows while the block's trits are
-// in L1, never materializing more than one block.
+// rows and multiply it with 1..N activation rows while the block's codes are
+// in cache, never materializing more than one row of trits.
 //
-// Layout and limits:
-// - Work is split by blocks of 16 rows (the unit the codes can be entered
-//   at); callers thread over blocks. Per block the kernel decodes the trits
-//   into a thread-local byte buffer (16·cols + 64 bytes: the AVX-512 decoder
-//   stores a whole 64-trit codeword at a time and lets the next one overwrite
-//   the excess), then for each row turns trits into weights with a 3-entry
-//   table lookup (vpermps) and accumulates dot products with four
-//   accumulators per token, four tokens at a time.
-// - Any shape: columns not a multiple of the vector width are handled with
-//   masked loads (AVX-512) or a scalar tail.
-// - Results depend only on the shape, not on the thread count or on how
-//   tokens are grouped (each token's sum has the same order in every path).
-// - Three implementations chosen at run time by the CPU: AVX-512 (F+BW), AVX2
-//   (+FMA) and portable C++; tests run every one the CPU supports against the
-//   scalar reference decoder followed by a dense product.
+// Two designs, chosen per matrix:
+//
+// Sparse (the default): at p(0) ≈ 0.7–0.9 a 16-bit codeword stands for
+// ~10–30 trits of which only 1–4 are nonzero. A second per-codeword table
+// (built from the dictionary once, 16 bytes per codeword) lists the
+// positions of those nonzeros; decoding a row appends each codeword's
+// positions plus its start to two lists (low level, high level) with one
+// 16-byte load/add/store per list, and the product sums the activations
+// the lists point at: Σ_low x and Σ_high x per row and token, then
+// y = low · Σ_low + high · Σ_high. No multiplications per weight and no work
+// for zeros, so a token costs a few loads per nonzero; several tokens share
+// each position (activations transposed to [cols][tokens], one vector add
+// per nonzero for 8 (AVX2) or 16 (AVX-512) tokens).
+//   Entry layout (16 bytes): u8 length, u8 low count | high count << 4,
+//   u8 low positions [7], u8 high positions [7]. A dictionary with a
+//   codeword of more than 7 trits of one level has no sparse table (dense
+//   design instead); so does a matrix wider than 65,000 columns (positions
+//   within a row are u16).
+//   The sums use four partial sums per list, element i into sum i mod 4,
+//   added as (s0 + s1) + (s2 + s3); every ISA and every batch size does the
+//   same float operations per token, so results are bit-identical across
+//   ISAs, thread counts and batch groupings.
+//
+// Dense (fallback, and the GEMM path's dequantization): the block's trits
+// are expanded to bytes (AVX-512: masked byte blends; AVX2: shuffle + compare
+// of the codeword's bit masks; portable: the reference decoder), then each
+// row's trits index a 3-entry level table (vpermps) and are multiplied with
+// the activations. The decode buffer has 64 bytes of slack: a whole 64-trit
+// codeword is stored at a time and the next one overwrites the excess.
+//
+// ISAs: portable C++, AVX2 (+FMA, BMI) and AVX-512 (F+BW), chosen by
+// active_isa() (io/cpu_isa.h); tests run every one the CPU supports against
+// the scalar reference decoder followed by a dense product.
 #pragma once
 #include <cstdint>
 
+#include "io/cpu_isa.h"
 #include "quant/sub1.h"
 
 namespace moec {
 
-enum class Sub1Isa { Portable, Avx2, Avx512 };
-Sub1Isa sub1_best_isa();  // the best one this CPU runs
-bool sub1_isa_supported(Sub1Isa isa);
-const char* sub1_isa_name(Sub1Isa isa);
+// The kernel design a matrix uses: "sparse" or "dense".
+const char* sub1_design(const Sub1View& w);
 
 // y[t, r] = Σ_c W[r, c] · x[t, c] for t < tokens and the rows of blocks
 // [block0, block0 + n_blocks).
 void sub1_linear_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, const float* x, int64_t x_stride,
-                        int64_t tokens, float* y, int64_t y_stride, Sub1Isa isa = sub1_best_isa());
+                        int64_t tokens, float* y, int64_t y_stride, Isa isa = active_isa());
 
 // Rows of block b as f32 [rows_in_block(b), cols] (for large batches, which
 // multiply a decoded block with a GEMM).
-void sub1_dequantize_block(const Sub1View& w, int64_t b, float* out, Sub1Isa isa = sub1_best_isa());
+void sub1_dequantize_block(const Sub1View& w, int64_t b, float* out, Isa isa = active_isa());
+
+// The sparse table of a dictionary (see above): bytes to allocate for
+// `size` codewords, and the builder; false when some codeword has too many
+// nonzeros of one level for the layout (the table is then unused).
+uint64_t sub1_sparse_table_bytes(uint32_t size);
+bool sub1_build_sparse_table(const Sub1Codebook& codebook, uint8_t* table);
 
 }  // namespace moec

@@ -280,7 +280,7 @@ QuantizeReport quantize_model(const CheckpointSource& source, const std::filesys
   report.method = o.gptq ? "gptq" : "rtn";
   report.calib_tokens = int64_t(calib.size());
   Provenance provenance{o.command_line, std::filesystem::absolute(source.path()).string(),
-                        std::string(source.format()), describe_files(source.files())};
+                        std::string(source.format()), describe_files(source.files()), nullptr};
   provenance.quantization = {{"format", report.format},
                              {"method", report.method},
                              {"damp", o.gptq_options.damp},

@@ -149,7 +149,7 @@ TEST_CASE("bad runtime input gets a clear error", "[runtime][malformed]") {
 
 TEST_CASE("moec eval and generate report bad input in one line", "[runtime][cli]") {
   test::TempDir tmp;
-  const std::string model = "'" + test::fixture_model_dir().string() + "'";
+  const std::string model = fmt::format("'{}'", test::fixture_model_dir().string());
   test::write_file(tmp / "empty.txt", "");
   test::write_file(tmp / "short.txt", "Too short for a window.");
   for (std::string args : {"eval " + model + " --text '" + (tmp / "empty.txt").string() + "'",

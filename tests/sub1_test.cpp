@@ -20,14 +20,11 @@ Sub1Matrix random_sub1(int64_t rows, int64_t cols, double p0, uint32_t seed) {
                      shared_dictionary(count_trits(trits)));
 }
 
-std::vector<Sub1Isa> supported_isas() {
-  std::vector<Sub1Isa> out;
-  for (Sub1Isa isa : {Sub1Isa::Portable, Sub1Isa::Avx2, Sub1Isa::Avx512})
-    if (sub1_isa_supported(isa)) out.push_back(isa);
-  return out;
+// The same matrix through the dense design (no sparse table).
+Sub1View dense_design(Sub1View v) {
+  v.codebook.sparse = nullptr;
+  return v;
 }
-
-}  // namespace
 
 TEST_CASE("sub1 level codes: exact round trip, monotonic, nearest within 2.2%", "[sub1]") {
   const float scale = 0.0625f;
@@ -95,41 +92,83 @@ TEST_CASE("A matrix quantized on the sub1 grid encodes to exactly its dequantize
   }
 }
 
+// Checks every kernel path of `v` against the reference decoder and a
+// double-precision product; returns the outputs of the last batch per ISA.
+void check_kernels(const Sub1View& v, Isa isa) {
+  const int64_t rows = v.rows, cols = v.cols;
+  std::vector<float> w(static_cast<size_t>(rows * cols));
+  dequantize_sub1_rows(v, 0, rows, w.data());
+  // decoding a block is bit-exact
+  std::vector<float> block(static_cast<size_t>(kSub1BlockRows * cols));
+  for (int64_t b = 0; b < v.n_blocks(); ++b) {
+    sub1_dequantize_block(v, b, block.data(), isa);
+    REQUIRE(std::equal(block.begin(), block.begin() + v.rows_in_block(b) * cols, w.begin() + b * kSub1BlockRows * cols));
+  }
+  for (int64_t tokens : {1, 3, 4, 5, 8, 9, 17, 64}) {
+    INFO(tokens << " tokens");
+    const int64_t x_stride = cols + 3, y_stride = rows + 5;
+    auto x = random_normals(tokens * x_stride, uint32_t(tokens));
+    std::vector<float> y(static_cast<size_t>(tokens * y_stride), -1.0f);
+    sub1_linear_blocks(v, 0, v.n_blocks(), x.data(), x_stride, tokens, y.data(), y_stride, isa);
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t r = 0; r < rows; ++r) {
+        double want = 0, size = 0;
+        for (int64_t c = 0; c < cols; ++c) {
+          want += double(w[r * cols + c]) * x[t * x_stride + c];
+          size += std::abs(double(w[r * cols + c]) * x[t * x_stride + c]);
+        }
+        REQUIRE(std::abs(y[t * y_stride + r] - want) <= 1e-5 * size + 1e-30);
+      }
+    // each token's result does not depend on the tokens beside it
+    std::vector<float> alone(static_cast<size_t>(y_stride), -1.0f);
+    sub1_linear_blocks(v, 0, v.n_blocks(), x.data() + (tokens - 1) * x_stride, x_stride, 1, alone.data(), y_stride, isa);
+    REQUIRE(std::equal(alone.begin(), alone.begin() + rows, y.begin() + (tokens - 1) * y_stride));
+    REQUIRE(y[(tokens - 1) * y_stride + rows] == -1.0f);  // nothing written past the rows
+  }
+}
+
+}  // namespace
+
 TEST_CASE("sub1 kernels equal the reference decoder followed by a dense product", "[sub1]") {
-  for (Sub1Isa isa : supported_isas())
-    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 100}, {16, 64}, {33, 1}, {20, 515}, {48, 256}}) {
-      INFO(sub1_isa_name(isa) << " " << rows << "x" << cols);
+  for (Isa isa : supported_isas())
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 100}, {16, 64}, {33, 1}, {20, 515}, {48, 256}, {5, 3}}) {
+      INFO(isa_name(isa) << " " << rows << "x" << cols);
       Sub1Matrix m = random_sub1(rows, cols, 0.75, uint32_t(rows + cols));
-      Sub1View v = m.view();
-      std::vector<float> w(static_cast<size_t>(rows * cols));
-      dequantize_sub1_rows(v, 0, rows, w.data());
-      // decoding a block is bit-exact
-      std::vector<float> block(static_cast<size_t>(kSub1BlockRows * cols));
-      for (int64_t b = 0; b < v.n_blocks(); ++b) {
-        sub1_dequantize_block(v, b, block.data(), isa);
-        REQUIRE(std::equal(block.begin(), block.begin() + v.rows_in_block(b) * cols, w.begin() + b * kSub1BlockRows * cols));
-      }
-      for (int64_t tokens : {1, 3, 4, 5, 8, 17, 64}) {
-        const int64_t x_stride = cols + 3, y_stride = rows + 5;
-        auto x = random_normals(tokens * x_stride, uint32_t(tokens));
-        std::vector<float> y(static_cast<size_t>(tokens * y_stride), -1.0f);
-        sub1_linear_blocks(v, 0, v.n_blocks(), x.data(), x_stride, tokens, y.data(), y_stride, isa);
-        for (int64_t t = 0; t < tokens; ++t)
-          for (int64_t r = 0; r < rows; ++r) {
-            double want = 0, size = 0;
-            for (int64_t c = 0; c < cols; ++c) {
-              want += double(w[r * cols + c]) * x[t * x_stride + c];
-              size += std::abs(double(w[r * cols + c]) * x[t * x_stride + c]);
-            }
-            REQUIRE(std::abs(y[t * y_stride + r] - want) <= 1e-5 * size + 1e-30);
-          }
-        // each token's result does not depend on the tokens beside it
-        std::vector<float> alone(static_cast<size_t>(y_stride), -1.0f);
-        sub1_linear_blocks(v, 0, v.n_blocks(), x.data() + (tokens - 1) * x_stride, x_stride, 1, alone.data(), y_stride, isa);
-        REQUIRE(std::equal(alone.begin(), alone.begin() + rows, y.begin() + (tokens - 1) * y_stride));
-        REQUIRE(y[(tokens - 1) * y_stride + rows] == -1.0f);  // nothing written past the rows
-      }
+      if (rows * cols >= 1000) REQUIRE(std::string(sub1_design(m.view())) == "sparse");
+      check_kernels(m.view(), isa);
+      INFO("dense design");
+      REQUIRE(std::string(sub1_design(dense_design(m.view()))) == "dense");
+      check_kernels(dense_design(m.view()), isa);
     }
+}
+
+TEST_CASE("sub1 sparse kernels: the same bits on every ISA and batch size", "[sub1]") {
+  Sub1Matrix m = random_sub1(70, 333, 0.88, 9);
+  const int64_t tokens = 19;
+  auto x = random_normals(tokens * 333, 3);
+  std::vector<float> first;
+  for (Isa isa : supported_isas()) {
+    INFO(isa_name(isa));
+    std::vector<float> y(static_cast<size_t>(tokens * 70));
+    sub1_linear_blocks(m.view(), 0, m.view().n_blocks(), x.data(), 333, tokens, y.data(), 70, isa);
+    if (first.empty()) first = y;
+    REQUIRE(y == first);
+  }
+}
+
+TEST_CASE("sub1: dictionaries with many nonzeros per codeword and very wide rows use the dense design", "[sub1]") {
+  Sub1Matrix dense = random_sub1(20, 300, 0.2, 4);  // codewords of mostly nonzero trits
+  CHECK(std::string(sub1_design(dense.view())) == "dense");
+  for (Isa isa : supported_isas()) check_kernels(dense.view(), isa);
+  Sub1Matrix wide = random_sub1(2, 65536, 0.9, 5);
+  CHECK(std::string(sub1_design(wide.view())) == "dense");
+  std::vector<float> x(65536, 1.0f), y(2), want(2);
+  for (Isa isa : supported_isas()) {
+    sub1_linear_blocks(wide.view(), 0, 1, x.data(), 65536, 1, y.data(), 2, isa);
+    linear_reference({x.data(), 65536, 1, sub1_weights(wide.view()), want.data(), 2});
+    CHECK(y[0] == Approx(want[0]).margin(1e-3));
+    CHECK(y[1] == Approx(want[1]).margin(1e-3));
+  }
 }
 
 TEST_CASE("linear() over sub1 weights: fused and GEMM paths, any thread count", "[sub1]") {

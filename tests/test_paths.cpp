@@ -111,9 +111,9 @@ std::string read_file(const fs::path& path) {
   return s.str();
 }
 
-CommandResult run_moec(const std::string& args) {
+CommandResult run_moec(const std::string& args, const std::string& environment) {
   TempDir tmp;
-  std::string command = std::string("'") + MOEC_BINARY + "' " + args + " >'" + (tmp / "out").string() + "' 2>'" +
+  std::string command = environment + "'" + MOEC_BINARY + "' " + args + " >'" + (tmp / "out").string() + "' 2>'" +
                         (tmp / "err").string() + "'";
   int status = std::system(command.c_str());
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -58,7 +58,8 @@ struct CommandResult {
   std::string out;
   std::string err;
 };
-// Runs the moec binary with `args` (already shell-quoted as needed).
-CommandResult run_moec(const std::string& args);
+// Runs the moec binary with `args` (already shell-quoted as needed), after
+// `environment` ("NAME=value " assignments, or nothing).
+CommandResult run_moec(const std::string& args, const std::string& environment = "");
 
 }  // namespace moec::test

@@ -1,0 +1,89 @@
+#include "io/cpu_isa.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <string>
+
+#include "io/error.h"
+
+namespace moec {
+namespace {
+
+bool cpu_has(Isa isa) {
+#if defined(__x86_64__) || defined(__i386__)
+  switch (isa) {
+    case Isa::Portable: return true;
+    case Isa::Avx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+             __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
+    case Isa::Avx512:
+      return cpu_has(Isa::Avx2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  }
+  return false;
+#else
+  return isa == Isa::Portable;
+#endif
+}
+
+Isa from_environment() {
+  const char* value = std::getenv("MOEC_ISA");
+  if (value == nullptr || *value == '\0') return best_isa();
+  const auto isa = isa_from_name(value);
+  if (!isa) fail("MOEC_ISA={}: unknown instruction set (portable, avx2, avx512)", value);
+  if (!isa_supported(*isa)) fail("MOEC_ISA={}: this CPU does not support it (best here: {})", value, isa_name(best_isa()));
+  return *isa;
+}
+
+// -1: not chosen yet.
+std::atomic<int> g_active{-1};
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Portable: return "portable";
+    case Isa::Avx2: return "avx2";
+    case Isa::Avx512: return "avx512";
+  }
+  return "?";
+}
+
+std::optional<Isa> isa_from_name(std::string_view name) {
+  for (Isa isa : {Isa::Portable, Isa::Avx2, Isa::Avx512})
+    if (name == isa_name(isa)) return isa;
+  return std::nullopt;
+}
+
+bool isa_supported(Isa isa) {
+  static const bool has[3] = {cpu_has(Isa::Portable), cpu_has(Isa::Avx2), cpu_has(Isa::Avx512)};
+  return has[static_cast<int>(isa)];
+}
+
+std::vector<Isa> supported_isas() {
+  std::vector<Isa> out;
+  for (Isa isa : {Isa::Portable, Isa::Avx2, Isa::Avx512})
+    if (isa_supported(isa)) out.push_back(isa);
+  return out;
+}
+
+Isa best_isa() {
+  return isa_supported(Isa::Avx512) ? Isa::Avx512 : isa_supported(Isa::Avx2) ? Isa::Avx2 : Isa::Portable;
+}
+
+Isa active_isa() {
+  int v = g_active.load(std::memory_order_relaxed);
+  if (v < 0) {
+    v = static_cast<int>(from_environment());
+    g_active.store(v, std::memory_order_relaxed);
+  }
+  return static_cast<Isa>(v);
+}
+
+void set_active_isa(Isa isa) {
+  if (!isa_supported(isa)) fail("instruction set {}: this CPU does not support it (best here: {})", isa_name(isa),
+                                isa_name(best_isa()));
+  g_active.store(static_cast<int>(isa), std::memory_order_relaxed);
+}
+
+}  // namespace moec

@@ -1,0 +1,179 @@
+#include "quant/dense_kernels.h"
+
+#if defined(__x86_64__)
+// GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_*()
+// (`__Y = __Y`), which -Wmaybe-uninitialized reports at every use once they
+// are inlined into a target("avx512f") function: a false positive.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#endif
+
+#include "io/error.h"
+
+namespace moec {
+namespace {
+
+// ---- portable ---------------------------------------------------------------
+
+template <DType D>
+float widen_one(const void* w, int64_t i) {
+  if constexpr (D == DType::BF16) return bf16_to_f32(static_cast<const uint16_t*>(w)[i]);
+  if constexpr (D == DType::F16) return f16_to_f32(static_cast<const uint16_t*>(w)[i]);
+  if constexpr (D == DType::F32) return static_cast<const float*>(w)[i];
+  return 0.0f;
+}
+
+template <DType D>
+void product_portable(const DenseRows& w, const float* x, int64_t x_stride, int64_t tokens, float* y,
+                      int64_t y_stride) {
+  for (int64_t r = 0; r < w.rows; ++r)
+    for (int64_t t = 0; t < tokens; ++t) {
+      const float* xt = x + t * x_stride;
+      float s[4] = {0, 0, 0, 0};
+      int64_t c = 0;
+      for (; c + 4 <= w.cols; c += 4)
+        for (int k = 0; k < 4; ++k) s[k] += widen_one<D>(w.data, r * w.cols + c + k) * xt[c + k];
+      float sum = (s[0] + s[1]) + (s[2] + s[3]);
+      for (; c < w.cols; ++c) sum += widen_one<D>(w.data, r * w.cols + c) * xt[c];
+      y[t * y_stride + r] = sum;
+    }
+}
+
+#if defined(__x86_64__)
+// ---- AVX2 -------------------------------------------------------------------
+
+#define MOEC_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+template <DType D>
+MOEC_AVX2 inline __m256 load8(const void* w, int64_t i) {
+  if constexpr (D == DType::BF16) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  } else if constexpr (D == DType::F16) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + i)));
+  } else {
+    return _mm256_loadu_ps(static_cast<const float*>(w) + i);
+  }
+}
+
+MOEC_AVX2 inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+// R rows (1..4) starting at row r, one token: two accumulators per row over
+// 16-column steps, an 8-column step, then a scalar tail.
+template <DType D, int R>
+MOEC_AVX2 void rows_avx2(const DenseRows& w, int64_t r, const float* x, float* y) {
+  __m256 a[R][2];
+  for (int i = 0; i < R; ++i) a[i][0] = a[i][1] = _mm256_setzero_ps();
+  const int64_t n = w.cols;
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16) {
+    const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+    for (int i = 0; i < R; ++i) {
+      a[i][0] = _mm256_fmadd_ps(load8<D>(w.data, (r + i) * n + c), x0, a[i][0]);
+      a[i][1] = _mm256_fmadd_ps(load8<D>(w.data, (r + i) * n + c + 8), x1, a[i][1]);
+    }
+  }
+  if (c + 8 <= n) {
+    const __m256 x0 = _mm256_loadu_ps(x + c);
+    for (int i = 0; i < R; ++i) a[i][0] = _mm256_fmadd_ps(load8<D>(w.data, (r + i) * n + c), x0, a[i][0]);
+    c += 8;
+  }
+  for (int i = 0; i < R; ++i) {
+    float s = hsum8(_mm256_add_ps(a[i][0], a[i][1]));
+    for (int64_t k = c; k < n; ++k) s += widen_one<D>(w.data, (r + i) * n + k) * x[k];
+    y[r + i] = s;
+  }
+}
+
+template <DType D>
+MOEC_AVX2 void product_avx2(const DenseRows& w, const float* x, int64_t x_stride, int64_t tokens, float* y,
+                            int64_t y_stride) {
+  int64_t r = 0;
+  for (; r + 4 <= w.rows; r += 4)
+    for (int64_t t = 0; t < tokens; ++t) rows_avx2<D, 4>(w, r, x + t * x_stride, y + t * y_stride);
+  for (; r < w.rows; ++r)
+    for (int64_t t = 0; t < tokens; ++t) rows_avx2<D, 1>(w, r, x + t * x_stride, y + t * y_stride);
+}
+
+// ---- AVX-512 ----------------------------------------------------------------
+
+#define MOEC_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")))
+
+template <DType D>
+MOEC_AVX512 inline __m512 load16(const void* w, int64_t i) {
+  if constexpr (D == DType::BF16) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + i));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  } else if constexpr (D == DType::F16) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + i)));
+  } else {
+    return _mm512_loadu_ps(static_cast<const float*>(w) + i);
+  }
+}
+
+template <DType D, int R>
+MOEC_AVX512 void rows_avx512(const DenseRows& w, int64_t r, const float* x, float* y) {
+  __m512 a[R][2];
+  for (int i = 0; i < R; ++i) a[i][0] = a[i][1] = _mm512_setzero_ps();
+  const int64_t n = w.cols;
+  int64_t c = 0;
+  for (; c + 32 <= n; c += 32) {
+    const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
+    for (int i = 0; i < R; ++i) {
+      a[i][0] = _mm512_fmadd_ps(load16<D>(w.data, (r + i) * n + c), x0, a[i][0]);
+      a[i][1] = _mm512_fmadd_ps(load16<D>(w.data, (r + i) * n + c + 16), x1, a[i][1]);
+    }
+  }
+  if (c + 16 <= n) {
+    const __m512 x0 = _mm512_loadu_ps(x + c);
+    for (int i = 0; i < R; ++i) a[i][0] = _mm512_fmadd_ps(load16<D>(w.data, (r + i) * n + c), x0, a[i][0]);
+    c += 16;
+  }
+  for (int i = 0; i < R; ++i) {
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(a[i][0], a[i][1]));
+    for (int64_t k = c; k < n; ++k) s += widen_one<D>(w.data, (r + i) * n + k) * x[k];
+    y[r + i] = s;
+  }
+}
+
+template <DType D>
+MOEC_AVX512 void product_avx512(const DenseRows& w, const float* x, int64_t x_stride, int64_t tokens, float* y,
+                                int64_t y_stride) {
+  int64_t r = 0;
+  for (; r + 4 <= w.rows; r += 4)
+    for (int64_t t = 0; t < tokens; ++t) rows_avx512<D, 4>(w, r, x + t * x_stride, y + t * y_stride);
+  for (; r < w.rows; ++r)
+    for (int64_t t = 0; t < tokens; ++t) rows_avx512<D, 1>(w, r, x + t * x_stride, y + t * y_stride);
+}
+#endif  // __x86_64__
+
+template <DType D>
+void product(const DenseRows& w, const float* x, int64_t x_stride, int64_t tokens, float* y, int64_t y_stride,
+             Isa isa) {
+#if defined(__x86_64__)
+  if (isa == Isa::Avx512) return product_avx512<D>(w, x, x_stride, tokens, y, y_stride);
+  if (isa == Isa::Avx2) return product_avx2<D>(w, x, x_stride, tokens, y, y_stride);
+#endif
+  (void)isa;
+  product_portable<D>(w, x, x_stride, tokens, y, y_stride);
+}
+
+}  // namespace
+
+void dense_rows_product(const DenseRows& w, const float* x, int64_t x_stride, int64_t tokens, float* y,
+                        int64_t y_stride, Isa isa) {
+  switch (w.dtype) {
+    case DType::BF16: return product<DType::BF16>(w, x, x_stride, tokens, y, y_stride, isa);
+    case DType::F16: return product<DType::F16>(w, x, x_stride, tokens, y, y_stride, isa);
+    case DType::F32: return product<DType::F32>(w, x, x_stride, tokens, y, y_stride, isa);
+    default: fail("dense product: dtype {} is not a float weight type", dtype_name(w.dtype));
+  }
+}
+
+}  // namespace moec

@@ -1,0 +1,34 @@
+// Products of dense weight rows stored in their own dtype (bf16, f16, f32)
+// with a few activation rows: the runtime's small-batch path (generation),
+// where the weights stream from memory once and are widened in registers.
+//
+// Layout and limits: w is row-major [rows, cols] with leading dimension
+// cols; x is [tokens, cols] with stride x_stride; y[t · y_stride + r]. Rows
+// are taken four at a time (their partial sums share each load of x); every
+// token's sum has the same order whatever the number of tokens, so a token's
+// result does not depend on the batch it was in. Per ISA:
+//   avx512  16 columns per step, two accumulators per row
+//   avx2    8 columns per step, two accumulators per row (bf16: shift
+//           widening; f16: F16C)
+//   portable plain loops
+// The ISAs round differently (their sums are ordered differently); each is
+// tested against a double-precision reference.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "io/cpu_isa.h"
+#include "io/dtype.h"
+
+namespace moec {
+
+struct DenseRows {
+  DType dtype = DType::F32;  // BF16, F16 or F32
+  const void* data = nullptr;
+  int64_t rows = 0, cols = 0;
+};
+
+void dense_rows_product(const DenseRows& w, const float* x, int64_t x_stride, int64_t tokens, float* y,
+                        int64_t y_stride, Isa isa = active_isa());
+
+}  // namespace moec
