@@ -20,6 +20,9 @@ void add_bench_commands(CLI::App& app) {
   runtime->add_option("--windows", o->windows, "Eval windows")->check(CLI::PositiveNumber)->capture_default_str();
   runtime->add_option("--gen-tokens", o->gen_tokens, "Generated tokens")->check(CLI::PositiveNumber)->capture_default_str();
   runtime->add_option("--repeats", o->repeats, "Runs per figure (median)")->check(CLI::PositiveNumber)->capture_default_str();
+  runtime->add_option("--expert-cache", o->expert_cache_mib, "MiB of sub1 experts kept decoded (0: none)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 30))
+      ->capture_default_str();
   runtime->add_flag("--json", *json, "Machine-readable output");
   runtime->callback([o, json] {
     auto result = run_runtime_bench(*o);

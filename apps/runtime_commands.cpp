@@ -31,6 +31,7 @@ struct RuntimeFlags {
   float temperature = 0.0f;
   float top_p = 1.0f;
   uint64_t seed = 0;
+  int64_t expert_cache_mib = int64_t(Model::kDefaultExpertCacheBytes >> 20);
 };
 
 void print_progress(int64_t done, int64_t total) {
@@ -117,6 +118,7 @@ void run_generate(const RuntimeFlags& f) {
   Tokenizer tokenizer = Tokenizer::from_checkpoint(*source);
   ThreadPool pool(f.threads);
   Model model(*source, pool);
+  model.expert_cache().set_capacity(uint64_t(f.expert_cache_mib) << 20);
   std::vector<int32_t> prompt{int32_t(model.config().bos_token_id)};
   auto ids = tokenizer.encode(f.prompt);
   prompt.insert(prompt.end(), ids.begin(), ids.end());
@@ -130,6 +132,11 @@ void run_generate(const RuntimeFlags& f) {
   fmt::print(stderr, "{} prompt tokens in {:.3f} s; {} tokens generated, {:.0f} tokens/s ({} threads, {} kernels){}\n",
              r.prompt_tokens, r.prefill_seconds, r.tokens.size(), r.decode_tokens_per_second(), pool.size(),
              isa_name(active_isa()), r.truncated ? "; stopped at max_position_embeddings" : "");
+  const Sub1ListCache::Stats cache = model.expert_cache().stats();
+  if (cache.hits + cache.misses > 0)
+    fmt::print(stderr, "sub1 expert cache: {:.1f}% hits ({} of {} products), {:.1f} of {} MiB, {} evictions\n",
+               100 * cache.hit_rate(), cache.hits, cache.hits + cache.misses, double(cache.bytes) / (1 << 20),
+               cache.capacity >> 20, cache.evictions);
 }
 
 }  // namespace
@@ -158,6 +165,10 @@ void add_runtime_commands(CLI::App& app) {
   gen->add_option("--top-p", f->top_p, "Nucleus sampling mass")->check(CLI::Range(0.0f, 1.0f))->capture_default_str();
   gen->add_option("--seed", f->seed, "Random seed for sampling")->capture_default_str();
   gen->add_option("--threads", f->threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
+  gen->add_option("--expert-cache", f->expert_cache_mib,
+                  "MiB of sub1 experts kept decoded for reuse between tokens (0: decode every time)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 30))
+      ->capture_default_str();
   gen->callback([f] { run_generate(*f); });
 }
 

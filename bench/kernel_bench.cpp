@@ -179,9 +179,10 @@ nlohmann::ordered_json run_kernel_bench(const KernelBenchOptions& o) {
   if (o.synthetic)
     for (auto [rows, cols] : {std::pair<int64_t, int64_t>{14336, 4096}, {4096, 14336}})
       cases.push_back(synthetic_case(rows, cols, 0.885, uint32_t(rows), owned));
+  std::unique_ptr<CheckpointSource> source;  // the model's views point into its mapping
+  std::deque<TensorData> data;
   if (!o.model.empty()) {
-    auto source = open_checkpoint(o.model);
-    std::vector<TensorData> data;
+    source = open_checkpoint(o.model);
     std::map<std::pair<int64_t, int64_t>, Case> by_shape;
     for (const TensorInfo& t : source->tensors()) {
       if (t.encoding != "sub1") continue;

@@ -44,6 +44,7 @@ nlohmann::ordered_json run_runtime_bench(const RuntimeBenchOptions& o) {
   auto ids = tokenizer.encode(read_text_file(o.text));
   ThreadPool pool(o.threads);
   Model model(*source, pool);
+  model.expert_cache().set_capacity(uint64_t(o.expert_cache_mib) << 20);
 
   std::vector<double> batched, per_token, generation;
   PerplexityOptions eval;
@@ -65,6 +66,12 @@ nlohmann::ordered_json run_runtime_bench(const RuntimeBenchOptions& o) {
   j["eval_per_token_baseline_tokens_per_s"] = median(per_token);
   j["eval_speedup_vs_per_token"] = median(batched) / median(per_token);
   j["generate_tokens_per_s"] = median(generation);
+  const Sub1ListCache::Stats cache = model.expert_cache().stats();
+  if (cache.hits + cache.misses > 0)
+    j["sub1_expert_cache"] = {{"capacity_mib", cache.capacity >> 20},
+                              {"hit_rate", cache.hit_rate()},
+                              {"bytes", cache.bytes},
+                              {"evictions", cache.evictions}};
   j["peak_rss_bytes"] = peak_rss_bytes();
   j["isa"] = isa_name(active_isa());
   // llama.cpp on this fixture (../shared/fixtures/README.md): Intel Xeon with
@@ -89,6 +96,12 @@ std::string format_runtime_bench(const nlohmann::ordered_json& j) {
   out += fmt::format("  {:<44} {:>10.0f} {:>9.2f}x\n", "eval, expert-grouped batched prefill", eval, eval / base);
   out += fmt::format("  {:<44} {:>10.0f} {:>9.2f}x\n", "eval, per-token baseline (same run)", base, 1.0);
   out += fmt::format("  {:<44} {:>10.0f}\n", "generation (KV cache, greedy)", gen);
+  if (j.contains("sub1_expert_cache")) {
+    const auto& c = j["sub1_expert_cache"];
+    out += fmt::format("  sub1 expert cache ({} MiB): {:.1f}% hits over the run, {:.1f} MiB held\n",
+                       c["capacity_mib"].get<int64_t>(), 100 * c["hit_rate"].get<double>(),
+                       double(c["bytes"].get<uint64_t>()) / (1 << 20));
+  }
   out += fmt::format("  anchors on the fixture (not measured here; llama.cpp on {}):\n",
                      a["llama_cpp_cpu"].get<std::string>());
   auto anchor = [&](const char* label, const char* key, double ours) {

@@ -23,6 +23,7 @@ struct RuntimeBenchOptions {
   int64_t baseline_windows = 2;  // windows for the slow per-token baseline
   int64_t gen_tokens = 256;
   int repeats = 3;           // each figure is the median of this many runs
+  int64_t expert_cache_mib = 512;  // sub1 experts kept decoded between generated tokens
 };
 
 nlohmann::ordered_json run_runtime_bench(const RuntimeBenchOptions& options);

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "io/error.h"
+#include "model/sub1_list_cache.h"
 #include "model/thread_pool.h"
 #include "quant/dense_kernels.h"
 #include "quant/gemm.h"
@@ -64,10 +65,10 @@ void gemm_tile(const LinearProblem& p, int64_t t0, int64_t tn, int64_t n0, int64
   gemm_f32(g);
 }
 
-void direct_tile(const LinearProblem& p, int64_t n0, int64_t nn) {
+void direct_tile(const LinearProblem& p, int64_t n0, int64_t nn, Sub1BlockLists* lists) {
   if (p.w.kind == WeightKind::Sub1) {  // fused decode and product
     sub1_linear_blocks(p.w.sub1, n0 / kSub1BlockRows, (nn + kSub1BlockRows - 1) / kSub1BlockRows, p.x, p.x_stride,
-                       p.tokens, p.y, p.y_stride);
+                       p.tokens, p.y, p.y_stride, active_isa(), lists);
     return;
   }
   DenseRows rows;
@@ -87,20 +88,44 @@ struct Tile {
   const LinearProblem* problem;
   int64_t t0, tn, n0, nn;
   bool direct;
+  Sub1BlockLists* lists = nullptr;  // sub1 direct tiles with a list cache: the tile's blocks
 };
 
-void add_tiles(const LinearProblem& p, std::vector<Tile>& tiles) {
+// Cache entries one linear() call records into or replays, released when it
+// ends (also by an exception: an entry left half recorded is dropped).
+class HeldLists {
+ public:
+  ~HeldLists() {
+    for (auto& [p, entry] : held_) p->w.list_cache->release(p->w.sub1, entry);
+  }
+  // The problem's lists (one per block), or null without a cache entry.
+  Sub1BlockLists* acquire(const LinearProblem& p) {
+    if (p.w.list_cache == nullptr) return nullptr;
+    auto entry = p.w.list_cache->acquire(p.w.sub1);
+    if (!entry) return nullptr;
+    held_.emplace_back(&p, entry);
+    return entry->blocks.data();
+  }
+
+ private:
+  std::vector<std::pair<const LinearProblem*, std::shared_ptr<Sub1ListCache::Entry>>> held_;
+};
+
+void add_tiles(const LinearProblem& p, std::vector<Tile>& tiles, HeldLists& held) {
   if (p.tokens <= 0 || p.w.rows <= 0) return;
   const bool sub1 = p.w.kind == WeightKind::Sub1;
   if (p.tokens <= (sub1 ? kSub1FusedMaxTokens : kDirectMaxTokens)) {
+    Sub1BlockLists* lists = sub1 ? held.acquire(p) : nullptr;
     for (int64_t n0 = 0; n0 < p.w.rows; n0 += kDirectRowTile)
-      tiles.push_back({&p, 0, p.tokens, n0, std::min(kDirectRowTile, p.w.rows - n0), true});
+      tiles.push_back({&p, 0, p.tokens, n0, std::min(kDirectRowTile, p.w.rows - n0), true,
+                       lists ? lists + n0 / kSub1BlockRows : nullptr});
     return;
   }
   const int64_t row_tile = gemm_row_tile(p.w.cols);
   for (int64_t t0 = 0; t0 < p.tokens; t0 += kTokenTile)
     for (int64_t n0 = 0; n0 < p.w.rows; n0 += row_tile)
-      tiles.push_back({&p, t0, std::min(kTokenTile, p.tokens - t0), n0, std::min(row_tile, p.w.rows - n0), false});
+      tiles.push_back({&p, t0, std::min(kTokenTile, p.tokens - t0), n0, std::min(row_tile, p.w.rows - n0), false,
+                       nullptr});
 }
 
 }  // namespace
@@ -123,11 +148,12 @@ WeightView weight_view(const TensorData& tensor) {
 
 void linear(ThreadPool& pool, std::span<const LinearProblem> problems) {
   std::vector<Tile> tiles;
-  for (const auto& p : problems) add_tiles(p, tiles);
+  HeldLists held;
+  for (const auto& p : problems) add_tiles(p, tiles, held);
   pool.parallel_for(tiles.size(), [&](size_t i, int) {
     const Tile& t = tiles[i];
     if (t.direct)
-      direct_tile(*t.problem, t.n0, t.nn);
+      direct_tile(*t.problem, t.n0, t.nn, t.lists);
     else
       gemm_tile(*t.problem, t.t0, t.tn, t.n0, t.nn);
   });

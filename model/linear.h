@@ -19,6 +19,7 @@
 namespace moec {
 
 class ThreadPool;
+class Sub1ListCache;
 
 enum class WeightKind : uint8_t { Dense, Quantized, Sub1 };
 
@@ -33,6 +34,9 @@ struct WeightView {
   WeightKind kind = WeightKind::Dense;
   QuantizedView quant;  // kind Quantized
   Sub1View sub1;        // kind Sub1
+  // Sub1 only, optional: where small batches keep the decoded matrix
+  // (model/sub1_list_cache.h); the results are the same with or without.
+  Sub1ListCache* list_cache = nullptr;
   bool dense() const { return kind == WeightKind::Dense; }
 };
 inline WeightView quantized_weights(const QuantizedView& q) {

@@ -11,6 +11,7 @@
 #include "model/linear.h"
 #include "model/moe.h"
 #include "model/rope.h"
+#include "model/sub1_list_cache.h"
 
 namespace moec {
 
@@ -47,6 +48,11 @@ class Model {
   const MoeWeights& moe_weights(int64_t layer) const { return layers_[layer].moe; }
   const std::vector<float>& moe_norm(int64_t layer) const { return layers_[layer].moe_norm; }
 
+  // The cache of sub1 experts decoded for small batches
+  // (model/sub1_list_cache.h); capacity kDefaultExpertCacheBytes until set.
+  Sub1ListCache& expert_cache() { return *expert_cache_; }
+  static constexpr uint64_t kDefaultExpertCacheBytes = uint64_t(512) << 20;
+
   // logits[r, :] = lm_head(hidden[r, :]) for `rows` rows.
   void logits(const float* hidden, int64_t rows, float* out);
   KvCache make_cache(int64_t sequences, int64_t capacity) const;
@@ -64,6 +70,7 @@ class Model {
   ModelConfig config_;
   ThreadPool& pool_;
   std::vector<TensorData> held_;  // keeps views (or owned buffers) alive
+  std::unique_ptr<Sub1ListCache> expert_cache_;  // before the views that point at it
   std::vector<Layer> layers_;
   WeightView embed_, lm_head_;
   std::vector<float> final_norm_;

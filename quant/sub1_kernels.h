@@ -20,10 +20,10 @@
 //   codeword of more than 7 trits of one level has no sparse table (dense
 //   design instead); so does a matrix wider than 65,000 columns (positions
 //   within a row are u16).
-//   The sums use four partial sums per list, element i into sum i mod 4,
-//   added as (s0 + s1) + (s2 + s3); every ISA and every batch size does the
-//   same float operations per token, so results are bit-identical across
-//   ISAs, thread counts and batch groupings.
+//   The sums use eight partial sums per list, element i into sum i mod 8,
+//   added pairwise; every ISA and every batch size does the same float
+//   operations per token, so results are bit-identical across ISAs, thread
+//   counts, batch groupings and list-cache replays.
 //
 // Dense (fallback, and the GEMM path's dequantization): the block's trits
 // are expanded to bytes (AVX-512: masked byte blends; AVX2: shuffle + compare
@@ -37,6 +37,7 @@
 // the scalar reference decoder followed by a dense product.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "io/cpu_isa.h"
 #include "quant/sub1.h"
@@ -46,10 +47,24 @@ namespace moec {
 // The kernel design a matrix uses: "sparse" or "dense".
 const char* sub1_design(const Sub1View& w);
 
+// A block's position lists as the sparse design decodes them, kept to be
+// replayed: generation multiplies the same experts token after token, and a
+// replay skips the decoding (model/sub1_list_cache.h). Per row: its low
+// positions, then its high ones; ends[2i], ends[2i+1] end row i's two lists.
+struct Sub1BlockLists {
+  std::vector<uint16_t> positions;
+  std::vector<uint32_t> ends;
+  bool ready = false;  // holds the block
+  uint64_t bytes() const;
+};
+
 // y[t, r] = Σ_c W[r, c] · x[t, c] for t < tokens and the rows of blocks
-// [block0, block0 + n_blocks).
+// [block0, block0 + n_blocks). With `lists` (one per block, sparse design
+// only: see sub1_design), blocks whose lists are ready are replayed from
+// them and the others recorded; the results are the same bits either way.
 void sub1_linear_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, const float* x, int64_t x_stride,
-                        int64_t tokens, float* y, int64_t y_stride, Isa isa = active_isa());
+                        int64_t tokens, float* y, int64_t y_stride, Isa isa = active_isa(),
+                        Sub1BlockLists* lists = nullptr);
 
 // Rows of block b as f32 [rows_in_block(b), cols] (for large batches, which
 // multiply a decoded block with a GEMM).

@@ -4,6 +4,7 @@
 #include <random>
 
 #include "model/linear.h"
+#include "model/sub1_list_cache.h"
 #include "model/thread_pool.h"
 #include "quant/gptq.h"
 #include "quant/sub1.h"
@@ -185,4 +186,41 @@ TEST_CASE("linear() over sub1 weights: fused and GEMM paths, any thread count", 
     CHECK(one == two);
     for (size_t i = 0; i < want.size(); ++i) REQUIRE(one[i] == Approx(want[i]).margin(1e-4));
   }
+}
+
+TEST_CASE("sub1 list cache: replays give the same bits, hits are counted, capacity is kept", "[sub1]") {
+  Sub1Matrix a = random_sub1(90, 200, 0.8, 21), b = random_sub1(50, 300, 0.85, 22);
+  Sub1ListCache cache(uint64_t(1) << 20);
+  WeightView wa = sub1_weights(a.view()), wb = sub1_weights(b.view());
+  wa.list_cache = wb.list_cache = &cache;
+  ThreadPool pool(2);
+  for (int64_t tokens : {1, 5, 16}) {
+    auto x = random_normals(tokens * 300, uint32_t(tokens));
+    std::vector<float> plain(size_t(tokens * 90)), first(plain.size()), again(plain.size());
+    linear(pool, {x.data(), 300, tokens, sub1_weights(a.view()), plain.data(), 90});
+    linear(pool, {x.data(), 300, tokens, wa, first.data(), 90});
+    linear(pool, {x.data(), 300, tokens, wa, again.data(), 90});
+    CHECK(first == plain);
+    CHECK(again == plain);
+  }
+  Sub1ListCache::Stats s = cache.stats();
+  CHECK(s.misses == 1);  // recorded once, replayed for every later product
+  CHECK(s.hits == 5);
+  CHECK(s.entries == 1);
+  CHECK(s.bytes > 0);
+  // A second matrix beyond a capacity that holds one: the older is evicted.
+  cache.set_capacity(s.bytes + 64);
+  auto x = random_normals(300, 1);
+  std::vector<float> y(90);
+  linear(pool, {x.data(), 300, 1, wb, y.data(), 50});
+  s = cache.stats();
+  CHECK(s.entries == 1);
+  CHECK(s.evictions == 1);
+  CHECK(s.bytes <= s.capacity);
+  // No capacity: nothing is kept; a dense-design matrix is never cached.
+  cache.set_capacity(0);
+  CHECK(cache.stats().entries == 0);
+  CHECK(cache.acquire(a.view()) == nullptr);
+  cache.set_capacity(uint64_t(1) << 20);
+  CHECK(cache.acquire(dense_design(a.view())) == nullptr);
 }
