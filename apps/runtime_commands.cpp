@@ -1,6 +1,9 @@
 // moec eval / generate: run a model with moec's runtime.
 #include <unistd.h>
 
+#include <optional>
+#include <span>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -85,32 +88,52 @@ void run_eval(const RuntimeFlags& f) {
   print_cost(clock.seconds());
 }
 
-// Streams text: decodes the prompt and generated ids together (sentencepiece
-// drops a leading space, and a token can complete a multi-byte character)
-// and prints what was not printed yet. The prompt's text is printed first.
+// Streams text: decodes a window of the latest ids (sentencepiece drops a
+// leading space, and a token can complete a multi-byte character, so single
+// tokens cannot be decoded alone) and prints what was not printed yet. The
+// window starts at anchor_ and is decoded with the token before it as
+// context; it slides forward every 32 tokens, so a token costs O(window),
+// not O(text). The prompt's text is printed first.
 class TextStream {
  public:
   TextStream(const Tokenizer& tokenizer, std::vector<int32_t> prompt) : tokenizer_(tokenizer), ids_(std::move(prompt)) {
-    printed_text_ = tokenizer_.decode(ids_);
-    printed_ = printed_text_.size();
-    fmt::print("{}", printed_text_);
+    text_ = tokenizer_.decode(ids_);
+    fmt::print("{}", text_);
   }
   void push(int32_t id) {
     ids_.push_back(id);
-    std::string text = tokenizer_.decode(ids_);
-    if (text.size() > printed_ && text.compare(0, printed_, printed_text_) == 0) {
-      fmt::print("{}", text.substr(printed_));
-      std::fflush(stdout);
-      printed_text_ = text;
-      printed_ = text.size();
+    const auto text = window_text(anchor_);
+    if (!text || text->size() <= text_.size() || text->compare(0, text_.size(), text_) != 0) return;
+    fmt::print("{}", text->substr(text_.size()));
+    std::fflush(stdout);
+    text_ = *text;
+    if (ids_.size() - anchor_ < kSlideAfter) return;
+    const size_t anchor = ids_.size() - kKeep;
+    const auto moved = window_text(anchor);  // must be what we printed last
+    if (moved && moved->size() <= text_.size() && text_.compare(text_.size() - moved->size(), moved->size(), *moved) == 0) {
+      anchor_ = anchor;
+      text_ = *moved;
     }
   }
 
  private:
+  static constexpr size_t kSlideAfter = 48, kKeep = 16;
+
+  // The text of ids_[anchor..] as it reads after the ids before it; none
+  // when the context token does not decode to a prefix of the two together.
+  std::optional<std::string> window_text(size_t anchor) const {
+    const std::span<const int32_t> ids(ids_);
+    if (anchor == 0) return tokenizer_.decode(ids);
+    std::string with = tokenizer_.decode(ids.subspan(anchor - 1));
+    const std::string context = tokenizer_.decode(ids.subspan(anchor - 1, 1));
+    if (with.compare(0, context.size(), context) != 0) return std::nullopt;
+    return with.substr(context.size());
+  }
+
   const Tokenizer& tokenizer_;
   std::vector<int32_t> ids_;
-  std::string printed_text_;
-  size_t printed_ = 0;
+  size_t anchor_ = 0;
+  std::string text_;  // the window's text printed so far
 };
 
 void run_generate(const RuntimeFlags& f) {
