@@ -214,16 +214,24 @@ struct SparseProduct {
   int64_t y_stride;
 };
 
-// Writes y for row r (of the matrix) from the positions of its nonzeros.
-using SparseRowFn = void (*)(const SparseProduct&, int64_t r, const uint16_t* lo, int64_t n_lo, const uint16_t* hi,
-                             int64_t n_hi);
+// A row of the matrix: the positions of its nonzeros and its two levels.
+struct SparseRow {
+  int64_t r;
+  const uint16_t* lo;
+  int64_t n_lo;
+  const uint16_t* hi;
+  int64_t n_hi;
+  float low, high;
+};
 
-void sparse_row_portable(const SparseProduct& p, int64_t r, const uint16_t* lo, int64_t n_lo, const uint16_t* hi,
-                         int64_t n_hi) {
-  const Sub1View& w = *p.w;
+// Writes y for one row.
+using SparseRowFn = void (*)(const SparseProduct&, const SparseRow&);
+
+void sparse_row_portable(const SparseProduct& p, const SparseRow& row) {
   for (int64_t t = 0; t < p.tokens; ++t) {
     const float* xt = p.x + t * p.x_stride;
-    p.y[t * p.y_stride + r] = combine(w.low(r), gather_sum(xt, lo, n_lo), w.high(r), gather_sum(xt, hi, n_hi));
+    p.y[t * p.y_stride + row.r] =
+        combine(row.low, gather_sum(xt, row.lo, row.n_lo), row.high, gather_sum(xt, row.hi, row.n_hi));
   }
 }
 
@@ -239,7 +247,8 @@ void sparse_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, const Sp
       for (int64_t i = 0; i < w.rows_in_block(b); ++i) {
         const uint32_t lo_end = l->ends[2 * i], hi_end = l->ends[2 * i + 1];
         const uint16_t* pos = l->positions.data();
-        row(p, b * kSub1BlockRows + i, pos + begin, lo_end - begin, pos + lo_end, hi_end - lo_end);
+        row(p, {b * kSub1BlockRows + i, pos + begin, lo_end - begin, pos + lo_end, hi_end - lo_end, l->levels[2 * i],
+                l->levels[2 * i + 1]});
         begin = hi_end;
       }
       continue;
@@ -247,10 +256,15 @@ void sparse_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, const Sp
     if (l) {
       l->positions.clear();
       l->ends.clear();
+      l->levels.clear();
     }
     for (SparseRows rows(w, b, list_row); rows.next();) {
-      row(p, b * kSub1BlockRows + rows.row(), rows.low(), rows.n_low(), rows.high(), rows.n_high());
+      const int64_t r = b * kSub1BlockRows + rows.row();
+      const float low = w.low(r), high = w.high(r);
+      row(p, {r, rows.low(), rows.n_low(), rows.high(), rows.n_high(), low, high});
       if (l) {
+        l->levels.push_back(low);
+        l->levels.push_back(high);
         l->positions.insert(l->positions.end(), rows.low(), rows.low() + rows.n_low());
         l->ends.push_back(uint32_t(l->positions.size()));
         l->positions.insert(l->positions.end(), rows.high(), rows.high() + rows.n_high());
@@ -279,9 +293,9 @@ const float* transpose_tokens(const float* x, int64_t x_stride, int64_t tokens, 
 }
 
 // The per-row epilogue of the vector paths: lane t of the sums is token t.
-inline void store_rows(const Sub1View& w, int64_t r, const float* sum_lo, const float* sum_hi, int64_t tokens,
-                       float* y, int64_t y_stride) {
-  for (int64_t t = 0; t < tokens; ++t) y[t * y_stride + r] = combine(w.low(r), sum_lo[t], w.high(r), sum_hi[t]);
+inline void store_rows(const SparseRow& row, const float* sum_lo, const float* sum_hi, int64_t tokens, float* y,
+                       int64_t y_stride) {
+  for (int64_t t = 0; t < tokens; ++t) y[t * y_stride + row.r] = combine(row.low, sum_lo[t], row.high, sum_hi[t]);
 }
 
 // ---- dense design, portable -------------------------------------------------
@@ -344,14 +358,14 @@ MOEC_AVX2 inline __m256 gather_sum8(const float* xt, const uint16_t* list, int64
                        _mm256_add_ps(_mm256_add_ps(s[4], s[5]), _mm256_add_ps(s[6], s[7])));
 }
 
-MOEC_AVX2 void sparse_row_avx2(const SparseProduct& p, int64_t r, const uint16_t* lo, int64_t n_lo,
-                               const uint16_t* hi, int64_t n_hi) {
+MOEC_AVX2 void sparse_row_avx2(const SparseProduct& p, const SparseRow& row) {
   const int64_t cols = p.w->cols;
   for (int64_t g = 0; g * 8 < p.tokens; ++g) {
     alignas(32) float sum_lo[8], sum_hi[8];
-    _mm256_store_ps(sum_lo, gather_sum8(p.x + g * 8 * cols, lo, n_lo));
-    _mm256_store_ps(sum_hi, gather_sum8(p.x + g * 8 * cols, hi, n_hi));
-    store_rows(*p.w, r, sum_lo, sum_hi, std::min<int64_t>(8, p.tokens - 8 * g), p.y + 8 * g * p.y_stride, p.y_stride);
+    _mm256_store_ps(sum_lo, gather_sum8(p.x + g * 8 * cols, row.lo, row.n_lo));
+    _mm256_store_ps(sum_hi, gather_sum8(p.x + g * 8 * cols, row.hi, row.n_hi));
+    store_rows(row, sum_lo, sum_hi, std::min<int64_t>(8, p.tokens - 8 * g), p.y + 8 * g * p.y_stride,
+               p.y_stride);
   }
 }
 
@@ -482,14 +496,13 @@ MOEC_AVX512 inline __m512 gather_sum16(const float* xt, const uint16_t* list, in
                        _mm512_add_ps(_mm512_add_ps(s[4], s[5]), _mm512_add_ps(s[6], s[7])));
 }
 
-MOEC_AVX512 void sparse_row_avx512(const SparseProduct& p, int64_t r, const uint16_t* lo, int64_t n_lo,
-                                   const uint16_t* hi, int64_t n_hi) {
+MOEC_AVX512 void sparse_row_avx512(const SparseProduct& p, const SparseRow& row) {
   const int64_t cols = p.w->cols;
   for (int64_t g = 0; g * 16 < p.tokens; ++g) {
     alignas(64) float sum_lo[16], sum_hi[16];
-    _mm512_store_ps(sum_lo, gather_sum16(p.x + g * 16 * cols, lo, n_lo));
-    _mm512_store_ps(sum_hi, gather_sum16(p.x + g * 16 * cols, hi, n_hi));
-    store_rows(*p.w, r, sum_lo, sum_hi, std::min<int64_t>(16, p.tokens - 16 * g), p.y + 16 * g * p.y_stride,
+    _mm512_store_ps(sum_lo, gather_sum16(p.x + g * 16 * cols, row.lo, row.n_lo));
+    _mm512_store_ps(sum_hi, gather_sum16(p.x + g * 16 * cols, row.hi, row.n_hi));
+    store_rows(row, sum_lo, sum_hi, std::min<int64_t>(16, p.tokens - 16 * g), p.y + 16 * g * p.y_stride,
                p.y_stride);
   }
 }
@@ -664,7 +677,8 @@ void sub1_linear_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, con
 }
 
 uint64_t Sub1BlockLists::bytes() const {
-  return sizeof(*this) + positions.capacity() * sizeof(uint16_t) + ends.capacity() * sizeof(uint32_t);
+  return sizeof(*this) + positions.capacity() * sizeof(uint16_t) + ends.capacity() * sizeof(uint32_t) +
+         levels.capacity() * sizeof(float);
 }
 
 void sub1_dequantize_block(const Sub1View& w, int64_t b, float* out, Isa isa) {

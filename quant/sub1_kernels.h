@@ -54,6 +54,7 @@ const char* sub1_design(const Sub1View& w);
 struct Sub1BlockLists {
   std::vector<uint16_t> positions;
   std::vector<uint32_t> ends;
+  std::vector<float> levels;  // per row: low, high (decoded from their codes)
   bool ready = false;  // holds the block
   uint64_t bytes() const;
 };
