@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "io/error.h"
+#include "quant/gemm.h"
 #include "quant/grid.h"
 
 namespace moec {
@@ -66,9 +67,19 @@ void HessianAccumulator::add(const float* x, int64_t rows, int64_t stride) {
   Eigen::Map<MatrixD> sum(sum_.data(), cols_, cols_);
   for (int64_t r0 = 0; r0 < rows; r0 += kChunk) {
     const int64_t n = std::min(kChunk, rows - r0);
-    Eigen::Map<const RowMatrixF, 0, Eigen::OuterStride<>> chunk(x + r0 * stride, n, cols_, Eigen::OuterStride<>(stride));
-    Eigen::MatrixXf product = chunk.transpose() * chunk;
-    sum += product.cast<double>();
+    // chunkᵀ · chunk in the CPU's best ISA (quant/gemm.h): the bulk of calibration's arithmetic.
+    thread_local std::vector<float> product;
+    product.resize(size_t(cols_ * cols_));
+    GemmProblem p;
+    p.m = p.n = cols_;
+    p.k = n;
+    p.a = p.b = x + r0 * stride;
+    p.lda = p.ldb = stride;
+    p.a_transposed = true;
+    p.c = product.data();
+    p.ldc = cols_;
+    gemm_f32(p);
+    sum += Eigen::Map<const RowMatrixF>(product.data(), cols_, cols_).cast<double>();
   }
   samples_ += rows;
 }
