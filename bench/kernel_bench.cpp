@@ -25,7 +25,7 @@ namespace moec {
 namespace {
 
 constexpr int64_t kBatches[] = {1, 8, 32};
-constexpr int64_t kCachedMaxTokens = 16;  // linear()'s fused-kernel limit
+constexpr int64_t kCachedMaxTokens = kSub1SparseMaxTokens;  // linear()'s fused-kernel limit
 
 // One shape's matrices in three storages: sub1 and its exact values as dense
 // bf16 (rounded) and f32.

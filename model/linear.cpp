@@ -22,7 +22,10 @@ constexpr int64_t kTokenTile = 256;
 constexpr int64_t kDirectRowTile = 64;  // a multiple of sub1's 16-row blocks
 // sub1 weights: batches up to this size use the fused decode-and-multiply
 // kernel; larger ones decode a tile to f32 and run the GEMM.
-constexpr int64_t kSub1FusedMaxTokens = 16;
+// The sparse design's cost grows with the nonzeros times the token groups
+// and stays below decode-then-GEMM up to about 100 tokens (AVX2, Mixtral
+// shapes: 32 tokens 2× faster fused); the dense design's crosses at ~32.
+constexpr int64_t kSub1DenseFusedMaxTokens = 16;
 
 // Rows per GEMM tile: about 64 KB of widened f32 weights, a multiple of 16.
 int64_t gemm_row_tile(int64_t cols) {
@@ -114,7 +117,9 @@ class HeldLists {
 void add_tiles(const LinearProblem& p, std::vector<Tile>& tiles, HeldLists& held) {
   if (p.tokens <= 0 || p.w.rows <= 0) return;
   const bool sub1 = p.w.kind == WeightKind::Sub1;
-  if (p.tokens <= (sub1 ? kSub1FusedMaxTokens : kDirectMaxTokens)) {
+  const int64_t direct_max =
+      !sub1 ? kDirectMaxTokens : sub1_uses_sparse_design(p.w.sub1) ? kSub1SparseMaxTokens : kSub1DenseFusedMaxTokens;
+  if (p.tokens <= direct_max) {
     Sub1BlockLists* lists = sub1 ? held.acquire(p) : nullptr;
     for (int64_t n0 = 0; n0 < p.w.rows; n0 += kDirectRowTile)
       tiles.push_back({&p, 0, p.tokens, n0, std::min(kDirectRowTile, p.w.rows - n0), true,

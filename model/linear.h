@@ -66,6 +66,11 @@ inline WeightView f32_view(const float* data, int64_t rows, int64_t cols) {
 // Checks the tensor is a 2-D float matrix (dense or quantized) and views it.
 WeightView weight_view(const TensorData& tensor);
 
+// Sub1 weights with the sparse kernel design (quant/sub1_kernels.h) are
+// multiplied by the fused kernel up to this many tokens (larger batches
+// decode tiles for a GEMM); small batches use the list cache.
+constexpr int64_t kSub1SparseMaxTokens = 64;
+
 // y[t, n] = Σ_k x[t, k] · w[n, k] for t < tokens, n < w.rows.
 struct LinearProblem {
   const float* x;

@@ -1,7 +1,5 @@
 #include "model/sub1_list_cache.h"
 
-#include <cstring>
-
 namespace moec {
 
 void Sub1ListCache::set_capacity(uint64_t bytes) {
@@ -11,7 +9,7 @@ void Sub1ListCache::set_capacity(uint64_t bytes) {
 }
 
 std::shared_ptr<Sub1ListCache::Entry> Sub1ListCache::acquire(const Sub1View& w) {
-  if (std::strcmp(sub1_design(w), "sparse") != 0) return nullptr;
+  if (!sub1_uses_sparse_design(w)) return nullptr;
   std::lock_guard lock(mutex_);
   if (capacity_ == 0) return nullptr;
   const void* key = w.words;

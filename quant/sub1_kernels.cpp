@@ -631,6 +631,7 @@ bool sub1_build_sparse_table(const Sub1Codebook& cb, uint8_t* table) {
 }
 
 const char* sub1_design(const Sub1View& w) { return sparse_usable(w) ? "sparse" : "dense"; }
+bool sub1_uses_sparse_design(const Sub1View& w) { return sparse_usable(w); }
 
 namespace {
 

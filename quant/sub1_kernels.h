@@ -46,6 +46,7 @@ namespace moec {
 
 // The kernel design a matrix uses: "sparse" or "dense".
 const char* sub1_design(const Sub1View& w);
+bool sub1_uses_sparse_design(const Sub1View& w);
 
 // A block's position lists as the sparse design decodes them, kept to be
 // replayed: generation multiplies the same experts token after token, and a
