@@ -1,15 +1,7 @@
 #include "quant/dense_kernels.h"
 
-#if defined(__x86_64__)
-// GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_*()
-// (`__Y = __Y`), which -Wmaybe-uninitialized reports at every use once they
-// are inlined into a target("avx512f") function: a false positive.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#endif
-
 #include "io/error.h"
+#include "io/x86_simd.h"
 
 namespace moec {
 namespace {
