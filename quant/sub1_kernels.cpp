@@ -199,7 +199,7 @@ inline float gather_sum(const float* x, const uint16_t* list, int64_t n) {
 // its results go.
 struct SparseProduct {
   const Sub1View* w;
-  const float* x;      // [tokens, x_stride], or transposed [groups][cols][lanes] (lanes > 1)
+  const float* x;      // [tokens, x_stride], or transposed [groups][cols + 1][lanes] (lanes > 1)
   int64_t x_stride, tokens;
   int lanes;           // 1: x as given; 8/16: transposed
   float* y;
@@ -230,6 +230,15 @@ void sparse_row_portable(const SparseProduct& p, const SparseRow& row) {
 // Blocks [block0, block0 + n_blocks): rows decoded into position lists, or
 // replayed from `lists` (one per block) when they hold a block already; a
 // block decoded with `lists` given is recorded there.
+// Appends a row's list to recorded lists, padded to a multiple of 8 with
+// position `cols`: replays read activations with a zero there (+0.0 leaves
+// a partial sum's bits unchanged), so their sums have no ragged tail.
+void record_list(Sub1BlockLists& l, const uint16_t* list, int64_t n, int64_t cols) {
+  l.positions.insert(l.positions.end(), list, list + n);
+  for (int64_t i = n; i % 8; ++i) l.positions.push_back(uint16_t(cols));
+  l.ends.push_back(uint32_t(l.positions.size()));
+}
+
 void sparse_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, const SparseProduct& p, SparseRowFn row,
                    ListRowFn list_row, Sub1BlockLists* lists) {
   for (int64_t b = block0; b < block0 + n_blocks; ++b) {
@@ -257,10 +266,8 @@ void sparse_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, const Sp
       if (l) {
         l->levels.push_back(low);
         l->levels.push_back(high);
-        l->positions.insert(l->positions.end(), rows.low(), rows.low() + rows.n_low());
-        l->ends.push_back(uint32_t(l->positions.size()));
-        l->positions.insert(l->positions.end(), rows.high(), rows.high() + rows.n_high());
-        l->ends.push_back(uint32_t(l->positions.size()));
+        record_list(*l, rows.low(), rows.n_low(), w.cols);
+        record_list(*l, rows.high(), rows.n_high(), w.cols);
       }
     }
     if (l) {
@@ -270,14 +277,15 @@ void sparse_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, const Sp
   }
 }
 
-// x [tokens, cols] -> [groups][cols][lanes], tokens padded with zeros to a
-// multiple of lanes; group g holds tokens g·lanes .. g·lanes + lanes - 1.
+// x [tokens, cols] -> [groups][cols + 1][lanes], tokens padded with zeros to
+// a multiple of lanes, column `cols` zero (recorded lists' padding);
+// group g holds tokens g·lanes .. g·lanes + lanes - 1.
 const float* transpose_tokens(const float* x, int64_t x_stride, int64_t tokens, int64_t cols, int lanes) {
   thread_local std::vector<float> xt;
   const int64_t groups = (tokens + lanes - 1) / lanes;
-  xt.assign(size_t(groups * cols * lanes), 0.0f);
+  xt.assign(size_t(groups * (cols + 1) * lanes), 0.0f);
   for (int64_t t = 0; t < tokens; ++t) {
-    float* out = xt.data() + (t / lanes) * cols * lanes + t % lanes;
+    float* out = xt.data() + (t / lanes) * (cols + 1) * lanes + t % lanes;
     const float* in = x + t * x_stride;
     for (int64_t c = 0; c < cols; ++c) out[c * lanes] = in[c];
   }
@@ -354,8 +362,8 @@ MOEC_AVX2 void sparse_row_avx2(const SparseProduct& p, const SparseRow& row) {
   const int64_t cols = p.w->cols;
   for (int64_t g = 0; g * 8 < p.tokens; ++g) {
     alignas(32) float sum_lo[8], sum_hi[8];
-    _mm256_store_ps(sum_lo, gather_sum8(p.x + g * 8 * cols, row.lo, row.n_lo));
-    _mm256_store_ps(sum_hi, gather_sum8(p.x + g * 8 * cols, row.hi, row.n_hi));
+    _mm256_store_ps(sum_lo, gather_sum8(p.x + g * 8 * (cols + 1), row.lo, row.n_lo));
+    _mm256_store_ps(sum_hi, gather_sum8(p.x + g * 8 * (cols + 1), row.hi, row.n_hi));
     store_rows(row, sum_lo, sum_hi, std::min<int64_t>(8, p.tokens - 8 * g), p.y + 8 * g * p.y_stride,
                p.y_stride);
   }
@@ -492,8 +500,8 @@ MOEC_AVX512 void sparse_row_avx512(const SparseProduct& p, const SparseRow& row)
   const int64_t cols = p.w->cols;
   for (int64_t g = 0; g * 16 < p.tokens; ++g) {
     alignas(64) float sum_lo[16], sum_hi[16];
-    _mm512_store_ps(sum_lo, gather_sum16(p.x + g * 16 * cols, row.lo, row.n_lo));
-    _mm512_store_ps(sum_hi, gather_sum16(p.x + g * 16 * cols, row.hi, row.n_hi));
+    _mm512_store_ps(sum_lo, gather_sum16(p.x + g * 16 * (cols + 1), row.lo, row.n_lo));
+    _mm512_store_ps(sum_hi, gather_sum16(p.x + g * 16 * (cols + 1), row.hi, row.n_hi));
     store_rows(row, sum_lo, sum_hi, std::min<int64_t>(16, p.tokens - 16 * g), p.y + 16 * g * p.y_stride,
                p.y_stride);
   }
@@ -644,6 +652,16 @@ void sparse_linear(const Sub1View& w, int64_t block0, int64_t n_blocks, const fl
 #else
   (void)isa;
 #endif
+  if (lists && p.lanes == 1) {  // recorded lists are padded with position cols: x with a zero there
+    thread_local std::vector<float> padded;
+    padded.resize(size_t(tokens * (w.cols + 1)));
+    for (int64_t t = 0; t < tokens; ++t) {
+      std::copy(x + t * x_stride, x + t * x_stride + w.cols, padded.data() + t * (w.cols + 1));
+      padded[size_t(t * (w.cols + 1) + w.cols)] = 0.0f;
+    }
+    p.x = padded.data();
+    p.x_stride = w.cols + 1;
+  }
   sparse_blocks(w, block0, n_blocks, p, row, list_row, lists);
 }
 

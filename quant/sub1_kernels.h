@@ -51,7 +51,9 @@ bool sub1_uses_sparse_design(const Sub1View& w);
 // A block's position lists as the sparse design decodes them, kept to be
 // replayed: generation multiplies the same experts token after token, and a
 // replay skips the decoding (model/sub1_list_cache.h). Per row: its low
-// positions, then its high ones; ends[2i], ends[2i+1] end row i's two lists.
+// positions, then its high ones, each list padded to a multiple of 8 with
+// position `cols` (read as a zero activation); ends[2i], ends[2i+1] end row
+// i's two lists.
 struct Sub1BlockLists {
   std::vector<uint16_t> positions;
   std::vector<uint32_t> ends;
