@@ -2,6 +2,7 @@
 
 #include <array>
 
+#include "io/cpu_isa.h"
 #include "quant/sub1_code.h"
 
 namespace moec {
@@ -17,7 +18,7 @@ struct TritTable {
 };
 const TritTable kTrits;
 
-void decode_affine_row(const QuantizedView& v, int64_t r, float* out) {
+[[gnu::always_inline]] inline void decode_affine_row(const QuantizedView& v, int64_t r, float* out) {
   const QuantFormat& f = v.format;
   const uint8_t* row = v.codes + r * f.row_bytes(v.cols);
   const int64_t groups = f.groups(v.cols), width = f.group_columns(v.cols);
@@ -39,7 +40,7 @@ void decode_affine_row(const QuantizedView& v, int64_t r, float* out) {
   }
 }
 
-void decode_ternary_row(const QuantizedView& v, int64_t r, float* out) {
+[[gnu::always_inline]] inline void decode_ternary_row(const QuantizedView& v, int64_t r, float* out) {
   const QuantFormat& f = v.format;
   const uint8_t* row = v.codes + r * f.row_bytes(v.cols);
   float levels[3];
@@ -85,13 +86,45 @@ void pack_code(const QuantFormat& format, uint8_t* row, int64_t c, int q) {
   if (shift + format.bits > 8) row[(bit >> 3) + 1] |= uint8_t(q >> (8 - shift));
 }
 
-void dequantize_rows(const QuantizedView& view, int64_t row0, int64_t n, float* out) {
+namespace {
+
+// One body, compiled once per instruction set: the row decoders are inlined
+// into each wrapper and vectorized by the compiler for its target.
+[[gnu::always_inline]] inline void dequantize_rows_body(const QuantizedView& view, int64_t row0, int64_t n,
+                                                        float* out) {
   for (int64_t i = 0; i < n; ++i) {
     if (view.format.ternary())
       decode_ternary_row(view, row0 + i, out + i * view.cols);
     else
       decode_affine_row(view, row0 + i, out + i * view.cols);
   }
+}
+
+void dequantize_rows_portable(const QuantizedView& view, int64_t row0, int64_t n, float* out) {
+  dequantize_rows_body(view, row0, n, out);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma,f16c,bmi,bmi2"))) void dequantize_rows_avx2(const QuantizedView& view, int64_t row0,
+                                                                             int64_t n, float* out) {
+  dequantize_rows_body(view, row0, n, out);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,bmi,bmi2"))) void dequantize_rows_avx512(
+    const QuantizedView& view, int64_t row0, int64_t n, float* out) {
+  dequantize_rows_body(view, row0, n, out);
+}
+#endif
+
+}  // namespace
+
+void dequantize_rows(const QuantizedView& view, int64_t row0, int64_t n, float* out) {
+#if defined(__x86_64__)
+  const Isa isa = active_isa();
+  if (isa == Isa::Avx512) return dequantize_rows_avx512(view, row0, n, out);
+  if (isa == Isa::Avx2) return dequantize_rows_avx2(view, row0, n, out);
+#endif
+  dequantize_rows_portable(view, row0, n, out);
 }
 
 }  // namespace moec

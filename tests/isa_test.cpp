@@ -17,6 +17,8 @@
 #include "model/tokenizer.h"
 #include "quant/dense_kernels.h"
 #include "quant/gemm.h"
+#include "quant/gptq.h"
+#include "quant/quantized_matrix.h"
 #include "tests/reference.h"
 #include "tests/test_paths.h"
 #include "tests/test_random.h"
@@ -149,5 +151,24 @@ TEST_CASE("perplexity on every ISA equals the reference within 1e-4", "[isa][slo
     const double ppl = evaluate_perplexity(model, ids, {}).ppl;
     INFO(isa_name(isa) << " perplexity " << ppl << " reference " << want);
     CHECK(std::abs(ppl / want - 1) < 1e-4);
+  }
+}
+
+TEST_CASE("packed k-bit and ternary decoding: the same floats on every ISA", "[isa]") {
+  const int64_t rows = 9, cols = 300;
+  auto w = random_normals(rows * cols, 4);
+  for (const char* spec : {"q4g128", "q3g64", "q2g128", "q8g128", "ternary-qmoe", "ternary-sym"}) {
+    INFO(spec);
+    const QuantizedMatrix m = quantize_rtn(w.data(), rows, cols, QuantFormat::parse(spec));
+    std::vector<float> want(size_t(rows * cols));
+    IsaScope scope;
+    set_active_isa(Isa::Portable);
+    dequantize_rows(m.view(), 0, rows, want.data());
+    for (Isa isa : supported_isas()) {
+      set_active_isa(isa);
+      std::vector<float> got(want.size());
+      dequantize_rows(m.view(), 0, rows, got.data());
+      REQUIRE(got == want);
+    }
   }
 }
