@@ -1,6 +1,7 @@
 #include "model/linear.h"
 
 #include <algorithm>
+#include <deque>
 #include <vector>
 
 #include "io/error.h"
@@ -68,10 +69,10 @@ void gemm_tile(const LinearProblem& p, int64_t t0, int64_t tn, int64_t n0, int64
   gemm_f32(g);
 }
 
-void direct_tile(const LinearProblem& p, int64_t n0, int64_t nn, Sub1BlockLists* lists) {
+void direct_tile(const LinearProblem& p, int64_t n0, int64_t nn, Sub1BlockLists* lists, const Sub1Activations* x) {
   if (p.w.kind == WeightKind::Sub1) {  // fused decode and product
     sub1_linear_blocks(p.w.sub1, n0 / kSub1BlockRows, (nn + kSub1BlockRows - 1) / kSub1BlockRows, p.x, p.x_stride,
-                       p.tokens, p.y, p.y_stride, active_isa(), lists);
+                       p.tokens, p.y, p.y_stride, active_isa(), lists, x);
     return;
   }
   DenseRows rows;
@@ -92,6 +93,7 @@ struct Tile {
   int64_t t0, tn, n0, nn;
   bool direct;
   Sub1BlockLists* lists = nullptr;  // sub1 direct tiles with a list cache: the tile's blocks
+  const Sub1Activations* x = nullptr;  // sub1 sparse direct tiles: the problem's prepared activations
 };
 
 // Cache entries one linear() call records into or replays, released when it
@@ -114,23 +116,32 @@ class HeldLists {
   std::vector<std::pair<const LinearProblem*, std::shared_ptr<Sub1ListCache::Entry>>> held_;
 };
 
-void add_tiles(const LinearProblem& p, std::vector<Tile>& tiles, HeldLists& held) {
+// Sub1 sparse-design problems' activations, prepared once per problem for
+// all its tiles (std::deque: the tiles keep pointers).
+using PreparedActivations = std::deque<Sub1Activations>;
+
+void add_tiles(const LinearProblem& p, std::vector<Tile>& tiles, HeldLists& held, PreparedActivations& prepared) {
   if (p.tokens <= 0 || p.w.rows <= 0) return;
   const bool sub1 = p.w.kind == WeightKind::Sub1;
   const int64_t direct_max =
       !sub1 ? kDirectMaxTokens : sub1_uses_sparse_design(p.w.sub1) ? kSub1SparseMaxTokens : kSub1DenseFusedMaxTokens;
   if (p.tokens <= direct_max) {
     Sub1BlockLists* lists = sub1 ? held.acquire(p) : nullptr;
+    const Sub1Activations* x = nullptr;
+    if (sub1 && sub1_uses_sparse_design(p.w.sub1)) {
+      prepared.emplace_back().prepare(p.w.sub1, p.x, p.x_stride, p.tokens, lists != nullptr);
+      x = &prepared.back();
+    }
     for (int64_t n0 = 0; n0 < p.w.rows; n0 += kDirectRowTile)
       tiles.push_back({&p, 0, p.tokens, n0, std::min(kDirectRowTile, p.w.rows - n0), true,
-                       lists ? lists + n0 / kSub1BlockRows : nullptr});
+                       lists ? lists + n0 / kSub1BlockRows : nullptr, x});
     return;
   }
   const int64_t row_tile = gemm_row_tile(p.w.cols);
   for (int64_t t0 = 0; t0 < p.tokens; t0 += kTokenTile)
     for (int64_t n0 = 0; n0 < p.w.rows; n0 += row_tile)
       tiles.push_back({&p, t0, std::min(kTokenTile, p.tokens - t0), n0, std::min(row_tile, p.w.rows - n0), false,
-                       nullptr});
+                       nullptr, nullptr});
 }
 
 }  // namespace
@@ -154,11 +165,12 @@ WeightView weight_view(const TensorData& tensor) {
 void linear(ThreadPool& pool, std::span<const LinearProblem> problems) {
   std::vector<Tile> tiles;
   HeldLists held;
-  for (const auto& p : problems) add_tiles(p, tiles, held);
+  PreparedActivations prepared;
+  for (const auto& p : problems) add_tiles(p, tiles, held, prepared);
   pool.parallel_for(tiles.size(), [&](size_t i, int) {
     const Tile& t = tiles[i];
     if (t.direct)
-      direct_tile(*t.problem, t.n0, t.nn, t.lists);
+      direct_tile(*t.problem, t.n0, t.nn, t.lists, t.x);
     else
       gemm_tile(*t.problem, t.t0, t.tn, t.n0, t.nn);
   });

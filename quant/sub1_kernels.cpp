@@ -277,21 +277,6 @@ void sparse_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, const Sp
   }
 }
 
-// x [tokens, cols] -> [groups][cols + 1][lanes], tokens padded with zeros to
-// a multiple of lanes, column `cols` zero (recorded lists' padding);
-// group g holds tokens g·lanes .. g·lanes + lanes - 1.
-const float* transpose_tokens(const float* x, int64_t x_stride, int64_t tokens, int64_t cols, int lanes) {
-  thread_local std::vector<float> xt;
-  const int64_t groups = (tokens + lanes - 1) / lanes;
-  xt.assign(size_t(groups * (cols + 1) * lanes), 0.0f);
-  for (int64_t t = 0; t < tokens; ++t) {
-    float* out = xt.data() + (t / lanes) * (cols + 1) * lanes + t % lanes;
-    const float* in = x + t * x_stride;
-    for (int64_t c = 0; c < cols; ++c) out[c * lanes] = in[c];
-  }
-  return xt.data();
-}
-
 // The per-row epilogue of the vector paths: lane t of the sums is token t.
 inline void store_rows(const SparseRow& row, const float* sum_lo, const float* sum_hi, int64_t tokens, float* y,
                        int64_t y_stride) {
@@ -635,43 +620,72 @@ bool sub1_uses_sparse_design(const Sub1View& w) { return sparse_usable(w); }
 
 namespace {
 
-// The sparse design for one call: one token reads x as given (the same sums
-// on every ISA); several are transposed for the vector ISAs.
-void sparse_linear(const Sub1View& w, int64_t block0, int64_t n_blocks, const float* x, int64_t x_stride,
-                   int64_t tokens, float* y, int64_t y_stride, Isa isa, Sub1BlockLists* lists) {
-  SparseProduct p{&w, x, x_stride, tokens, 1, y, y_stride};
+// Token lanes of the sparse design's vector paths: several tokens are
+// transposed into 8 (AVX2) or 16 (AVX-512) lanes; one token reads x as
+// given (the same sums on every ISA).
+int sparse_lanes(Isa isa, int64_t tokens) {
+  if (isa == Isa::Portable || tokens == 1) return 1;
+  return isa == Isa::Avx512 ? 16 : 8;
+}
+
+void sparse_linear(const Sub1View& w, int64_t block0, int64_t n_blocks, const Sub1Activations& a, float* y,
+                   int64_t y_stride, Isa isa, Sub1BlockLists* lists) {
+  SparseProduct p{&w, a.x(), a.x_stride(), a.tokens(), a.lanes(), y, y_stride};
   SparseRowFn row = sparse_row_portable;
   ListRowFn list_row = list_row_portable;
 #if defined(__x86_64__)
   if (isa != Isa::Portable) list_row = list_row_avx2;
-  if (isa != Isa::Portable && tokens > 1) {
-    p.lanes = isa == Isa::Avx512 ? 16 : 8;
-    p.x = transpose_tokens(x, x_stride, tokens, w.cols, p.lanes);
-    row = isa == Isa::Avx512 ? sparse_row_avx512 : sparse_row_avx2;
-  }
-#else
-  (void)isa;
+  if (a.lanes() > 1) row = a.lanes() == 16 ? sparse_row_avx512 : sparse_row_avx2;
 #endif
-  if (lists && p.lanes == 1) {  // recorded lists are padded with position cols: x with a zero there
-    thread_local std::vector<float> padded;
-    padded.resize(size_t(tokens * (w.cols + 1)));
-    for (int64_t t = 0; t < tokens; ++t) {
-      std::copy(x + t * x_stride, x + t * x_stride + w.cols, padded.data() + t * (w.cols + 1));
-      padded[size_t(t * (w.cols + 1) + w.cols)] = 0.0f;
-    }
-    p.x = padded.data();
-    p.x_stride = w.cols + 1;
-  }
   sparse_blocks(w, block0, n_blocks, p, row, list_row, lists);
 }
 
 }  // namespace
 
+void Sub1Activations::prepare(const Sub1View& w, const float* x, int64_t x_stride, int64_t tokens, bool for_lists,
+                              Isa isa) {
+  cols_ = w.cols;
+  tokens_ = tokens;
+  lanes_ = sparse_lanes(isa, tokens);
+  for_lists_ = for_lists;
+  x_ = x;
+  x_stride_ = x_stride;
+  if (lanes_ > 1) {  // [groups][cols + 1][lanes], tokens padded to whole groups, column cols zero
+    const int64_t groups = (tokens + lanes_ - 1) / lanes_;
+    buffer_.assign(size_t(groups * (w.cols + 1) * lanes_), 0.0f);
+    for (int64_t t = 0; t < tokens; ++t) {
+      float* out = buffer_.data() + (t / lanes_) * (w.cols + 1) * lanes_ + t % lanes_;
+      const float* in = x + t * x_stride;
+      for (int64_t c = 0; c < w.cols; ++c) out[c * lanes_] = in[c];
+    }
+    x_ = buffer_.data();
+  } else if (for_lists) {  // recorded lists are padded with position cols: rows with a zero there
+    buffer_.resize(size_t(tokens * (w.cols + 1)));
+    for (int64_t t = 0; t < tokens; ++t) {
+      std::copy(x + t * x_stride, x + t * x_stride + w.cols, buffer_.data() + t * (w.cols + 1));
+      buffer_[size_t(t * (w.cols + 1) + w.cols)] = 0.0f;
+    }
+    x_ = buffer_.data();
+    x_stride_ = w.cols + 1;
+  }
+}
+
+bool Sub1Activations::fits(const Sub1View& w, int64_t tokens, bool for_lists, Isa isa) const {
+  return cols_ == w.cols && tokens_ == tokens && lanes_ == sparse_lanes(isa, tokens) && for_lists_ == for_lists;
+}
+
 void sub1_linear_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, const float* x, int64_t x_stride,
-                        int64_t tokens, float* y, int64_t y_stride, Isa isa, Sub1BlockLists* lists) {
+                        int64_t tokens, float* y, int64_t y_stride, Isa isa, Sub1BlockLists* lists,
+                        const Sub1Activations* prepared) {
   if (!isa_supported(isa)) fail("sub1 kernels: this CPU has no {}", isa_name(isa));
   if (tokens <= 0 || n_blocks <= 0) return;
-  if (sparse_usable(w)) return sparse_linear(w, block0, n_blocks, x, x_stride, tokens, y, y_stride, isa, lists);
+  if (sparse_usable(w)) {
+    if (prepared && prepared->fits(w, tokens, lists != nullptr, isa))
+      return sparse_linear(w, block0, n_blocks, *prepared, y, y_stride, isa, lists);
+    thread_local Sub1Activations local;
+    local.prepare(w, x, x_stride, tokens, lists != nullptr, isa);
+    return sparse_linear(w, block0, n_blocks, local, y, y_stride, isa, lists);
+  }
   for (int64_t b = block0; b < block0 + n_blocks; ++b) {
 #if defined(__x86_64__)
     if (isa == Isa::Avx512) {

@@ -62,13 +62,39 @@ struct Sub1BlockLists {
   uint64_t bytes() const;
 };
 
+// One product's activations as the sparse design reads them: several
+// tokens transposed into 8 (AVX2) or 16 (AVX-512) token lanes, or, for a
+// product with lists, each row copied with a zero after it (the lists'
+// padding position); otherwise x as given. Prepared once per product and
+// shared by the calls that split its rows (a tile of 64 rows would
+// otherwise transpose all of x again).
+class Sub1Activations {
+ public:
+  void prepare(const Sub1View& w, const float* x, int64_t x_stride, int64_t tokens, bool for_lists,
+               Isa isa = active_isa());
+  // Prepared for a product of this shape, these lists and this ISA.
+  bool fits(const Sub1View& w, int64_t tokens, bool for_lists, Isa isa) const;
+  const float* x() const { return x_; }
+  int64_t x_stride() const { return x_stride_; }
+  int64_t tokens() const { return tokens_; }
+  int lanes() const { return lanes_; }
+
+ private:
+  std::vector<float> buffer_;
+  const float* x_ = nullptr;
+  int64_t x_stride_ = 0, tokens_ = 0, cols_ = -1;
+  int lanes_ = 1;
+  bool for_lists_ = false;
+};
+
 // y[t, r] = Σ_c W[r, c] · x[t, c] for t < tokens and the rows of blocks
 // [block0, block0 + n_blocks). With `lists` (one per block, sparse design
 // only: see sub1_design), blocks whose lists are ready are replayed from
 // them and the others recorded; the results are the same bits either way.
+// `prepared`: x as prepared for this product (else prepared here).
 void sub1_linear_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, const float* x, int64_t x_stride,
                         int64_t tokens, float* y, int64_t y_stride, Isa isa = active_isa(),
-                        Sub1BlockLists* lists = nullptr);
+                        Sub1BlockLists* lists = nullptr, const Sub1Activations* prepared = nullptr);
 
 // Rows of block b as f32 [rows_in_block(b), cols] (for large batches, which
 // multiply a decoded block with a GEMM).

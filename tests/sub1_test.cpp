@@ -198,6 +198,9 @@ TEST_CASE("sub1 list cache: replays give the same bits, hits are counted, capaci
     auto x = random_normals(tokens * 300, uint32_t(tokens));
     std::vector<float> plain(size_t(tokens * 90)), first(plain.size()), again(plain.size());
     linear(pool, {x.data(), 300, tokens, sub1_weights(a.view()), plain.data(), 90});
+    std::vector<float> direct(plain.size());  // activations prepared per call, not per product: same bits
+    sub1_linear_blocks(a.view(), 0, a.view().n_blocks(), x.data(), 300, tokens, direct.data(), 90);
+    CHECK(direct == plain);
     linear(pool, {x.data(), 300, tokens, wa, first.data(), 90});
     linear(pool, {x.data(), 300, tokens, wa, again.data(), 90});
     CHECK(first == plain);
