@@ -96,12 +96,8 @@ TEST_CASE("dense small-batch kernels equal a double-precision product on every I
           dense_rows_product(d, x.data(), x_stride, tokens, y.data(), y_stride, isa);
           for (int64_t t = 0; t < tokens; ++t) {
             for (int64_t r = 0; r < rows; ++r) {
-              double want = 0, size = 0;
-              for (int64_t c = 0; c < cols; ++c) {
-                want += double(exact[r * cols + c]) * x[t * x_stride + c];
-                size += std::abs(double(exact[r * cols + c]) * x[t * x_stride + c]);
-              }
-              REQUIRE(std::abs(y[t * y_stride + r] - want) <= 1e-6 * size + 1e-30);
+              const ReferenceDot want = reference_dot(&exact[r * cols], &x[t * x_stride], cols);
+              REQUIRE(std::abs(y[t * y_stride + r] - want.value) <= 1e-6 * want.magnitude + 1e-30);
             }
             REQUIRE(y[t * y_stride + rows] == -7.0f);  // nothing past the rows
           }

@@ -113,12 +113,8 @@ void check_kernels(const Sub1View& v, Isa isa) {
     sub1_linear_blocks(v, 0, v.n_blocks(), x.data(), x_stride, tokens, y.data(), y_stride, isa);
     for (int64_t t = 0; t < tokens; ++t)
       for (int64_t r = 0; r < rows; ++r) {
-        double want = 0, size = 0;
-        for (int64_t c = 0; c < cols; ++c) {
-          want += double(w[r * cols + c]) * x[t * x_stride + c];
-          size += std::abs(double(w[r * cols + c]) * x[t * x_stride + c]);
-        }
-        REQUIRE(std::abs(y[t * y_stride + r] - want) <= 1e-5 * size + 1e-30);
+        const ReferenceDot want = reference_dot(&w[r * cols], &x[t * x_stride], cols);
+        REQUIRE(std::abs(y[t * y_stride + r] - want.value) <= 1e-5 * want.magnitude + 1e-30);
       }
     // each token's result does not depend on the tokens beside it
     std::vector<float> alone(static_cast<size_t>(y_stride), -1.0f);

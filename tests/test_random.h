@@ -1,5 +1,6 @@
-// Random test data shared by the kernel and codec tests.
+// Random test data and the double-precision reference shared by the kernel and codec tests.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -32,4 +33,18 @@ inline std::vector<float> random_normals(int64_t n, uint32_t seed) {
   std::vector<float> x(static_cast<size_t>(n));
   for (auto& v : x) v = normal(rng);
   return x;
+}
+
+// Σ w[i]·x[i] in double, and Σ |w[i]·x[i]| (the scale a float sum's rounding
+// error is measured against): the reference of the kernel tests.
+struct ReferenceDot {
+  double value = 0, magnitude = 0;
+};
+inline ReferenceDot reference_dot(const float* w, const float* x, int64_t n) {
+  ReferenceDot d;
+  for (int64_t i = 0; i < n; ++i) {
+    d.value += double(w[i]) * x[i];
+    d.magnitude += std::abs(double(w[i]) * x[i]);
+  }
+  return d;
 }
