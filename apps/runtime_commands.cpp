@@ -15,6 +15,7 @@
 #include "model/generate.h"
 #include "model/model.h"
 #include "model/perplexity.h"
+#include "model/text_stream.h"
 #include "model/thread_pool.h"
 #include "model/tokenizer.h"
 
@@ -88,54 +89,6 @@ void run_eval(const RuntimeFlags& f) {
   print_cost(clock.seconds());
 }
 
-// Streams text: decodes a window of the latest ids (sentencepiece drops a
-// leading space, and a token can complete a multi-byte character, so single
-// tokens cannot be decoded alone) and prints what was not printed yet. The
-// window starts at anchor_ and is decoded with the token before it as
-// context; it slides forward every 32 tokens, so a token costs O(window),
-// not O(text). The prompt's text is printed first.
-class TextStream {
- public:
-  TextStream(const Tokenizer& tokenizer, std::vector<int32_t> prompt) : tokenizer_(tokenizer), ids_(std::move(prompt)) {
-    text_ = tokenizer_.decode(ids_);
-    fmt::print("{}", text_);
-  }
-  void push(int32_t id) {
-    ids_.push_back(id);
-    const auto text = window_text(anchor_);
-    if (!text || text->size() <= text_.size() || text->compare(0, text_.size(), text_) != 0) return;
-    fmt::print("{}", text->substr(text_.size()));
-    std::fflush(stdout);
-    text_ = *text;
-    if (ids_.size() - anchor_ < kSlideAfter) return;
-    const size_t anchor = ids_.size() - kKeep;
-    const auto moved = window_text(anchor);  // must be what we printed last
-    if (moved && moved->size() <= text_.size() && text_.compare(text_.size() - moved->size(), moved->size(), *moved) == 0) {
-      anchor_ = anchor;
-      text_ = *moved;
-    }
-  }
-
- private:
-  static constexpr size_t kSlideAfter = 48, kKeep = 16;
-
-  // The text of ids_[anchor..] as it reads after the ids before it; none
-  // when the context token does not decode to a prefix of the two together.
-  std::optional<std::string> window_text(size_t anchor) const {
-    const std::span<const int32_t> ids(ids_);
-    if (anchor == 0) return tokenizer_.decode(ids);
-    std::string with = tokenizer_.decode(ids.subspan(anchor - 1));
-    const std::string context = tokenizer_.decode(ids.subspan(anchor - 1, 1));
-    if (with.compare(0, context.size(), context) != 0) return std::nullopt;
-    return with.substr(context.size());
-  }
-
-  const Tokenizer& tokenizer_;
-  std::vector<int32_t> ids_;
-  size_t anchor_ = 0;
-  std::string text_;  // the window's text printed so far
-};
-
 void run_generate(const RuntimeFlags& f) {
   auto source = open_checkpoint(f.model);
   Tokenizer tokenizer = Tokenizer::from_checkpoint(*source);
@@ -149,8 +102,12 @@ void run_generate(const RuntimeFlags& f) {
   options.max_new_tokens = f.new_tokens;
   options.sampling = {f.temperature, f.top_p, f.seed};
   options.stop_token = int32_t(model.config().eos_token_id);
+  fmt::print("{}", tokenizer.decode(ids));
   TextStream stream(tokenizer, ids);
-  GenerateResult r = generate(model, prompt, options, [&](int32_t id) { stream.push(id); });
+  GenerateResult r = generate(model, prompt, options, [&](int32_t id) {
+    fmt::print("{}", stream.push(id));
+    std::fflush(stdout);
+  });
   fmt::print("\n");
   fmt::print(stderr, "{} prompt tokens in {:.3f} s; {} tokens generated, {:.0f} tokens/s ({} threads, {} kernels){}\n",
              r.prompt_tokens, r.prefill_seconds, r.tokens.size(), r.decode_tokens_per_second(), pool.size(),

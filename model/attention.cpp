@@ -26,19 +26,24 @@ float* KvCache::value(int64_t layer, int64_t sequence, int64_t position) {
 }
 
 void attention(ThreadPool& pool, KvCache& cache, int64_t layer, const AttentionShape& shape, const float* q,
-               int64_t length, int64_t start, float* out) {
-  const int64_t d = shape.head_dim, q_dim = shape.heads * d, keys = start + length;
+               std::span<const SequenceSpan> spans, float* out) {
+  const int64_t d = shape.head_dim, q_dim = shape.heads * d;
   const int64_t group = shape.heads / shape.kv_heads;
   const float scale = 1.0f / std::sqrt(float(d));
-  pool.parallel_for(size_t(cache.sequences * shape.heads), [&](size_t item, int) {
-    const int64_t b = int64_t(item) / shape.heads, h = int64_t(item) % shape.heads, g = h / group;
+  std::vector<int64_t> first_row(spans.size());
+  for (size_t s = 0, row = 0; s < spans.size(); row += size_t(spans[s].length), ++s) first_row[s] = int64_t(row);
+  pool.parallel_for(spans.size() * size_t(shape.heads), [&](size_t item, int) {
+    const SequenceSpan& span = spans[item / size_t(shape.heads)];
+    const int64_t h = int64_t(item % size_t(shape.heads)), g = h / group, b = span.slot;
+    const int64_t length = span.length, start = span.start, keys = start + length;
+    const int64_t row0 = first_row[item / size_t(shape.heads)];
     thread_local std::vector<float> scores;
     scores.resize(size_t(length * keys));
     GemmProblem qk;  // scores = scale · q_h · k_hᵀ
     qk.m = length;
     qk.n = keys;
     qk.k = d;
-    qk.a = q + b * length * q_dim + h * d;
+    qk.a = q + row0 * q_dim + h * d;
     qk.lda = q_dim;
     qk.b = cache.key(layer, b, 0) + g * d;
     qk.ldb = cache.kv_dim;
@@ -61,7 +66,7 @@ void attention(ThreadPool& pool, KvCache& cache, int64_t layer, const AttentionS
     sv.lda = keys;
     sv.b = cache.value(layer, b, 0) + g * d;
     sv.ldb = cache.kv_dim;
-    sv.c = out + b * length * q_dim + h * d;
+    sv.c = out + row0 * q_dim + h * d;
     sv.ldc = q_dim;
     gemm_f32(sv);
   });

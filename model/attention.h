@@ -3,6 +3,7 @@
 // cached keys/values of positions 0 .. start+length-1 of their own sequence.
 #pragma once
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace moec {
@@ -24,9 +25,18 @@ struct AttentionShape {
   int64_t heads, kv_heads, head_dim;
 };
 
-// q: [sequences*length, heads*head_dim]; out: same shape. The cache must
-// already hold this step's keys and values.
+// One sequence's part of a forward call: `length` new tokens at positions
+// start .. start+length-1, kept in cache sequence `slot`. Sequences of one
+// call may be at different positions (continuous batching: one stream
+// decoding its 200th token beside another's first).
+struct SequenceSpan {
+  int64_t slot = 0, start = 0, length = 0;
+};
+
+// q: the spans' rows one after another, [Σ length, heads*head_dim]; out: same
+// shape. The cache must already hold this call's keys and values. Each
+// span's result depends only on its own rows and cache (not on the others).
 void attention(ThreadPool& pool, KvCache& cache, int64_t layer, const AttentionShape& shape, const float* q,
-               int64_t length, int64_t start, float* out);
+               std::span<const SequenceSpan> spans, float* out);
 
 }  // namespace moec

@@ -28,8 +28,12 @@ GenerateResult generate(Model& model, std::span<const int32_t> prompt, const Gen
   const int64_t hd = model.config().hidden_size;
 
   Stopwatch prefill;
-  const auto& hidden = model.forward(prompt, int64_t(prompt.size()), cache);
-  model.logits(&hidden[(prompt.size() - 1) * size_t(hd)], 1, logits.data());
+  for (int64_t done = 0, n = int64_t(prompt.size()); done < n;) {
+    const int64_t length = std::min(kPrefillChunkTokens, n - done);
+    const auto& hidden = model.forward(prompt.subspan(size_t(done), size_t(length)), length, cache);
+    done += length;
+    if (done == n) model.logits(&hidden[size_t(length - 1) * size_t(hd)], 1, logits.data());
+  }
   result.prefill_seconds = prefill.seconds();
 
   Stopwatch decode;

@@ -1,5 +1,6 @@
-// Autoregressive generation with a KV cache: one batched prefill of the
-// prompt, then one token per step through the small-batch kernels.
+// Autoregressive generation with a KV cache: the prompt prefilled in chunks
+// of kPrefillChunkTokens, then one token per step through the small-batch
+// kernels.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -11,6 +12,12 @@
 namespace moec {
 
 class Model;
+
+// Prompts run through the model this many tokens at a time. Shared with the
+// server (serve/), which prefills a request in the same chunks between
+// decode steps: the same forward calls give the same floats, so a greedy
+// request there reproduces `moec generate` token for token.
+constexpr int64_t kPrefillChunkTokens = 128;
 
 struct GenerateOptions {
   int64_t max_new_tokens = 64;

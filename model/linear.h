@@ -81,6 +81,12 @@ struct LinearProblem {
   int64_t y_stride;  // floats between rows of y (>= w.rows)
 };
 
+// Batches of up to kBatchInvariantTokens tokens run kernels whose result for
+// a token does not depend on the other tokens of the batch (dense, packed and
+// sub1 weights alike): continuous batching relies on it for outputs that are
+// the same alone or batched.
+constexpr int64_t kBatchInvariantTokens = 16;
+
 // Solves all problems, their tiles spread over the pool together.
 void linear(ThreadPool& pool, std::span<const LinearProblem> problems);
 inline void linear(ThreadPool& pool, const LinearProblem& problem) { linear(pool, std::span(&problem, 1)); }

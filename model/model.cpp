@@ -1,5 +1,6 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "io/error.h"
@@ -69,12 +70,32 @@ void Model::embed(std::span<const int32_t> tokens, std::vector<float>& x) const 
   }
 }
 
+namespace {
+
+// The spans of `sequences` sequences each running `length` tokens from `start`.
+void uniform_spans(int64_t sequences, int64_t start, int64_t length, std::vector<SequenceSpan>& spans) {
+  spans.clear();
+  for (int64_t b = 0; b < sequences; ++b) spans.push_back({b, start, length});
+}
+
+}  // namespace
+
 void Model::attention_layer(int64_t index, float* x, int64_t length, KvCache& cache, int64_t cache_layer) {
+  uniform_spans(cache.sequences, cache.length, length, spans_);
+  attention_layer(index, x, std::span<const SequenceSpan>(spans_), cache, cache_layer);
+}
+
+void Model::attention_layer(int64_t index, float* x, std::span<const SequenceSpan> spans, KvCache& cache,
+                            int64_t cache_layer) {
   const ModelConfig& c = config_;
   const Layer& layer = layers_[index];
-  const int64_t n = cache.sequences * length, hd = c.hidden_size, qd = c.num_heads * c.head_dim,
-                kvd = c.num_kv_heads * c.head_dim, start = cache.length;
-  rope_.reserve(start + length);
+  const int64_t hd = c.hidden_size, qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
+  int64_t n = 0, end = 0;
+  for (const SequenceSpan& s : spans) {
+    n += s.length;
+    end = std::max(end, s.start + s.length);
+  }
+  rope_.reserve(end);
   h_.resize(size_t(n * hd));
   q_.resize(size_t(n * qd));
   k_.resize(size_t(n * kvd));
@@ -86,27 +107,45 @@ void Model::attention_layer(int64_t index, float* x, int64_t length, KvCache& ca
                                {h_.data(), hd, n, layer.k, k_.data(), kvd},
                                {h_.data(), hd, n, layer.v, v_.data(), kvd}};
   linear(pool_, qkv);
-  for (int64_t b = 0; b < cache.sequences; ++b)
-    for (int64_t i = 0; i < length; ++i) {
-      const int64_t row = b * length + i, pos = start + i;
+  int64_t row = 0;
+  for (const SequenceSpan& s : spans)
+    for (int64_t i = 0; i < s.length; ++i, ++row) {
+      const int64_t pos = s.start + i;
       rope_.apply(&q_[row * qd], c.num_heads, pos);
       rope_.apply(&k_[row * kvd], c.num_kv_heads, pos);
-      std::memcpy(cache.key(cache_layer, b, pos), &k_[row * kvd], size_t(kvd) * sizeof(float));
-      std::memcpy(cache.value(cache_layer, b, pos), &v_[row * kvd], size_t(kvd) * sizeof(float));
+      std::memcpy(cache.key(cache_layer, s.slot, pos), &k_[row * kvd], size_t(kvd) * sizeof(float));
+      std::memcpy(cache.value(cache_layer, s.slot, pos), &v_[row * kvd], size_t(kvd) * sizeof(float));
     }
-  attention(pool_, cache, cache_layer, {c.num_heads, c.num_kv_heads, c.head_dim}, q_.data(), length, start, attn_.data());
+  attention(pool_, cache, cache_layer, {c.num_heads, c.num_kv_heads, c.head_dim}, q_.data(), spans, attn_.data());
   linear(pool_, LinearProblem{attn_.data(), qd, n, layer.o, out_.data(), hd});
   for (int64_t i = 0; i < n * hd; ++i) x[i] += out_[i];
 }
 
 const std::vector<float>& Model::forward(std::span<const int32_t> tokens, int64_t length, KvCache& cache,
                                          ForwardTrace* trace) {
-  const ModelConfig& c = config_;
   if (int64_t(tokens.size()) != cache.sequences * length)
     fail("forward: {} tokens for {} sequences of {}", tokens.size(), cache.sequences, length);
-  if (cache.length + length > cache.capacity)
-    fail("sequence of {} tokens exceeds the context of {} positions", cache.length + length, cache.capacity);
-  const int64_t n = int64_t(tokens.size()), hd = c.hidden_size;
+  std::vector<SequenceSpan> spans;
+  uniform_spans(cache.sequences, cache.length, length, spans);
+  const auto& hidden = forward(tokens, std::span<const SequenceSpan>(spans), cache, trace);
+  cache.length += length;
+  return hidden;
+}
+
+const std::vector<float>& Model::forward(std::span<const int32_t> tokens, std::span<const SequenceSpan> spans,
+                                         KvCache& cache, ForwardTrace* trace) {
+  const ModelConfig& c = config_;
+  int64_t total = 0;
+  for (const SequenceSpan& s : spans) {
+    if (s.slot < 0 || s.slot >= cache.sequences || s.start < 0 || s.length < 0)
+      fail("forward: sequence slot {} at position {} (+{}) is outside the cache of {} sequences", s.slot, s.start,
+           s.length, cache.sequences);
+    if (s.start + s.length > cache.capacity)
+      fail("sequence of {} tokens exceeds the context of {} positions", s.start + s.length, cache.capacity);
+    total += s.length;
+  }
+  if (int64_t(tokens.size()) != total) fail("forward: {} tokens for spans of {} tokens", tokens.size(), total);
+  const int64_t n = total, hd = c.hidden_size;
   embed(tokens, x_);
   if (trace) {
     trace->hidden.clear();
@@ -115,12 +154,11 @@ const std::vector<float>& Model::forward(std::span<const int32_t> tokens, int64_
   }
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const Layer& layer = layers_[l];
-    attention_layer(l, x_.data(), length, cache, l);
+    attention_layer(l, x_.data(), spans, cache, l);
     rms_norm(x_.data(), n, hd, layer.moe_norm.data(), float(c.rms_norm_eps), h_.data());
     moe_.forward(pool_, layer.moe, c.top_k, h_.data(), n, x_.data(), trace ? &trace->routing[l] : nullptr);
     if (trace && trace->keep_hidden) trace->hidden.push_back(x_);
   }
-  cache.length += length;
   h_.resize(size_t(n * hd));
   rms_norm(x_.data(), n, hd, final_norm_.data(), float(c.rms_norm_eps), h_.data());
   return h_;

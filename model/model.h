@@ -38,6 +38,13 @@ class Model {
   // Returns the final-normed hidden states [sequences*length, H].
   const std::vector<float>& forward(std::span<const int32_t> tokens, int64_t length, KvCache& cache,
                                     ForwardTrace* trace = nullptr);
+  // Runs each span's tokens (tokens span by span) in its cache slot at its
+  // own positions; cache.length is neither read nor advanced (the caller
+  // keeps each slot's length). Returns the final-normed hidden states
+  // [Σ length, H]. A span's rows do not depend on the other spans as long as
+  // the call's kernels are batch-invariant (see model/linear.h).
+  const std::vector<float>& forward(std::span<const int32_t> tokens, std::span<const SequenceSpan> spans,
+                                    KvCache& cache, ForwardTrace* trace = nullptr);
   // Layer-level steps, for stages that run the model a layer at a time
   // (calibration). x is the residual stream [tokens, H].
   void embed(std::span<const int32_t> tokens, std::vector<float>& x) const;
@@ -45,6 +52,8 @@ class Model {
   // of `length` tokens at positions cache.length.., storing keys/values in
   // cache layer `cache_layer` (cache.length is not advanced).
   void attention_layer(int64_t layer, float* x, int64_t length, KvCache& cache, int64_t cache_layer);
+  void attention_layer(int64_t layer, float* x, std::span<const SequenceSpan> spans, KvCache& cache,
+                       int64_t cache_layer);
   const MoeWeights& moe_weights(int64_t layer) const { return layers_[layer].moe; }
   const std::vector<float>& moe_norm(int64_t layer) const { return layers_[layer].moe_norm; }
 
@@ -78,6 +87,7 @@ class Model {
   MoeBlock moe_;
   // Activations, reused between calls (no per-token allocation).
   std::vector<float> x_, h_, q_, k_, v_, attn_, out_;
+  std::vector<SequenceSpan> spans_;
 };
 
 }  // namespace moec
