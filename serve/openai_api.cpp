@@ -1,0 +1,215 @@
+#include "serve/openai_api.h"
+
+#include <fmt/format.h>
+
+namespace moec {
+
+using nlohmann::json;
+
+json error_body(const ApiError& e) {
+  return json{{"error",
+               {{"message", e.message},
+                {"type", e.type},
+                {"param", e.param.empty() ? json(nullptr) : json(e.param)},
+                {"code", e.code.empty() ? json(nullptr) : json(e.code)}}}};
+}
+
+namespace {
+
+ApiError invalid(const std::string& param, const std::string& message, const std::string& code = "invalid_value") {
+  ApiError e;
+  e.message = message;
+  e.param = param;
+  e.code = code;
+  return e;
+}
+
+ApiError wrong_type(const std::string& param, const char* expected, const json& value) {
+  return invalid(param, fmt::format("'{}' must be {}, got {}", param, expected, value.type_name()), "invalid_type");
+}
+
+// A JSON integer (not a float, not a bool) that fits int64.
+bool is_integer(const json& v) { return v.is_number_integer(); }
+
+std::optional<ApiError> parse_prompt(const json& p, const CompletionLimits& limits, CompletionRequest& r) {
+  auto ids = [&](const json& array) -> std::optional<ApiError> {
+    if (array.empty()) return invalid("prompt", "'prompt' must not be an empty list of token ids");
+    for (const json& t : array) {
+      if (!is_integer(t)) return wrong_type("prompt", "a string or a list of integer token ids", t);
+      const int64_t id = t.get<int64_t>();
+      if (id < 0 || id >= limits.vocab_size)
+        return invalid("prompt", fmt::format("token id {} is outside the vocabulary (0..{})", id, limits.vocab_size - 1),
+                       "invalid_token_id");
+      r.prompt_ids.push_back(int32_t(id));
+    }
+    return std::nullopt;
+  };
+  if (p.is_string()) {
+    r.prompt_text = p.get<std::string>();
+    return std::nullopt;
+  }
+  if (!p.is_array()) return wrong_type("prompt", "a string or a list of token ids", p);
+  if (p.empty()) return invalid("prompt", "'prompt' must not be empty");
+  if (p[0].is_string() || p[0].is_array()) {  // a batch of prompts: one allowed (n = 1 per request)
+    if (p.size() != 1)
+      return invalid("prompt", fmt::format("{} prompts in one request; moec serves one prompt per request", p.size()),
+                     "unsupported_value");
+    if (p[0].is_string()) {
+      r.prompt_text = p[0].get<std::string>();
+      return std::nullopt;
+    }
+    return ids(p[0]);
+  }
+  return ids(p);
+}
+
+// Reads `key` of `body` when present and not null.
+template <typename Check>
+std::optional<ApiError> field(const json& body, const char* key, Check check) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  return check(*it);
+}
+
+}  // namespace
+
+std::variant<CompletionRequest, ApiError> parse_completion_request(const std::string& text,
+                                                                   const CompletionLimits& limits) {
+  json body;
+  try {
+    body = json::parse(text);
+  } catch (const json::parse_error& e) {
+    return invalid("", fmt::format("the request body is not valid JSON: {}", e.what()), "invalid_json");
+  }
+  if (!body.is_object()) return invalid("", fmt::format("the request body must be a JSON object, got {}", body.type_name()), "invalid_json");
+  CompletionRequest r;
+  if (!body.contains("prompt") || body["prompt"].is_null())
+    return invalid("prompt", "'prompt' is required", "missing_required_parameter");
+  if (auto e = parse_prompt(body["prompt"], limits, r)) return *e;
+
+  std::optional<ApiError> e;
+  auto check = [&](const char* key, auto fn) {
+    if (!e) e = field(body, key, fn);
+  };
+  check("model", [&](const json& v) -> std::optional<ApiError> {
+    if (!v.is_string()) return wrong_type("model", "a string", v);
+    return std::nullopt;
+  });
+  check("max_tokens", [&](const json& v) -> std::optional<ApiError> {
+    if (!is_integer(v)) return wrong_type("max_tokens", "an integer", v);
+    r.max_tokens = v.get<int64_t>();
+    return std::nullopt;
+  });
+  check("temperature", [&](const json& v) -> std::optional<ApiError> {
+    if (!v.is_number() || v.get<double>() < 0 || v.get<double>() > 2)
+      return v.is_number() ? invalid("temperature", "'temperature' must be between 0 and 2")
+                           : wrong_type("temperature", "a number", v);
+    r.temperature = v.get<float>();
+    return std::nullopt;
+  });
+  check("top_p", [&](const json& v) -> std::optional<ApiError> {
+    if (!v.is_number()) return wrong_type("top_p", "a number", v);
+    if (!(v.get<double>() > 0 && v.get<double>() <= 1)) return invalid("top_p", "'top_p' must be in (0, 1]");
+    r.top_p = v.get<float>();
+    return std::nullopt;
+  });
+  check("seed", [&](const json& v) -> std::optional<ApiError> {
+    if (!is_integer(v)) return wrong_type("seed", "an integer", v);
+    r.seed = v.is_number_unsigned() ? v.get<uint64_t>() : uint64_t(v.get<int64_t>());
+    return std::nullopt;
+  });
+  check("stop", [&](const json& v) -> std::optional<ApiError> {
+    if (v.is_string()) {
+      r.stop.push_back(v.get<std::string>());
+    } else if (v.is_array()) {
+      if (v.size() > 4) return invalid("stop", fmt::format("at most 4 stop sequences, got {}", v.size()));
+      for (const json& s : v) {
+        if (!s.is_string()) return wrong_type("stop", "a string or a list of strings", s);
+        r.stop.push_back(s.get<std::string>());
+      }
+    } else {
+      return wrong_type("stop", "a string or a list of strings", v);
+    }
+    for (const auto& s : r.stop)
+      if (s.empty()) return invalid("stop", "stop sequences must not be empty");
+    return std::nullopt;
+  });
+  check("stream", [&](const json& v) -> std::optional<ApiError> {
+    if (!v.is_boolean()) return wrong_type("stream", "a boolean", v);
+    r.stream = v.get<bool>();
+    return std::nullopt;
+  });
+  check("stream_options", [&](const json& v) -> std::optional<ApiError> {
+    if (!v.is_object()) return wrong_type("stream_options", "an object", v);
+    auto it = v.find("include_usage");
+    if (it != v.end() && !it->is_null()) {
+      if (!it->is_boolean()) return wrong_type("stream_options", "{\"include_usage\": boolean}", *it);
+      r.include_usage = it->get<bool>();
+    }
+    return std::nullopt;
+  });
+  check("logprobs", [&](const json& v) -> std::optional<ApiError> {
+    if (v.is_boolean()) {  // some clients send the chat API's boolean
+      if (v.get<bool>()) r.logprobs = 0;
+      return std::nullopt;
+    }
+    if (!is_integer(v)) return wrong_type("logprobs", "an integer", v);
+    const int64_t n = v.get<int64_t>();
+    if (n < 0 || n > 20) return invalid("logprobs", fmt::format("'logprobs' must be between 0 and 20, got {}", n));
+    r.logprobs = int(n);
+    return std::nullopt;
+  });
+  check("echo", [&](const json& v) -> std::optional<ApiError> {
+    if (!v.is_boolean()) return wrong_type("echo", "a boolean", v);
+    r.echo = v.get<bool>();
+    return std::nullopt;
+  });
+  for (const char* key : {"n", "best_of"})
+    check(key, [&](const json& v) -> std::optional<ApiError> {
+      if (!is_integer(v)) return wrong_type(key, "an integer", v);
+      if (v.get<int64_t>() != 1)
+        return invalid(key, fmt::format("'{}' must be 1: moec returns one completion per request", key),
+                       "unsupported_value");
+      return std::nullopt;
+    });
+  for (const char* key : {"presence_penalty", "frequency_penalty"})
+    check(key, [&](const json& v) -> std::optional<ApiError> {
+      if (!v.is_number()) return wrong_type(key, "a number", v);
+      if (v.get<double>() != 0)
+        return invalid(key, fmt::format("'{}' is not supported (only 0)", key), "unsupported_value");
+      return std::nullopt;
+    });
+  check("logit_bias", [&](const json& v) -> std::optional<ApiError> {
+    if (!v.is_object()) return wrong_type("logit_bias", "an object", v);
+    if (!v.empty()) return invalid("logit_bias", "'logit_bias' is not supported", "unsupported_value");
+    return std::nullopt;
+  });
+  check("user", [&](const json& v) -> std::optional<ApiError> {
+    if (!v.is_string()) return wrong_type("user", "a string", v);
+    return std::nullopt;
+  });
+  check("suffix", [&](const json& v) -> std::optional<ApiError> {
+    return invalid("suffix", fmt::format("'suffix' is not supported, got {}", v.type_name()), "unsupported_value");
+  });
+  if (e) return *e;
+
+  if (r.max_tokens < 0 || (r.max_tokens == 0 && !r.echo))
+    return invalid("max_tokens", fmt::format("'max_tokens' must be at least 1 (0 only with echo), got {}", r.max_tokens));
+  if (r.max_tokens > limits.ctx)
+    return invalid("max_tokens",
+                   fmt::format("'max_tokens' is {}, more than the context of {} tokens", r.max_tokens, limits.ctx),
+                   "context_length_exceeded");
+  return r;
+}
+
+std::optional<ApiError> check_context(int64_t prompt_tokens, const CompletionRequest& r,
+                                      const CompletionLimits& limits) {
+  if (prompt_tokens + r.max_tokens <= limits.ctx) return std::nullopt;
+  return invalid("prompt",
+                 fmt::format("this model's context is {} tokens, but {} were requested ({} in the prompt, {} for the "
+                             "completion); shorten the prompt or lower max_tokens",
+                             limits.ctx, prompt_tokens + r.max_tokens, prompt_tokens, r.max_tokens),
+                 "context_length_exceeded");
+}
+
+}  // namespace moec

@@ -1,0 +1,417 @@
+#include "serve/server.h"
+
+#include <atomic>
+#include <chrono>
+#include <ctime>
+#include <random>
+
+#include <fmt/format.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "model/model.h"
+#include "model/tokenizer.h"
+#include "serve/completion.h"
+#include "serve/openai_api.h"
+
+namespace moec {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// JSON text that never throws on invalid UTF-8 (replaced by U+FFFD).
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+void reply(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(dump(body), "application/json");
+}
+
+void reply_error(httplib::Response& res, const ApiError& e) { reply(res, e.status, error_body(e)); }
+
+ApiError server_error(int status, const std::string& message, const std::string& type, const std::string& code) {
+  ApiError e;
+  e.status = status;
+  e.message = message;
+  e.type = type;
+  e.code = code;
+  return e;
+}
+
+bool same_secret(const std::string& a, const std::string& b) {  // constant time in the content
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+const char* kEndpoints[] = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics"};
+
+std::string endpoint_label(const std::string& path) {
+  for (const char* e : kEndpoints)
+    if (path == e) return e;
+  return "other";
+}
+
+}  // namespace
+
+// One completion request, shared by its handler and (streaming) the content
+// provider that outlives the handler.
+struct CompletionCall {
+  CompletionCall(const Tokenizer& tokenizer, std::vector<int32_t> fed, bool bos_added, const CompletionRequest& r,
+                 std::shared_ptr<JobChannel> channel, ServeMetrics& metrics, Clock::time_point received,
+                 std::string id, std::string model)
+      : request(r),
+        assembler(tokenizer, fed, bos_added, r.prompt_text, r.stop, r.logprobs.has_value()),
+        channel(std::move(channel)),
+        metrics(metrics),
+        received(received),
+        id(std::move(id)),
+        model(std::move(model)),
+        prompt_tokens(int64_t(fed.size())) {}
+
+  // The next thing to send: pieces of text, then the end. Returns false at
+  // the end (finish_reason or error set).
+  bool next(CompletionPiece& piece) {
+    if (!finish_reason.empty()) return false;  // a stop sequence ended it (the job is cancelled)
+    for (;;) {
+      auto event = channel->next(std::chrono::milliseconds(250));
+      if (!event) {
+        if (channel->cancelled()) return end_with_error(server_error(503, "the request was cancelled", "server_error", "cancelled"));
+        continue;
+      }
+      switch (event->kind) {
+        case JobEvent::Kind::PromptLogprobs:
+          if (request.echo) {
+            piece = assembler.echo(&event->prompt);
+            echoed = true;
+            return true;
+          }
+          continue;
+        case JobEvent::Kind::Token: {
+          const auto now = Clock::now();
+          if (!first_token) {
+            metrics.time_to_first_token(seconds_between(received, now));
+            first_token = true;
+          } else {
+            metrics.inter_token_latency(seconds_between(last_token, now));
+          }
+          last_token = now;
+          piece = echo_first();
+          CompletionPiece more = assembler.token(event->token, event->logprob);
+          piece.text += more.text;
+          piece.logprobs.append(more.logprobs);
+          if (assembler.stopped()) {
+            channel->cancel();  // the engine frees the slot at its next step
+            finish_reason = "stop";
+          }
+          return true;
+        }
+        case JobEvent::Kind::Finished:
+          piece = echo_first();
+          {
+            CompletionPiece rest = assembler.finish();
+            piece.text += rest.text;
+          }
+          finish_reason = event->finish_reason;
+          return true;  // the held-back text (maybe none); the next call ends
+        case JobEvent::Kind::Failed:
+          return end_with_error(server_error(int(event->status), event->error, "server_error", "engine_failed"));
+      }
+    }
+  }
+  bool done() const { return !finish_reason.empty() || error.has_value(); }
+
+  json usage() const {
+    const int64_t completion = assembler.completion_tokens();
+    return json{{"prompt_tokens", prompt_tokens},
+                {"completion_tokens", completion},
+                {"total_tokens", prompt_tokens + completion}};
+  }
+  json choice(const CompletionPiece& piece, bool final) const {
+    return json{{"text", piece.text},
+                {"index", 0},
+                {"logprobs", request.logprobs ? piece.logprobs.to_json() : json(nullptr)},
+                {"finish_reason", final ? json(finish_reason) : json(nullptr)}};
+  }
+  json body(const json& choices) const {
+    return json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model}, {"choices", choices}};
+  }
+
+  CompletionRequest request;
+  CompletionAssembler assembler;
+  std::shared_ptr<JobChannel> channel;
+  ServeMetrics& metrics;
+  Clock::time_point received, last_token;
+  std::string id, model;
+  int64_t created = int64_t(std::time(nullptr));
+  int64_t prompt_tokens;
+  bool first_token = false, echoed = false, finished_stream = false;
+  std::string finish_reason;
+  std::optional<ApiError> error;
+
+ private:
+  // Echo without logprobs has no engine event of its own: the prompt's text
+  // goes out with the first piece.
+  CompletionPiece echo_first() {
+    if (!request.echo || echoed) return {};
+    echoed = true;
+    return assembler.echo(nullptr);
+  }
+  bool end_with_error(ApiError e) {
+    error = std::move(e);
+    return false;
+  }
+};
+
+struct Server::Impl {
+  ServerOptions options;
+  httplib::Server http;
+  ServeMetrics metrics;
+  std::unique_ptr<Engine> engine;
+  std::atomic<bool> ready{false};
+  Model* model = nullptr;
+  const Tokenizer* tokenizer = nullptr;
+  std::string model_name, chat_note;
+  std::atomic<uint64_t> next_id{1};
+  CompletionLimits limits;
+
+  explicit Impl(const ServerOptions& o) : options(o) {
+    const int threads = o.http_threads > 0 ? o.http_threads : int(o.engine.parallel + o.engine.max_queue + 8);
+    http.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
+    http.set_payload_max_length(o.max_body_bytes);
+    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      return authorize(req, res) ? httplib::Server::HandlerResponse::Unhandled
+                                 : httplib::Server::HandlerResponse::Handled;
+    });
+    http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) { fill_error(req, res); });
+    http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+      std::string what = "internal error";
+      try {
+        std::rethrow_exception(ep);
+      } catch (const std::exception& e) {
+        what = e.what();
+      } catch (...) {
+      }
+      reply_error(res, server_error(500, what, "server_error", "internal_error"));
+    });
+    http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+      metrics.request(endpoint_label(req.path), res.status);
+    });
+    routes();
+  }
+
+  bool authorize(const httplib::Request& req, httplib::Response& res) {
+    if (options.api_key.empty() || req.path == "/health") return true;
+    const std::string header = req.get_header_value("Authorization");
+    if (same_secret(header, "Bearer " + options.api_key)) return true;
+    ApiError e = server_error(401,
+                              header.empty() ? "no API key: send the header 'Authorization: Bearer KEY'"
+                                             : "the API key in the Authorization header is not the server's",
+                              "invalid_request_error", "invalid_api_key");
+    reply_error(res, e);
+    return false;
+  }
+
+  void fill_error(const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    std::string message;
+    switch (res.status) {
+      case 404: message = fmt::format("no such endpoint: {} {}", req.method, req.path); break;
+      case 413: message = fmt::format("the request body is larger than {} bytes", options.max_body_bytes); break;
+      case 400: message = "malformed HTTP request"; break;
+      default: message = fmt::format("HTTP {}", res.status);
+    }
+    reply_error(res, server_error(res.status, message, "invalid_request_error", std::to_string(res.status)));
+  }
+
+  // Every other method on a known path: 405.
+  void refuse_methods(const std::string& path, const std::string& allowed) {
+    auto handler = [path, allowed](const httplib::Request& req, httplib::Response& res) {
+      res.set_header("Allow", allowed);
+      reply_error(res, server_error(405, fmt::format("{} does not accept {}; use {}", path, req.method, allowed),
+                                    "invalid_request_error", "method_not_allowed"));
+    };
+    if (allowed != "GET") http.Get(path, handler);
+    if (allowed != "POST") http.Post(path, handler);
+    http.Put(path, handler);
+    http.Delete(path, handler);
+    http.Patch(path, handler);
+  }
+
+  bool check_ready(httplib::Response& res) {
+    if (ready) return true;
+    reply_error(res, server_error(503, "the model is loading; retry when GET /health answers 200", "server_error",
+                                  "loading"));
+    return false;
+  }
+
+  void routes() {
+    http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+      reply(res, ready ? 200 : 503, json{{"status", ready ? "ok" : "loading"}});
+    });
+    http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      const Engine::Load load = engine && ready ? engine->load() : Engine::Load{};
+      res.set_content(metrics.render(load.active, load.queued), "text/plain; version=0.0.4");
+    });
+    http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+      if (!check_ready(res)) return;
+      reply(res, 200,
+            json{{"object", "list"},
+                 {"data", json::array({json{{"id", model_name},
+                                            {"object", "model"},
+                                            {"created", 0},
+                                            {"owned_by", "moec"},
+                                            {"meta", {{"ctx", engine->ctx()}, {"parallel", engine->parallel()}}}}})}});
+    });
+    http.Post("/v1/chat/completions", [this](const httplib::Request&, httplib::Response& res) {
+      if (!check_ready(res)) return;
+      ApiError e;
+      e.message = chat_note;
+      e.code = "no_chat_template";
+      reply_error(res, e);
+    });
+    http.Post("/v1/completions",
+              [this](const httplib::Request& req, httplib::Response& res) { completions(req, res); });
+    refuse_methods("/v1/completions", "POST");
+    refuse_methods("/v1/chat/completions", "POST");
+    refuse_methods("/v1/models", "GET");
+    refuse_methods("/health", "GET");
+    refuse_methods("/metrics", "GET");
+  }
+
+  void completions(const httplib::Request& req, httplib::Response& res) {
+    const auto received = Clock::now();
+    if (!check_ready(res)) return;
+    auto parsed = parse_completion_request(req.body, limits);
+    if (auto* e = std::get_if<ApiError>(&parsed)) return reply_error(res, *e);
+    const CompletionRequest& r = std::get<CompletionRequest>(parsed);
+    std::vector<int32_t> fed = r.prompt_ids;
+    const bool bos_added = r.prompt_text.has_value();
+    if (bos_added) {
+      fed = {int32_t(model->config().bos_token_id)};
+      const auto ids = tokenizer->encode(*r.prompt_text);
+      fed.insert(fed.end(), ids.begin(), ids.end());
+    }
+    if (auto e = check_context(int64_t(fed.size()), r, limits)) return reply_error(res, *e);
+    CompletionJob job;
+    job.prompt = fed;
+    job.max_tokens = r.max_tokens;
+    job.sampling.temperature = r.temperature;
+    job.sampling.top_p = r.top_p;
+    job.sampling.seed = r.seed ? *r.seed : std::random_device{}();
+    job.stop_token = int32_t(model->config().eos_token_id);
+    job.top_logprobs = r.logprobs ? *r.logprobs : -1;
+    job.echo = r.echo;
+    auto channel = engine->submit(std::move(job));
+    if (!channel) {
+      const Engine::Load load = engine->load();
+      return reply_error(res, server_error(429,
+                                           fmt::format("the server is busy: {} sequences running and {} queued "
+                                                       "(--parallel {}, --max-queue {}); retry later",
+                                                       load.active, load.queued, options.engine.parallel,
+                                                       options.engine.max_queue),
+                                           "server_busy_error", "server_busy"));
+    }
+    auto call = std::make_shared<CompletionCall>(*tokenizer, std::move(fed), bos_added, r, channel, metrics, received,
+                                                 fmt::format("cmpl-{:x}", next_id++), model_name);
+    if (r.stream)
+      stream(call, res);
+    else
+      whole(*call, res);
+  }
+
+  static void whole(CompletionCall& call, httplib::Response& res) {
+    CompletionPiece piece;
+    while (call.next(piece)) {
+    }
+    if (call.error) {
+      call.channel->cancel();
+      return reply_error(res, *call.error);
+    }
+    json body = call.body(json::array({call.choice(call.assembler.whole(), true)}));
+    body["usage"] = call.usage();
+    reply(res, 200, body);
+  }
+
+  static void stream(const std::shared_ptr<CompletionCall>& call, httplib::Response& res) {
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Accel-Buffering", "no");
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [call](size_t, httplib::DataSink& sink) {
+          auto send = [&](const json& j) {
+            const std::string line = "data: " + dump(j) + "\n\n";
+            return sink.write(line.data(), line.size());
+          };
+          CompletionPiece piece;
+          const bool more = call->next(piece);
+          if (!piece.empty() && !send(call->body(json::array({call->choice(piece, false)})))) return false;
+          if (more) return true;  // client gone: false above ends the connection, and the job
+          if (call->error) {
+            send(error_body(*call->error));
+          } else {
+            send(call->body(json::array({call->choice(CompletionPiece{}, true)})));
+            if (call->request.include_usage) {
+              json usage = call->body(json::array());
+              usage["usage"] = call->usage();
+              send(usage);
+            }
+          }
+          const std::string done = "data: [DONE]\n\n";
+          sink.write(done.data(), done.size());
+          sink.done();
+          return true;
+        },
+        [call](bool) { call->channel->cancel(); });  // ended, failed or disconnected: free the slot
+  }
+};
+
+Server::Server(const ServerOptions& options) : impl_(std::make_unique<Impl>(options)) {}
+
+Server::~Server() { stop(); }
+
+int Server::bind() {
+  const ServerOptions& o = impl_->options;
+  if (o.port == 0) {
+    const int port = impl_->http.bind_to_any_port(o.host);
+    if (port <= 0) throw std::runtime_error(fmt::format("cannot listen on {} (any port)", o.host));
+    return port;
+  }
+  if (!impl_->http.bind_to_port(o.host, o.port))
+    throw std::runtime_error(fmt::format("cannot listen on {}:{} (in use, or not an address of this machine)", o.host, o.port));
+  return o.port;
+}
+
+void Server::serve_model(Model& model, const Tokenizer& tokenizer, const std::string& model_name,
+                         const std::string& chat_note) {
+  Impl& s = *impl_;
+  s.model = &model;
+  s.tokenizer = &tokenizer;
+  s.model_name = model_name;
+  s.chat_note = chat_note;
+  s.engine = std::make_unique<Engine>(model, s.options.engine, &s.metrics);
+  s.limits = {model.config().vocab_size, s.engine->ctx()};
+  s.ready = true;
+}
+
+void Server::run() { impl_->http.listen_after_bind(); }
+
+void Server::stop() {
+  if (!impl_) return;
+  impl_->ready = false;
+  if (impl_->engine) impl_->engine->shutdown();
+  impl_->http.stop();
+}
+
+ServeMetrics& Server::metrics() { return impl_->metrics; }
+
+Engine* Server::engine() { return impl_->engine.get(); }
+
+}  // namespace moec
