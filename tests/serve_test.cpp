@@ -1,0 +1,502 @@
+// moec serve over loopback: an in-process server on a free port with the
+// fixture model, driven by cpp-httplib clients.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cmath>
+#include <regex>
+#include <thread>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "io/checkpoint.h"
+#include "io/text_file.h"
+#include "model/generate.h"
+#include "model/model.h"
+#include "model/text_stream.h"
+#include "model/thread_pool.h"
+#include "model/tokenizer.h"
+#include "serve/server.h"
+#include "tests/test_paths.h"
+
+using namespace moec;
+using nlohmann::json;
+
+namespace {
+
+// The fixture model behind a server on 127.0.0.1 at a free port.
+struct TestServer {
+  explicit TestServer(ServerOptions options = {})
+      : source(open_checkpoint(test::fixture_model_dir())),
+        tokenizer(Tokenizer::from_checkpoint(*source)),
+        pool(2),
+        model(*source, pool) {
+    options.host = "127.0.0.1";
+    options.port = 0;
+    server = std::make_unique<Server>(options);
+    port = server->bind();
+    thread = std::thread([this] { server->run(); });
+  }
+  void start() { server->serve_model(model, tokenizer, "tiny", "the model 'tiny' has no chat template"); }
+  ~TestServer() {
+    server->stop();
+    thread.join();
+  }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(30, 0);
+    return c;
+  }
+  // What `moec generate` prints for this prompt (greedy), EOS excluded.
+  std::string generate_text(const std::string& prompt, int64_t tokens) {
+    std::vector<int32_t> ids{int32_t(model.config().bos_token_id)};
+    auto text = tokenizer.encode(prompt);
+    ids.insert(ids.end(), text.begin(), text.end());
+    GenerateOptions o;
+    o.max_new_tokens = tokens;
+    o.stop_token = int32_t(model.config().eos_token_id);
+    TextStream stream(tokenizer, ids);
+    std::string out;
+    generate(model, ids, o, [&](int32_t id) {
+      if (id != o.stop_token) out += stream.push(id);
+    });
+    return out;
+  }
+
+  std::unique_ptr<CheckpointSource> source;
+  Tokenizer tokenizer;
+  ThreadPool pool;
+  Model model;
+  std::unique_ptr<Server> server;
+  int port = 0;
+  std::thread thread;
+};
+
+json completion_body(const std::string& prompt, int64_t max_tokens, bool stream = false) {
+  return json{{"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0}, {"stream", stream}};
+}
+
+struct Completion {
+  int status = 0;
+  std::string text, finish_reason;
+  json last;  // the whole body, or the last data chunk before [DONE]
+  int chunks = 0;
+  bool done = false;  // saw data: [DONE]
+};
+
+// POSTs to /v1/completions; a streamed answer is read as server-sent events.
+Completion complete(const httplib::Client& base_client, const json& body, int port) {
+  (void)base_client;
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(30, 0);
+  Completion out;
+  if (!body.value("stream", false)) {
+    auto res = c.Post("/v1/completions", body.dump(), "application/json");
+    REQUIRE(res);
+    out.status = res->status;
+    out.last = json::parse(res->body);
+    if (res->status == 200) {
+      out.text = out.last["choices"][0]["text"];
+      out.finish_reason = out.last["choices"][0]["finish_reason"];
+    }
+    return out;
+  }
+  std::string buffer;
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/v1/completions";
+  req.body = body.dump();
+  req.set_header("Content-Type", "application/json");
+  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    buffer.append(data, n);
+    for (size_t end; (end = buffer.find("\n\n")) != std::string::npos;) {
+      std::string event = buffer.substr(0, end);
+      buffer.erase(0, end + 2);
+      REQUIRE(event.rfind("data: ", 0) == 0);
+      std::string payload = event.substr(6);
+      if (payload == "[DONE]") {
+        out.done = true;
+        continue;
+      }
+      json j = json::parse(payload);
+      ++out.chunks;
+      out.last = j;
+      if (j.contains("choices") && !j["choices"].empty()) {
+        out.text += j["choices"][0]["text"].get<std::string>();
+        if (!j["choices"][0]["finish_reason"].is_null()) out.finish_reason = j["choices"][0]["finish_reason"];
+      }
+    }
+    return true;
+  };
+  auto res = c.send(req);
+  REQUIRE(res);
+  out.status = res->status;
+  if (res->status != 200) out.last = json::parse(res->body);
+  return out;
+}
+
+std::vector<std::string> test_prompts() {
+  const std::string text = read_text_file(test::text_file("test"));
+  std::vector<std::string> prompts = {"The jury said", "It was", "In the morning the", "He"};
+  for (size_t start : {0, 5000, 20000, 40000}) {
+    const size_t length = start == 20000 ? 900 : 120;  // one prompt longer than a prefill chunk
+    prompts.push_back(text.substr(start, length));
+  }
+  return prompts;
+}
+
+}  // namespace
+
+TEST_CASE("serve: greedy completions equal moec generate, alone and with 8 concurrent clients", "[serve]") {
+  TestServer s;
+  const auto prompts = test_prompts();
+  std::vector<std::string> expected;
+  for (const auto& p : prompts) expected.push_back(s.generate_text(p, 24));
+  s.start();
+  auto client = s.client();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    Completion c = complete(client, completion_body(prompts[i], 24), s.port);
+    REQUIRE(c.status == 200);
+    CHECK(c.text == expected[i]);
+    CHECK(c.last["usage"]["completion_tokens"].get<int64_t>() <= 24);
+  }
+  // Eight at once (half of them streamed), twice over.
+  for (int round = 0; round < 2; ++round) {
+    std::vector<Completion> results(prompts.size());
+    std::vector<std::thread> clients;
+    for (size_t i = 0; i < prompts.size(); ++i)
+      clients.emplace_back([&, i] {
+        results[i] = complete(client, completion_body(prompts[i], 24, (i + round) % 2 == 1), s.port);
+      });
+    for (auto& t : clients) t.join();
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      INFO("prompt " << i << ", round " << round);
+      REQUIRE(results[i].status == 200);
+      CHECK(results[i].text == expected[i]);
+      if ((i + round) % 2 == 1) {
+        CHECK(results[i].done);
+        CHECK(results[i].chunks >= 2);
+        CHECK(!results[i].finish_reason.empty());
+      }
+    }
+  }
+  // A seeded sampled request: the same alone and beside others.
+  json sampled{{"prompt", "The jury said"}, {"max_tokens", 20}, {"temperature", 0.9}, {"seed", 7}};
+  const std::string alone = complete(client, sampled, s.port).text;
+  std::vector<std::string> together(6);
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < together.size(); ++i)
+    clients.emplace_back([&, i] {
+      json body = i % 2 ? sampled : completion_body(prompts[i], 20);
+      together[i] = complete(client, body, s.port).text;
+    });
+  for (auto& t : clients) t.join();
+  for (size_t i = 1; i < together.size(); i += 2) CHECK(together[i] == alone);
+}
+
+TEST_CASE("serve: spans of sequences at different positions give each sequence's own floats", "[serve]") {
+  auto source = open_checkpoint(test::fixture_model_dir());
+  ThreadPool pool(2);
+  Model model(*source, pool);
+  const int64_t h = model.config().hidden_size;
+  // Eight sequences of different lengths (a decode step of 8 streams).
+  std::vector<std::vector<int32_t>> seqs;
+  for (int i = 0; i < 8; ++i) {
+    std::vector<int32_t> ids{1};
+    for (int k = 0; k < 3 + 5 * i; ++k) ids.push_back(int32_t((97 * i + 31 * k + 7) % 4000 + 3));
+    seqs.push_back(ids);
+  }
+  // Alone: each sequence prefilled, then its last token.
+  std::vector<std::vector<float>> want;
+  for (const auto& ids : seqs) {
+    KvCache cache = model.make_cache(1, 64);
+    model.forward(std::span(ids).first(ids.size() - 1), int64_t(ids.size()) - 1, cache);
+    want.emplace_back(model.forward(std::span(ids).last(1), 1, cache));
+  }
+  // Together: sequence i in slot 7 - i, the last tokens in one call.
+  KvCache cache = model.make_cache(8, 64);
+  std::vector<int32_t> last;
+  std::vector<SequenceSpan> step;
+  for (int64_t i = 0; i < 8; ++i) {
+    const auto& ids = seqs[size_t(i)];
+    const SequenceSpan prefill{7 - i, 0, int64_t(ids.size()) - 1};
+    model.forward(std::span(ids).first(ids.size() - 1), std::span(&prefill, 1), cache);
+    last.push_back(ids.back());
+    step.push_back({7 - i, int64_t(ids.size()) - 1, 1});
+  }
+  const auto& all = model.forward(last, step, cache);
+  REQUIRE(all.size() == size_t(8 * h));
+  for (size_t i = 0; i < 8; ++i) {
+    INFO("sequence " << i);
+    CHECK(std::equal(want[i].begin(), want[i].end(), all.begin() + ptrdiff_t(i * size_t(h))));
+  }
+}
+
+TEST_CASE("serve: echo with logprobs scores the prompt as the model does", "[serve]") {
+  TestServer s;
+  const std::vector<int32_t> ids = {1, 415, 2796, 773, 9, 300, 50, 61, 700};
+  // The model's own log-softmax of each next token.
+  std::vector<double> want;
+  {
+    KvCache cache = s.model.make_cache(1, 64);
+    const auto& hidden = s.model.forward(ids, int64_t(ids.size()), cache);
+    const int64_t v = s.model.config().vocab_size;
+    std::vector<float> logits(ids.size() * size_t(v));
+    s.model.logits(hidden.data(), int64_t(ids.size()), logits.data());
+    for (size_t i = 0; i + 1 < ids.size(); ++i) {
+      const float* row = &logits[i * size_t(v)];
+      double max = *std::max_element(row, row + v), sum = 0;
+      for (int64_t k = 0; k < v; ++k) sum += std::exp(row[k] - max);
+      want.push_back(row[ids[i + 1]] - max - std::log(sum));
+    }
+  }
+  s.start();
+  json body{{"prompt", ids}, {"max_tokens", 2}, {"temperature", 0}, {"logprobs", 3}, {"echo", true}};
+  Completion c = complete(s.client(), body, s.port);
+  REQUIRE(c.status == 200);
+  const json& lp = c.last["choices"][0]["logprobs"];
+  REQUIRE(lp["tokens"].size() == ids.size() + 2);
+  CHECK(lp["token_logprobs"][0].is_null());  // the first token of an id prompt has no context
+  for (size_t i = 1; i < ids.size(); ++i) CHECK(lp["token_logprobs"][i].get<double>() == Approx(want[i - 1]).margin(2e-4));
+  for (size_t i = ids.size(); i < ids.size() + 2; ++i) {  // greedy: the chosen token is the likeliest
+    double best = -1e30;
+    for (auto& [text, value] : lp["top_logprobs"][i].items()) best = std::max(best, value.get<double>());
+    CHECK(lp["token_logprobs"][i].get<double>() == Approx(best));
+    CHECK(lp["top_logprobs"][i].size() <= 3);
+  }
+  CHECK(c.last["usage"]["prompt_tokens"] == ids.size());
+  // Scoring only (lm-evaluation-harness): max_tokens 0 with echo.
+  body["max_tokens"] = 0;
+  Completion scored = complete(s.client(), body, s.port);
+  REQUIRE(scored.status == 200);
+  CHECK(scored.last["choices"][0]["logprobs"]["tokens"].size() == ids.size());
+  CHECK(scored.last["usage"]["completion_tokens"] == 0);
+}
+
+TEST_CASE("serve: stop sequences end the text before them, streamed or not", "[serve]") {
+  TestServer s;
+  const std::string full = s.generate_text("The jury said", 24);
+  REQUIRE(full.find("the first") != std::string::npos);
+  const std::string want = full.substr(0, full.find("the first"));
+  s.start();
+  for (bool stream : {false, true}) {
+    json body = completion_body("The jury said", 24, stream);
+    body["stop"] = json::array({"nonexistent", "the first"});
+    Completion c = complete(s.client(), body, s.port);
+    REQUIRE(c.status == 200);
+    CHECK(c.text == want);
+    CHECK(c.finish_reason == "stop");
+  }
+  // A stop sequence that never appears changes nothing.
+  json body = completion_body("The jury said", 24, true);
+  body["stop"] = "zzzz";
+  Completion c = complete(s.client(), body, s.port);
+  CHECK(c.text == full);
+  CHECK(c.finish_reason == "length");
+}
+
+TEST_CASE("serve: bad requests get OpenAI error objects and the server goes on", "[serve]") {
+  ServerOptions options;
+  options.engine.ctx = 256;
+  options.max_body_bytes = 64 * 1024;
+  TestServer s(options);
+  auto c = s.client();
+  {  // while loading
+    auto health = c.Get("/health");
+    REQUIRE(health);
+    CHECK(health->status == 503);
+    auto res = c.Post("/v1/completions", completion_body("x", 2).dump(), "application/json");
+    REQUIRE(res);
+    CHECK(res->status == 503);
+  }
+  s.start();
+  const std::string long_prompt(4000, 'a');
+  struct Case {
+    std::string body;
+    int status;
+    std::string param;
+  };
+  const std::vector<Case> cases = {
+      {"{not json", 400, ""},
+      {"[1, 2]", 400, ""},
+      {R"({"max_tokens": 4})", 400, "prompt"},
+      {R"({"prompt": 5})", 400, "prompt"},
+      {R"({"prompt": []})", 400, "prompt"},
+      {R"({"prompt": ["a", "b"]})", 400, "prompt"},
+      {R"({"prompt": [1, -1]})", 400, "prompt"},
+      {R"({"prompt": [1, 4096]})", 400, "prompt"},
+      {R"({"prompt": [1, 2.5]})", 400, "prompt"},
+      {R"({"prompt": "x", "max_tokens": 0})", 400, "max_tokens"},
+      {R"({"prompt": "x", "max_tokens": -5})", 400, "max_tokens"},
+      {R"({"prompt": "x", "max_tokens": "10"})", 400, "max_tokens"},
+      {R"({"prompt": "x", "max_tokens": 100000})", 400, "max_tokens"},
+      {R"({"prompt": "x", "temperature": "hot"})", 400, "temperature"},
+      {R"({"prompt": "x", "temperature": 3})", 400, "temperature"},
+      {R"({"prompt": "x", "top_p": 0})", 400, "top_p"},
+      {R"({"prompt": "x", "stop": 5})", 400, "stop"},
+      {R"({"prompt": "x", "stop": ["a", 1]})", 400, "stop"},
+      {R"({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]})", 400, "stop"},
+      {R"({"prompt": "x", "stream": "yes"})", 400, "stream"},
+      {R"({"prompt": "x", "logprobs": 50})", 400, "logprobs"},
+      {R"({"prompt": "x", "echo": 1})", 400, "echo"},
+      {R"({"prompt": "x", "n": 2})", 400, "n"},
+      {R"({"prompt": "x", "seed": "s"})", 400, "seed"},
+      {R"({"prompt": "x", "suffix": "y"})", 400, "suffix"},
+      {R"({"prompt": "x", "presence_penalty": 0.5})", 400, "presence_penalty"},
+      {json{{"prompt", long_prompt}, {"max_tokens", 4}}.dump(), 400, "prompt"},
+      {json{{"prompt", std::string(70 * 1024, 'a')}}.dump(), 413, ""},
+  };
+  for (const Case& k : cases) {
+    INFO(k.body.substr(0, 80));
+    auto res = c.Post("/v1/completions", k.body, "application/json");
+    REQUIRE(res);
+    CHECK(res->status == k.status);
+    json j = json::parse(res->body);
+    REQUIRE(j.contains("error"));
+    CHECK(!j["error"]["message"].get<std::string>().empty());
+    CHECK(j["error"].contains("type"));
+    if (!k.param.empty()) CHECK(j["error"]["param"] == k.param);
+  }
+  auto get = c.Get("/v1/completions");
+  REQUIRE(get);
+  CHECK(get->status == 405);
+  auto missing = c.Get("/v2/nothing");
+  REQUIRE(missing);
+  CHECK(missing->status == 404);
+  CHECK(json::parse(missing->body).contains("error"));
+  auto chat = c.Post("/v1/chat/completions", R"({"messages": []})", "application/json");
+  REQUIRE(chat);
+  CHECK(chat->status == 400);
+  CHECK(json::parse(chat->body)["error"]["message"].get<std::string>().find("chat template") != std::string::npos);
+  auto models = c.Get("/v1/models");
+  REQUIRE(models);
+  CHECK(json::parse(models->body)["data"][0]["id"] == "tiny");
+  // Still serving.
+  Completion ok = complete(c, completion_body("The jury said", 4), s.port);
+  CHECK(ok.status == 200);
+  auto health = c.Get("/health");
+  CHECK(health->status == 200);
+}
+
+TEST_CASE("serve: an API key is required when set (not for /health)", "[serve]") {
+  ServerOptions options;
+  options.api_key = "sesame";
+  TestServer s(options);
+  s.start();
+  auto c = s.client();
+  const std::string body = completion_body("The jury", 2).dump();
+  CHECK(c.Post("/v1/completions", body, "application/json")->status == 401);
+  CHECK(c.Post("/v1/completions", {{"Authorization", "Bearer wrong"}}, body, "application/json")->status == 401);
+  CHECK(c.Get("/metrics")->status == 401);
+  CHECK(c.Post("/v1/completions", {{"Authorization", "Bearer sesame"}}, body, "application/json")->status == 200);
+  CHECK(c.Get("/health")->status == 200);
+}
+
+TEST_CASE("serve: a full server answers 429, and a client that leaves frees its slot", "[serve]") {
+  ServerOptions options;
+  options.engine.parallel = 1;
+  options.engine.max_queue = 0;
+  TestServer s(options);
+  s.start();
+  // A long stream that the client abandons after its first chunk.
+  std::atomic<bool> started{false}, leave{false};
+  std::thread reader([&] {
+    httplib::Client c("127.0.0.1", s.port);
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.body = completion_body("The jury said", 800, true).dump();
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) {
+      started = true;
+      while (!leave) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      return false;  // disconnect
+    };
+    c.send(req);
+  });
+  while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  auto c = s.client();
+  auto busy = c.Post("/v1/completions", completion_body("x", 2).dump(), "application/json");
+  REQUIRE(busy);
+  CHECK(busy->status == 429);
+  CHECK(json::parse(busy->body)["error"]["code"] == "server_busy");
+  leave = true;
+  reader.join();
+  // The slot comes back within the next engine steps.
+  int status = 0;
+  for (int i = 0; i < 200 && status != 200; ++i) {
+    auto res = c.Post("/v1/completions", completion_body("x", 2).dump(), "application/json");
+    status = res ? res->status : 0;
+    if (status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(status == 200);
+  CHECK(s.server->engine()->load().active == 0);
+}
+
+TEST_CASE("serve: 1000 mixed requests (10% malformed, disconnects) are all answered and counted", "[serve]") {
+  TestServer s;
+  s.start();
+  constexpr int kClients = 10, kPerClient = 100;
+  std::atomic<int> ok{0}, bad{0}, left{0}, wrong{0};
+  std::atomic<int64_t> tokens{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kClients; ++t)
+    clients.emplace_back([&, t] {
+      httplib::Client c("127.0.0.1", s.port);
+      c.set_read_timeout(30, 0);
+      for (int i = 0; i < kPerClient; ++i) {
+        const int k = t * kPerClient + i;
+        if (k % 10 == 3) {  // malformed
+          auto res = c.Post("/v1/completions", k % 20 == 3 ? "{\"prompt\": " : R"({"prompt": "a", "n": 3})",
+                            "application/json");
+          (res && res->status == 400 ? bad : wrong)++;
+          continue;
+        }
+        json body = completion_body(k % 3 ? "The jury said" : "It was", 4 + k % 5, k % 2 == 0);
+        if (k % 10 == 7) {  // a stream the client leaves after one chunk
+          body["stream"] = true;
+          httplib::Request req;
+          req.method = "POST";
+          req.path = "/v1/completions";
+          req.body = body.dump();
+          req.set_header("Content-Type", "application/json");
+          req.content_receiver = [](const char*, size_t, uint64_t, uint64_t) { return false; };
+          httplib::Client once("127.0.0.1", s.port);
+          once.send(req);
+          left++;
+          continue;
+        }
+        if (!body["stream"].get<bool>()) {
+          auto res = c.Post("/v1/completions", body.dump(), "application/json");
+          if (res && res->status == 200) {
+            ok++;
+            tokens += json::parse(res->body)["usage"]["completion_tokens"].get<int64_t>();
+          } else {
+            wrong++;
+          }
+          continue;
+        }
+        Completion r = complete(c, body, s.port);
+        (r.status == 200 && r.done ? ok : wrong)++;
+      }
+    });
+  for (auto& t : clients) t.join();
+  CHECK(wrong == 0);
+  CHECK(bad == 100);
+  CHECK(left == 100);
+  CHECK(ok == 800);
+  ServeMetrics& m = s.server->metrics();
+  CHECK(m.requests("/v1/completions", 400) == 100);
+  CHECK(m.requests("/v1/completions", 200) == 900);  // a stream left mid-way was answered 200
+  // Every slot is free again.
+  for (int i = 0; i < 200 && s.server->engine()->load().active > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(s.server->engine()->load().active == 0);
+  CHECK(s.server->engine()->load().queued == 0);
+  auto metrics = s.client().Get("/metrics");
+  REQUIRE(metrics);
+  CHECK(metrics->body.find("moec_requests_total{endpoint=\"/v1/completions\",status=\"400\"} 100") != std::string::npos);
+  CHECK(metrics->body.find("moec_active_slots 0") != std::string::npos);
+  CHECK(metrics->body.find("moec_batch_size_bucket{le=\"+Inf\"}") != std::string::npos);
+}
