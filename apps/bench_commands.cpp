@@ -4,6 +4,7 @@
 #include "apps/commands.h"
 #include "bench/kernel_bench.h"
 #include "bench/runtime_bench.h"
+#include "bench/serve_bench.h"
 #include "bench/sub1_bench.h"
 
 namespace moec::cli {
@@ -27,6 +28,24 @@ void add_bench_commands(CLI::App& app) {
   runtime->callback([o, json] {
     auto result = run_runtime_bench(*o);
     fmt::print("{}", *json ? result.dump(2) + "\n" : format_runtime_bench(result));
+  });
+
+  auto so = std::make_shared<ServeBenchOptions>();
+  auto* serve = bench->add_subcommand("serve", "moec serve driven by 1..16 concurrent streaming clients over loopback");
+  serve->add_option("model", so->model, "Model folder or .h5 container")->required();
+  serve->add_option("--text", so->text, "Text the prompts are cut from")->required();
+  serve->add_option("--threads", so->threads, "Worker threads")->check(CLI::Range(1, 1024))->capture_default_str();
+  serve->add_option("--clients", so->clients, "Concurrent clients per level")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  serve->add_option("--requests", so->requests, "Requests per level")->check(CLI::Range(int64_t(1), int64_t(100000)))->capture_default_str();
+  serve->add_option("--max-tokens", so->max_tokens, "Tokens per completion")->check(CLI::Range(int64_t(1), int64_t(100000)))->capture_default_str();
+  serve->add_option("--prompt-chars", so->prompt_chars, "Prompt length in characters")->check(CLI::Range(int64_t(1), int64_t(1) << 20))->capture_default_str();
+  serve->add_option("--repeats", so->repeats, "Runs per level (median)")->check(CLI::Range(1, 100))->capture_default_str();
+  serve->add_flag("--json", *json, "Machine-readable output");
+  serve->callback([so, json] {
+    auto result = run_serve_bench(*so);
+    fmt::print("{}", *json ? result.dump(2) + "\n" : format_serve_bench(result));
   });
 
   auto path = std::make_shared<std::string>();

@@ -19,7 +19,7 @@ namespace {
 // How long an idle worker spins before sleeping: longer than the gaps
 // between the loops of one decode step, short enough not to burn a core
 // between user-visible steps.
-constexpr auto kSpin = std::chrono::microseconds(200);
+constexpr auto kSpin = std::chrono::microseconds(50);
 
 }  // namespace
 

@@ -1,5 +1,7 @@
 #include "quant/dense_kernels.h"
 
+#include <cmath>
+
 #include "io/error.h"
 #include "io/x86_simd.h"
 
@@ -27,7 +29,7 @@ void product_portable(const DenseRows& w, const float* x, int64_t x_stride, int6
       for (; c + 4 <= w.cols; c += 4)
         for (int k = 0; k < 4; ++k) s[k] += widen_one<D>(w.data, r * w.cols + c + k) * xt[c + k];
       float sum = (s[0] + s[1]) + (s[2] + s[3]);
-      for (; c < w.cols; ++c) sum += widen_one<D>(w.data, r * w.cols + c) * xt[c];
+      for (; c < w.cols; ++c) sum = std::fma(widen_one<D>(w.data, r * w.cols + c), xt[c], sum);
       y[t * y_stride + r] = sum;
     }
 }
@@ -78,19 +80,60 @@ MOEC_AVX2 void rows_avx2(const DenseRows& w, int64_t r, const float* x, float* y
   }
   for (int i = 0; i < R; ++i) {
     float s = hsum8(_mm256_add_ps(a[i][0], a[i][1]));
-    for (int64_t k = c; k < n; ++k) s += widen_one<D>(w.data, (r + i) * n + k) * x[k];
+    for (int64_t k = c; k < n; ++k) s = std::fma(widen_one<D>(w.data, (r + i) * n + k), x[k], s);
     y[r + i] = s;
+  }
+}
+
+// One row, T tokens (2..4): each 16-column step of the row is widened once
+// for all T tokens. Per token exactly the operations of rows_avx2 (same
+// accumulators, same order), so a token's result does not depend on how
+// many tokens share the pass.
+template <DType D, int T>
+MOEC_AVX2 void row_tokens_avx2(const DenseRows& w, int64_t r, const float* x, int64_t x_stride, float* y,
+                               int64_t y_stride) {
+  __m256 a[T][2];
+  for (int t = 0; t < T; ++t) a[t][0] = a[t][1] = _mm256_setzero_ps();
+  const int64_t n = w.cols;
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16) {
+    const __m256 w0 = load8<D>(w.data, r * n + c), w1 = load8<D>(w.data, r * n + c + 8);
+    for (int t = 0; t < T; ++t) {
+      a[t][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + t * x_stride + c), a[t][0]);
+      a[t][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + t * x_stride + c + 8), a[t][1]);
+    }
+  }
+  if (c + 8 <= n) {
+    const __m256 w0 = load8<D>(w.data, r * n + c);
+    for (int t = 0; t < T; ++t) a[t][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + t * x_stride + c), a[t][0]);
+    c += 8;
+  }
+  for (int t = 0; t < T; ++t) {
+    float s = hsum8(_mm256_add_ps(a[t][0], a[t][1]));
+    for (int64_t k = c; k < n; ++k) s = std::fma(widen_one<D>(w.data, r * n + k), x[t * x_stride + k], s);
+    y[t * y_stride + r] = s;
   }
 }
 
 template <DType D>
 MOEC_AVX2 void product_avx2(const DenseRows& w, const float* x, int64_t x_stride, int64_t tokens, float* y,
                             int64_t y_stride) {
-  int64_t r = 0;
-  for (; r + 4 <= w.rows; r += 4)
-    for (int64_t t = 0; t < tokens; ++t) rows_avx2<D, 4>(w, r, x + t * x_stride, y + t * y_stride);
-  for (; r < w.rows; ++r)
-    for (int64_t t = 0; t < tokens; ++t) rows_avx2<D, 1>(w, r, x + t * x_stride, y + t * y_stride);
+  if (tokens == 1) {  // rows four at a time share each load of x
+    int64_t r = 0;
+    for (; r + 4 <= w.rows; r += 4) rows_avx2<D, 4>(w, r, x, y);
+    for (; r < w.rows; ++r) rows_avx2<D, 1>(w, r, x, y);
+    return;
+  }
+  // Several tokens: tokens four at a time share each widened weight.
+  for (int64_t r = 0; r < w.rows; ++r) {
+    int64_t t = 0;
+    for (; t + 4 <= tokens; t += 4) row_tokens_avx2<D, 4>(w, r, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
+    if (tokens - t >= 2) {
+      row_tokens_avx2<D, 2>(w, r, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
+      t += 2;
+    }
+    if (t < tokens) rows_avx2<D, 1>(w, r, x + t * x_stride, y + t * y_stride);
+  }
 }
 
 // ---- AVX-512 ----------------------------------------------------------------
@@ -129,19 +172,58 @@ MOEC_AVX512 void rows_avx512(const DenseRows& w, int64_t r, const float* x, floa
   }
   for (int i = 0; i < R; ++i) {
     float s = _mm512_reduce_add_ps(_mm512_add_ps(a[i][0], a[i][1]));
-    for (int64_t k = c; k < n; ++k) s += widen_one<D>(w.data, (r + i) * n + k) * x[k];
+    for (int64_t k = c; k < n; ++k) s = std::fma(widen_one<D>(w.data, (r + i) * n + k), x[k], s);
     y[r + i] = s;
+  }
+}
+
+// One row, T tokens: as row_tokens_avx2 (per token the operations of
+// rows_avx512, whatever T).
+template <DType D, int T>
+MOEC_AVX512 void row_tokens_avx512(const DenseRows& w, int64_t r, const float* x, int64_t x_stride, float* y,
+                                   int64_t y_stride) {
+  __m512 a[T][2];
+  for (int t = 0; t < T; ++t) a[t][0] = a[t][1] = _mm512_setzero_ps();
+  const int64_t n = w.cols;
+  int64_t c = 0;
+  for (; c + 32 <= n; c += 32) {
+    const __m512 w0 = load16<D>(w.data, r * n + c), w1 = load16<D>(w.data, r * n + c + 16);
+    for (int t = 0; t < T; ++t) {
+      a[t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + t * x_stride + c), a[t][0]);
+      a[t][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + t * x_stride + c + 16), a[t][1]);
+    }
+  }
+  if (c + 16 <= n) {
+    const __m512 w0 = load16<D>(w.data, r * n + c);
+    for (int t = 0; t < T; ++t) a[t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + t * x_stride + c), a[t][0]);
+    c += 16;
+  }
+  for (int t = 0; t < T; ++t) {
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(a[t][0], a[t][1]));
+    for (int64_t k = c; k < n; ++k) s = std::fma(widen_one<D>(w.data, r * n + k), x[t * x_stride + k], s);
+    y[t * y_stride + r] = s;
   }
 }
 
 template <DType D>
 MOEC_AVX512 void product_avx512(const DenseRows& w, const float* x, int64_t x_stride, int64_t tokens, float* y,
                                 int64_t y_stride) {
-  int64_t r = 0;
-  for (; r + 4 <= w.rows; r += 4)
-    for (int64_t t = 0; t < tokens; ++t) rows_avx512<D, 4>(w, r, x + t * x_stride, y + t * y_stride);
-  for (; r < w.rows; ++r)
-    for (int64_t t = 0; t < tokens; ++t) rows_avx512<D, 1>(w, r, x + t * x_stride, y + t * y_stride);
+  if (tokens == 1) {
+    int64_t r = 0;
+    for (; r + 4 <= w.rows; r += 4) rows_avx512<D, 4>(w, r, x, y);
+    for (; r < w.rows; ++r) rows_avx512<D, 1>(w, r, x, y);
+    return;
+  }
+  for (int64_t r = 0; r < w.rows; ++r) {
+    int64_t t = 0;
+    for (; t + 4 <= tokens; t += 4)
+      row_tokens_avx512<D, 4>(w, r, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
+    if (tokens - t >= 2) {
+      row_tokens_avx512<D, 2>(w, r, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
+      t += 2;
+    }
+    if (t < tokens) rows_avx512<D, 1>(w, r, x + t * x_stride, y + t * y_stride);
+  }
 }
 #endif  // __x86_64__
 

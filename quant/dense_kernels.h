@@ -3,10 +3,13 @@
 // where the weights stream from memory once and are widened in registers.
 //
 // Layout and limits: w is row-major [rows, cols] with leading dimension
-// cols; x is [tokens, cols] with stride x_stride; y[t · y_stride + r]. Rows
-// are taken four at a time (their partial sums share each load of x); every
-// token's sum has the same order whatever the number of tokens, so a token's
-// result does not depend on the batch it was in. Per ISA:
+// cols; x is [tokens, cols] with stride x_stride; y[t · y_stride + r]. One
+// token: rows four at a time (their partial sums share each load of x).
+// Several: tokens four at a time per row (each widened weight vector serves
+// all four, so a batch of 8 costs far less than 8 single tokens). Every
+// token's sum has the same operations in the same order whatever the number
+// of tokens, so a token's result does not depend on the batch it was in
+// (tested bit for bit). Per ISA:
 //   avx512  16 columns per step, two accumulators per row
 //   avx2    8 columns per step, two accumulators per row (bf16: shift
 //           widening; f16: F16C)

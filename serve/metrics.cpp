@@ -71,6 +71,11 @@ uint64_t ServeMetrics::generated_tokens() const {
   return generated_tokens_;
 }
 
+std::pair<uint64_t, double> ServeMetrics::decode_steps() const {
+  std::lock_guard lock(mutex_);
+  return {batch_size_.count(), batch_size_.sum()};
+}
+
 std::string ServeMetrics::render(int64_t active_slots, int64_t queue_depth) const {
   std::lock_guard lock(mutex_);
   std::string out =

@@ -25,6 +25,7 @@ class Histogram {
   // The `_bucket`, `_sum` and `_count` lines of metric `name`.
   std::string render(const std::string& name, const std::string& help) const;
   uint64_t count() const { return count_; }
+  double sum() const { return sum_; }
 
  private:
   std::vector<double> bounds_;
@@ -47,6 +48,8 @@ class ServeMetrics {
   // For tests and `moec bench serve`.
   uint64_t requests(const std::string& endpoint, int status) const;
   uint64_t generated_tokens() const;
+  // Decode steps so far and the sequences they ran (mean batch = second / first).
+  std::pair<uint64_t, double> decode_steps() const;
 
  private:
   mutable std::mutex mutex_;

@@ -164,6 +164,11 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const std::st
     r.echo = v.get<bool>();
     return std::nullopt;
   });
+  check("ignore_eos", [&](const json& v) -> std::optional<ApiError> {
+    if (!v.is_boolean()) return wrong_type("ignore_eos", "a boolean", v);
+    r.ignore_eos = v.get<bool>();
+    return std::nullopt;
+  });
   for (const char* key : {"n", "best_of"})
     check(key, [&](const json& v) -> std::optional<ApiError> {
       if (!is_integer(v)) return wrong_type(key, "an integer", v);

@@ -8,7 +8,7 @@
 // 1), top_p, seed, stop (a string or up to 4), stream, stream_options
 // ({"include_usage"}), logprobs (0..20), echo, n and best_of (1 only),
 // presence/frequency_penalty (0 only), logit_bias (empty only), user, suffix
-// (null only). Other fields are ignored, as newer clients send fields older
+// (null only), and llama.cpp's ignore_eos. Other fields are ignored, as newer clients send fields older
 // servers do not know; a known field of the wrong type is an error.
 #pragma once
 #include <cstdint>
@@ -43,6 +43,7 @@ struct CompletionRequest {
   bool include_usage = false;  // stream_options.include_usage
   std::optional<int> logprobs;
   bool echo = false;
+  bool ignore_eos = false;  // llama.cpp's extension: generate max_tokens even past EOS (benchmarks)
 };
 
 // Limits the request is checked against.

@@ -306,7 +306,7 @@ struct Server::Impl {
     job.sampling.temperature = r.temperature;
     job.sampling.top_p = r.top_p;
     job.sampling.seed = r.seed ? *r.seed : std::random_device{}();
-    job.stop_token = int32_t(model->config().eos_token_id);
+    job.stop_token = r.ignore_eos ? -1 : int32_t(model->config().eos_token_id);
     job.top_logprobs = r.logprobs ? *r.logprobs : -1;
     job.echo = r.echo;
     auto channel = engine->submit(std::move(job));
