@@ -99,8 +99,9 @@ void run_serve(ServeFlags& f) {
     const std::string name = model_name(f.model);
     server.serve_model(*model, *tokenizer, name, chat_note(f.model, name));
     const Engine& engine = *server.engine();
-    fmt::print(stderr, "moec serve: ready: model '{}', {} slots of {} tokens, {} threads ({} kernels)\n", name,
-               engine.parallel(), engine.ctx(), pool->size(), isa_name(active_isa()));
+    fmt::print(stderr, "moec serve: ready: model '{}', {} slots of {} tokens (KV cache {:.1f} MiB), {} threads ({} kernels)\n",
+               name, engine.parallel(), engine.ctx(), double(engine.kv_cache_bytes()) / (1 << 20), pool->size(),
+               isa_name(active_isa()));
   } catch (const std::exception& e) {
     error = e.what();
     stop_watcher();  // the watcher stops the server

@@ -7,6 +7,8 @@
 namespace moec {
 
 uint64_t peak_rss_bytes();
+// Resident memory now (Linux /proc/self/statm; 0 where unavailable).
+uint64_t current_rss_bytes();
 
 class Stopwatch {
  public:

@@ -31,3 +31,20 @@ $moec generate "$out/tiny-mixtral-brown.sub1.h5" --prompt "The Fulton County Gra
 $moec bench sub1 "$out/tiny-mixtral-brown.sub1.h5"
 $moec bench kernels --model "$out/tiny-mixtral-brown.sub1.h5"
 $moec export "$out/tiny-mixtral-brown.h5" -o "$out/tiny-mixtral-brown-hf" --force
+# Serve the sub1 model over HTTP (OpenAI completions API) on a free port,
+# query it with curl (one answer, one stream), show its metrics, stop it.
+set +x
+$moec serve "$out/tiny-mixtral-brown.sub1.h5" --port 0 --threads 2 2> "$out/serve.log" &
+server=$!
+for _ in $(seq 300); do grep -q "ready" "$out/serve.log" && break; sleep 0.1; done
+cat "$out/serve.log"
+url=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$out/serve.log")
+set -x
+curl -sS "$url/v1/completions" -H 'Content-Type: application/json' \
+  -d '{"prompt": "The Fulton County Grand Jury said", "max_tokens": 32, "temperature": 0}'
+echo
+curl -sSN "$url/v1/completions" -H 'Content-Type: application/json' \
+  -d '{"prompt": "The Fulton County Grand Jury said", "max_tokens": 8, "temperature": 0, "stream": true}'
+curl -sS "$url/metrics" | grep -E '^moec_(requests_total|generated_tokens_total|prompt_tokens_total)'
+kill -TERM "$server"
+wait "$server"

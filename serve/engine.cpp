@@ -102,6 +102,12 @@ Engine::~Engine() { shutdown(); }
 
 int64_t Engine::vocab_size() const { return model_.config().vocab_size; }
 
+uint64_t Engine::kv_cache_bytes() const {
+  uint64_t bytes = 0;
+  for (const auto& layer : cache_->keys) bytes += 2 * layer.size() * sizeof(float);  // keys and values
+  return bytes;
+}
+
 std::shared_ptr<JobChannel> Engine::submit(CompletionJob job) {
   auto channel = std::make_shared<JobChannel>();
   {

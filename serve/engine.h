@@ -102,6 +102,7 @@ class Engine {
   int64_t ctx() const { return ctx_; }
   int64_t parallel() const { return parallel_; }
   int64_t vocab_size() const;
+  uint64_t kv_cache_bytes() const;
   // Queues a job; none when every slot is busy and the queue is full.
   std::shared_ptr<JobChannel> submit(CompletionJob job);
   // Stops taking jobs, fails the queued and running ones ("shutting down",

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <ctime>
 #include <random>
+#include <thread>
 
 #include <fmt/format.h>
 #include <httplib.h>
@@ -175,7 +176,8 @@ struct Server::Impl {
   httplib::Server http;
   ServeMetrics metrics;
   std::unique_ptr<Engine> engine;
-  std::atomic<bool> ready{false};
+  std::atomic<bool> ready{false}, stopping{false};
+  std::atomic<bool> running{false};  // inside run()
   Model* model = nullptr;
   const Tokenizer* tokenizer = nullptr;
   std::string model_name, chat_note;
@@ -247,14 +249,17 @@ struct Server::Impl {
 
   bool check_ready(httplib::Response& res) {
     if (ready) return true;
-    reply_error(res, server_error(503, "the model is loading; retry when GET /health answers 200", "server_error",
-                                  "loading"));
+    if (stopping)
+      reply_error(res, server_error(503, "the server is shutting down", "server_error", "shutting_down"));
+    else
+      reply_error(res, server_error(503, "the model is loading; retry when GET /health answers 200", "server_error",
+                                    "loading"));
     return false;
   }
 
   void routes() {
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
-      reply(res, ready ? 200 : 503, json{{"status", ready ? "ok" : "loading"}});
+      reply(res, ready ? 200 : 503, json{{"status", ready ? "ok" : stopping ? "shutting down" : "loading"}});
     });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       const Engine::Load load = engine && ready ? engine->load() : Engine::Load{};
@@ -398,16 +403,28 @@ void Server::serve_model(Model& model, const Tokenizer& tokenizer, const std::st
   s.chat_note = chat_note;
   s.engine = std::make_unique<Engine>(model, s.options.engine, &s.metrics);
   s.limits = {model.config().vocab_size, s.engine->ctx()};
-  s.ready = true;
+  if (!s.stopping) s.ready = true;
 }
 
-void Server::run() { impl_->http.listen_after_bind(); }
+void Server::run() {
+  impl_->running = true;
+  if (!impl_->stopping) impl_->http.listen_after_bind();
+  impl_->running = false;
+}
 
 void Server::stop() {
   if (!impl_) return;
+  impl_->stopping = true;
   impl_->ready = false;
   if (impl_->engine) impl_->engine->shutdown();
+  // httplib's stop() does nothing until the accept loop has started: repeat
+  // it while run() is inside (a stop right after bind(), e.g. when the model
+  // fails to load, must not leave run() listening forever).
   impl_->http.stop();
+  while (impl_->running) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    impl_->http.stop();
+  }
 }
 
 ServeMetrics& Server::metrics() { return impl_->metrics; }
