@@ -58,82 +58,63 @@ MOEC_AVX2 inline float hsum8(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// R rows (1..4) starting at row r, one token: two accumulators per row over
-// 16-column steps, an 8-column step, then a scalar tail.
-template <DType D, int R>
-MOEC_AVX2 void rows_avx2(const DenseRows& w, int64_t r, const float* x, float* y) {
-  __m256 a[R][2];
-  for (int i = 0; i < R; ++i) a[i][0] = a[i][1] = _mm256_setzero_ps();
+// R rows starting at row r times T tokens: every (row, token) pair has two
+// accumulators over 16-column steps (even and odd 8-column halves), an
+// 8-column step into the first, then a scalar tail. The pair's operations and
+// their order do not depend on R or T, so a token's result is the same in
+// any batch. R·T = 4 keeps 8 independent FMA chains in flight (enough to hide
+// the FMA latency) in 8 + 2R registers.
+template <DType D, int R, int T>
+MOEC_AVX2 void block_avx2(const DenseRows& w, int64_t r, const float* x, int64_t x_stride, float* y,
+                          int64_t y_stride) {
+  __m256 a[R][T][2];
+  for (int i = 0; i < R; ++i)
+    for (int t = 0; t < T; ++t) a[i][t][0] = a[i][t][1] = _mm256_setzero_ps();
   const int64_t n = w.cols;
   int64_t c = 0;
-  for (; c + 16 <= n; c += 16) {
-    const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+  for (; c + 16 <= n; c += 16)
     for (int i = 0; i < R; ++i) {
-      a[i][0] = _mm256_fmadd_ps(load8<D>(w.data, (r + i) * n + c), x0, a[i][0]);
-      a[i][1] = _mm256_fmadd_ps(load8<D>(w.data, (r + i) * n + c + 8), x1, a[i][1]);
+      const __m256 w0 = load8<D>(w.data, (r + i) * n + c), w1 = load8<D>(w.data, (r + i) * n + c + 8);
+      for (int t = 0; t < T; ++t) {
+        a[i][t][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + t * x_stride + c), a[i][t][0]);
+        a[i][t][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + t * x_stride + c + 8), a[i][t][1]);
+      }
     }
-  }
   if (c + 8 <= n) {
-    const __m256 x0 = _mm256_loadu_ps(x + c);
-    for (int i = 0; i < R; ++i) a[i][0] = _mm256_fmadd_ps(load8<D>(w.data, (r + i) * n + c), x0, a[i][0]);
+    for (int i = 0; i < R; ++i) {
+      const __m256 w0 = load8<D>(w.data, (r + i) * n + c);
+      for (int t = 0; t < T; ++t) a[i][t][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + t * x_stride + c), a[i][t][0]);
+    }
     c += 8;
   }
-  for (int i = 0; i < R; ++i) {
-    float s = hsum8(_mm256_add_ps(a[i][0], a[i][1]));
-    for (int64_t k = c; k < n; ++k) s = std::fma(widen_one<D>(w.data, (r + i) * n + k), x[k], s);
-    y[r + i] = s;
-  }
-}
-
-// One row, T tokens (2..4): each 16-column step of the row is widened once
-// for all T tokens. Per token exactly the operations of rows_avx2 (same
-// accumulators, same order), so a token's result does not depend on how
-// many tokens share the pass.
-template <DType D, int T>
-MOEC_AVX2 void row_tokens_avx2(const DenseRows& w, int64_t r, const float* x, int64_t x_stride, float* y,
-                               int64_t y_stride) {
-  __m256 a[T][2];
-  for (int t = 0; t < T; ++t) a[t][0] = a[t][1] = _mm256_setzero_ps();
-  const int64_t n = w.cols;
-  int64_t c = 0;
-  for (; c + 16 <= n; c += 16) {
-    const __m256 w0 = load8<D>(w.data, r * n + c), w1 = load8<D>(w.data, r * n + c + 8);
+  for (int i = 0; i < R; ++i)
     for (int t = 0; t < T; ++t) {
-      a[t][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + t * x_stride + c), a[t][0]);
-      a[t][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + t * x_stride + c + 8), a[t][1]);
+      float s = hsum8(_mm256_add_ps(a[i][t][0], a[i][t][1]));
+      for (int64_t k = c; k < n; ++k) s = std::fma(widen_one<D>(w.data, (r + i) * n + k), x[t * x_stride + k], s);
+      y[t * y_stride + r + i] = s;
     }
-  }
-  if (c + 8 <= n) {
-    const __m256 w0 = load8<D>(w.data, r * n + c);
-    for (int t = 0; t < T; ++t) a[t][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + t * x_stride + c), a[t][0]);
-    c += 8;
-  }
-  for (int t = 0; t < T; ++t) {
-    float s = hsum8(_mm256_add_ps(a[t][0], a[t][1]));
-    for (int64_t k = c; k < n; ++k) s = std::fma(widen_one<D>(w.data, r * n + k), x[t * x_stride + k], s);
-    y[t * y_stride + r] = s;
-  }
 }
 
+// Rows four at a time; for each block of rows, tokens four at a time (1 row ×
+// 4 tokens per pass), then a pair (2 × 2), then one (4 rows × 1): each
+// widened weight serves up to four tokens while the block is in L1.
 template <DType D>
 MOEC_AVX2 void product_avx2(const DenseRows& w, const float* x, int64_t x_stride, int64_t tokens, float* y,
                             int64_t y_stride) {
-  if (tokens == 1) {  // rows four at a time share each load of x
-    int64_t r = 0;
-    for (; r + 4 <= w.rows; r += 4) rows_avx2<D, 4>(w, r, x, y);
-    for (; r < w.rows; ++r) rows_avx2<D, 1>(w, r, x, y);
-    return;
-  }
-  // Several tokens: tokens four at a time share each widened weight.
-  for (int64_t r = 0; r < w.rows; ++r) {
+  int64_t r = 0;
+  for (; r + 4 <= w.rows; r += 4) {
     int64_t t = 0;
-    for (; t + 4 <= tokens; t += 4) row_tokens_avx2<D, 4>(w, r, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
+    for (; t + 4 <= tokens; t += 4)
+      for (int i = 0; i < 4; ++i) block_avx2<D, 1, 4>(w, r + i, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
     if (tokens - t >= 2) {
-      row_tokens_avx2<D, 2>(w, r, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
+      block_avx2<D, 2, 2>(w, r, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
+      block_avx2<D, 2, 2>(w, r + 2, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
       t += 2;
     }
-    if (t < tokens) rows_avx2<D, 1>(w, r, x + t * x_stride, y + t * y_stride);
+    if (t < tokens) block_avx2<D, 4, 1>(w, r, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
   }
+  for (; r < w.rows; ++r)
+    for (int64_t t = 0; t < tokens; ++t) block_avx2<D, 1, 1>(w, r, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
 }
 
 // ---- AVX-512 ----------------------------------------------------------------
@@ -152,78 +133,57 @@ MOEC_AVX512 inline __m512 load16(const void* w, int64_t i) {
   }
 }
 
-template <DType D, int R>
-MOEC_AVX512 void rows_avx512(const DenseRows& w, int64_t r, const float* x, float* y) {
-  __m512 a[R][2];
-  for (int i = 0; i < R; ++i) a[i][0] = a[i][1] = _mm512_setzero_ps();
+// As block_avx2, 16 lanes: 32-column steps, a 16-column step, a scalar tail.
+template <DType D, int R, int T>
+MOEC_AVX512 void block_avx512(const DenseRows& w, int64_t r, const float* x, int64_t x_stride, float* y,
+                              int64_t y_stride) {
+  __m512 a[R][T][2];
+  for (int i = 0; i < R; ++i)
+    for (int t = 0; t < T; ++t) a[i][t][0] = a[i][t][1] = _mm512_setzero_ps();
   const int64_t n = w.cols;
   int64_t c = 0;
-  for (; c + 32 <= n; c += 32) {
-    const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
+  for (; c + 32 <= n; c += 32)
     for (int i = 0; i < R; ++i) {
-      a[i][0] = _mm512_fmadd_ps(load16<D>(w.data, (r + i) * n + c), x0, a[i][0]);
-      a[i][1] = _mm512_fmadd_ps(load16<D>(w.data, (r + i) * n + c + 16), x1, a[i][1]);
+      const __m512 w0 = load16<D>(w.data, (r + i) * n + c), w1 = load16<D>(w.data, (r + i) * n + c + 16);
+      for (int t = 0; t < T; ++t) {
+        a[i][t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + t * x_stride + c), a[i][t][0]);
+        a[i][t][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + t * x_stride + c + 16), a[i][t][1]);
+      }
     }
-  }
   if (c + 16 <= n) {
-    const __m512 x0 = _mm512_loadu_ps(x + c);
-    for (int i = 0; i < R; ++i) a[i][0] = _mm512_fmadd_ps(load16<D>(w.data, (r + i) * n + c), x0, a[i][0]);
+    for (int i = 0; i < R; ++i) {
+      const __m512 w0 = load16<D>(w.data, (r + i) * n + c);
+      for (int t = 0; t < T; ++t) a[i][t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + t * x_stride + c), a[i][t][0]);
+    }
     c += 16;
   }
-  for (int i = 0; i < R; ++i) {
-    float s = _mm512_reduce_add_ps(_mm512_add_ps(a[i][0], a[i][1]));
-    for (int64_t k = c; k < n; ++k) s = std::fma(widen_one<D>(w.data, (r + i) * n + k), x[k], s);
-    y[r + i] = s;
-  }
-}
-
-// One row, T tokens: as row_tokens_avx2 (per token the operations of
-// rows_avx512, whatever T).
-template <DType D, int T>
-MOEC_AVX512 void row_tokens_avx512(const DenseRows& w, int64_t r, const float* x, int64_t x_stride, float* y,
-                                   int64_t y_stride) {
-  __m512 a[T][2];
-  for (int t = 0; t < T; ++t) a[t][0] = a[t][1] = _mm512_setzero_ps();
-  const int64_t n = w.cols;
-  int64_t c = 0;
-  for (; c + 32 <= n; c += 32) {
-    const __m512 w0 = load16<D>(w.data, r * n + c), w1 = load16<D>(w.data, r * n + c + 16);
+  for (int i = 0; i < R; ++i)
     for (int t = 0; t < T; ++t) {
-      a[t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + t * x_stride + c), a[t][0]);
-      a[t][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + t * x_stride + c + 16), a[t][1]);
+      float s = _mm512_reduce_add_ps(_mm512_add_ps(a[i][t][0], a[i][t][1]));
+      for (int64_t k = c; k < n; ++k) s = std::fma(widen_one<D>(w.data, (r + i) * n + k), x[t * x_stride + k], s);
+      y[t * y_stride + r + i] = s;
     }
-  }
-  if (c + 16 <= n) {
-    const __m512 w0 = load16<D>(w.data, r * n + c);
-    for (int t = 0; t < T; ++t) a[t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + t * x_stride + c), a[t][0]);
-    c += 16;
-  }
-  for (int t = 0; t < T; ++t) {
-    float s = _mm512_reduce_add_ps(_mm512_add_ps(a[t][0], a[t][1]));
-    for (int64_t k = c; k < n; ++k) s = std::fma(widen_one<D>(w.data, r * n + k), x[t * x_stride + k], s);
-    y[t * y_stride + r] = s;
-  }
 }
 
 template <DType D>
 MOEC_AVX512 void product_avx512(const DenseRows& w, const float* x, int64_t x_stride, int64_t tokens, float* y,
                                 int64_t y_stride) {
-  if (tokens == 1) {
-    int64_t r = 0;
-    for (; r + 4 <= w.rows; r += 4) rows_avx512<D, 4>(w, r, x, y);
-    for (; r < w.rows; ++r) rows_avx512<D, 1>(w, r, x, y);
-    return;
-  }
-  for (int64_t r = 0; r < w.rows; ++r) {
+  int64_t r = 0;
+  for (; r + 4 <= w.rows; r += 4) {
     int64_t t = 0;
     for (; t + 4 <= tokens; t += 4)
-      row_tokens_avx512<D, 4>(w, r, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
+      for (int i = 0; i < 4; ++i)
+        block_avx512<D, 1, 4>(w, r + i, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
     if (tokens - t >= 2) {
-      row_tokens_avx512<D, 2>(w, r, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
+      block_avx512<D, 2, 2>(w, r, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
+      block_avx512<D, 2, 2>(w, r + 2, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
       t += 2;
     }
-    if (t < tokens) rows_avx512<D, 1>(w, r, x + t * x_stride, y + t * y_stride);
+    if (t < tokens) block_avx512<D, 4, 1>(w, r, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
   }
+  for (; r < w.rows; ++r)
+    for (int64_t t = 0; t < tokens; ++t)
+      block_avx512<D, 1, 1>(w, r, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
 }
 #endif  // __x86_64__
 

@@ -3,10 +3,10 @@
 // where the weights stream from memory once and are widened in registers.
 //
 // Layout and limits: w is row-major [rows, cols] with leading dimension
-// cols; x is [tokens, cols] with stride x_stride; y[t · y_stride + r]. One
-// token: rows four at a time (their partial sums share each load of x).
-// Several: tokens four at a time per row (each widened weight vector serves
-// all four, so a batch of 8 costs far less than 8 single tokens). Every
+// cols; x is [tokens, cols] with stride x_stride; y[t · y_stride + r]. Rows
+// in blocks of four; per block, tokens four at a time (each widened weight
+// vector serves all four, so a batch of 8 costs far less than 8 single
+// tokens), then a pair, then one (its four rows share each load of x). Every
 // token's sum has the same operations in the same order whatever the number
 // of tokens, so a token's result does not depend on the batch it was in
 // (tested bit for bit). Per ISA:

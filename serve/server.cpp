@@ -1,6 +1,11 @@
 #include "serve/server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <atomic>
+#include <filesystem>
 #include <chrono>
 #include <ctime>
 #include <random>
@@ -50,6 +55,32 @@ bool same_secret(const std::string& a, const std::string& b) {  // constant time
   unsigned char diff = 0;
   for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
   return diff == 0;
+}
+
+// cpp-httplib 0.11 listens with a backlog of 5 (compiled into Debian's
+// library): a burst of new connections overflows it and the kernel drops
+// SYNs, which clients retry only after a second (seen as 1 s time-to-first-
+// token spikes with 16 clients). Calling listen() again on the bound socket
+// raises the backlog; the socket is found by its port among our descriptors.
+void raise_listen_backlog(int port) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    int fd = -1;
+    try {
+      fd = std::stoi(entry.path().filename().string());
+    } catch (const std::exception&) {
+      continue;
+    }
+    int listening = 0;
+    socklen_t size = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0 || !listening) continue;
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) continue;
+    int bound = -1;
+    if (address.ss_family == AF_INET) bound = ntohs(reinterpret_cast<sockaddr_in*>(&address)->sin_port);
+    if (address.ss_family == AF_INET6) bound = ntohs(reinterpret_cast<sockaddr_in6*>(&address)->sin6_port);
+    if (bound == port) ::listen(fd, SOMAXCONN);
+  }
 }
 
 const char* kEndpoints[] = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics"};
@@ -188,6 +219,7 @@ struct Server::Impl {
     const int threads = o.http_threads > 0 ? o.http_threads : int(o.engine.parallel + o.engine.max_queue + 8);
     http.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
     http.set_payload_max_length(o.max_body_bytes);
+    http.set_keep_alive_max_count(1000);  // clients reuse their connection (httplib's default is 5 requests)
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       return authorize(req, res) ? httplib::Server::HandlerResponse::Unhandled
                                  : httplib::Server::HandlerResponse::Handled;
@@ -384,14 +416,16 @@ Server::~Server() { stop(); }
 
 int Server::bind() {
   const ServerOptions& o = impl_->options;
-  if (o.port == 0) {
-    const int port = impl_->http.bind_to_any_port(o.host);
+  int port = o.port;
+  if (port == 0) {
+    port = impl_->http.bind_to_any_port(o.host);
     if (port <= 0) throw std::runtime_error(fmt::format("cannot listen on {} (any port)", o.host));
-    return port;
+  } else if (!impl_->http.bind_to_port(o.host, o.port)) {
+    throw std::runtime_error(
+        fmt::format("cannot listen on {}:{} (in use, or not an address of this machine)", o.host, o.port));
   }
-  if (!impl_->http.bind_to_port(o.host, o.port))
-    throw std::runtime_error(fmt::format("cannot listen on {}:{} (in use, or not an address of this machine)", o.host, o.port));
-  return o.port;
+  raise_listen_backlog(port);
+  return port;
 }
 
 void Server::serve_model(Model& model, const Tokenizer& tokenizer, const std::string& model_name,
