@@ -57,7 +57,8 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
     fail("{}: missing 'model_type'", source);
   ModelConfig c;
   c.model_type = config["model_type"].get<std::string>();
-  if (!find_architecture(c.model_type))
+  const ArchitectureNames* arch = find_architecture(c.model_type);
+  if (!arch)
     fail("{}: model_type '{}' is not supported (supported: {})", source, c.model_type, supported_architectures());
 
   c.vocab_size = positive_int(config, "vocab_size", source);
@@ -74,11 +75,17 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
       fail("{}: hidden_size {} is not a multiple of num_attention_heads {}", source, c.hidden_size, c.num_heads);
     c.head_dim = c.hidden_size / c.num_heads;
   }
-  c.num_experts = positive_int(config, "num_local_experts", source);
-  c.top_k = positive_int(config, "num_experts_per_tok", source);
+  if (arch->moe) {
+    c.num_experts = positive_int(config, "num_local_experts", source);
+    c.top_k = positive_int(config, "num_experts_per_tok", source);
+  }
   c.max_position_embeddings = positive_int(config, "max_position_embeddings", source);
-  c.rms_norm_eps = positive_number(config, "rms_norm_eps", 1e-5, source);
-  c.rope_theta = positive_number(config, "rope_theta", 1e6, source);
+  c.rms_norm_eps = positive_number(config, "rms_norm_eps", arch->default_rms_norm_eps, source);
+  c.rope_theta = positive_number(config, "rope_theta", arch->default_rope_theta, source);
+  if (config.contains("rope_scaling") && !config["rope_scaling"].is_null())
+    fail("{}: rope_scaling {} is not supported", source, config["rope_scaling"].dump());
+  for (const char* bias : {"attention_bias", "mlp_bias"})
+    if (config.contains(bias) && config[bias] == true) fail("{}: '{}' true is not supported", source, bias);
   if (config.contains("tie_word_embeddings")) {
     if (!config["tie_word_embeddings"].is_boolean()) fail("{}: 'tie_word_embeddings' must be true or false", source);
     c.tie_word_embeddings = config["tie_word_embeddings"].get<bool>();

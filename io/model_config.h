@@ -12,16 +12,17 @@
 namespace moec {
 
 struct ModelConfig {
-  std::string model_type;  // "mixtral"
+  std::string model_type;  // "mixtral", or a dense "mistral" / "llama"
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
-  int64_t intermediate_size = 0;  // width of one expert
+  int64_t intermediate_size = 0;  // width of one expert (dense models: of the MLP)
   int64_t num_layers = 0;
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
-  int64_t num_experts = 0;
+  int64_t num_experts = 0;  // 0: a dense model (one MLP per layer)
   int64_t top_k = 0;
+  bool moe() const { return num_experts > 0; }
   int64_t max_position_embeddings = 0;
   double rms_norm_eps = 0;
   double rope_theta = 0;

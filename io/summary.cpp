@@ -22,7 +22,7 @@ CheckpointSummary summarize(const CheckpointSource& source) {
   s.path = source.path().string();
   s.format = source.format();
   s.config = source.config();
-  for (int c = 0; c <= static_cast<int>(Component::LmHead); ++c) {
+  for (int c = 0; c <= static_cast<int>(Component::Mlp); ++c) {
     s.components.emplace_back();
     s.components.back().component = Component(c);
   }
@@ -36,8 +36,9 @@ CheckpointSummary summarize(const CheckpointSource& source) {
   }
   s.params_experts = s.components[static_cast<size_t>(Component::Experts)].params;
   // Each token runs top_k of the num_experts experts in every layer.
-  s.params_active = s.params_total - s.params_experts +
-                    s.params_experts / uint64_t(s.config.num_experts) * uint64_t(s.config.top_k);
+  s.params_active = s.config.moe() ? s.params_total - s.params_experts +
+                                        s.params_experts / uint64_t(s.config.num_experts) * uint64_t(s.config.top_k)
+                                  : s.params_total;
   for (const auto& f : source.files()) s.file_bytes += std::filesystem::file_size(f);
   s.has_tokenizer = source.tokenizer_model().has_value();
   return s;
@@ -80,8 +81,11 @@ std::string to_text(const CheckpointSummary& s) {
   std::string out = fmt::format("{} ({})\n", s.path, s.format);
   out += fmt::format("  architecture   {}: {} layers, hidden {}, {} heads ({} kv, head_dim {}), vocab {}\n",
                      c.model_type, c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim, c.vocab_size);
-  out += fmt::format("  experts        {} per layer of width {}, top-{} routing\n", c.num_experts, c.intermediate_size,
-                     c.top_k);
+  if (c.moe())
+    out += fmt::format("  experts        {} per layer of width {}, top-{} routing\n", c.num_experts,
+                       c.intermediate_size, c.top_k);
+  else
+    out += fmt::format("  mlp            dense, width {} (no experts)\n", c.intermediate_size);
   out += fmt::format("  parameters     {} total, {} in experts ({:.1f}%), {} active per token\n", grouped(s.params_total),
                      grouped(s.params_experts), 100.0 * double(s.params_experts) / double(s.params_total),
                      grouped(s.params_active));

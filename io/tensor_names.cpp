@@ -18,7 +18,7 @@ struct RoleRow {
   Component component;
 };
 
-constexpr std::array<RoleRow, 13> kRoles{{
+constexpr std::array<RoleRow, 16> kRoles{{
     {TensorRole::Embed, Scope::Model, "embed", Component::Embedding},
     {TensorRole::FinalNorm, Scope::Model, "norm", Component::Norms},
     {TensorRole::LmHead, Scope::Model, "lm_head", Component::LmHead},
@@ -32,13 +32,38 @@ constexpr std::array<RoleRow, 13> kRoles{{
     {TensorRole::ExpertW1, Scope::Expert, "w1", Component::Experts},
     {TensorRole::ExpertW2, Scope::Expert, "w2", Component::Experts},
     {TensorRole::ExpertW3, Scope::Expert, "w3", Component::Experts},
+    {TensorRole::MlpGate, Scope::Layer, "mlp.gate", Component::Mlp},
+    {TensorRole::MlpUp, Scope::Layer, "mlp.up", Component::Mlp},
+    {TensorRole::MlpDown, Scope::Layer, "mlp.down", Component::Mlp},
 }};
 
 const RoleRow& role_row(TensorRole role) { return kRoles[static_cast<size_t>(role)]; }
 
+// Mistral and Llama dense decoders: Mixtral's attention and norms, a SwiGLU
+// MLP per layer (HF defaults: rope_theta 10000, rms_norm_eps 1e-6).
+std::vector<std::pair<TensorRole, std::string>> dense_patterns() {
+  return {
+      {TensorRole::Embed, "model.embed_tokens.weight"},
+      {TensorRole::FinalNorm, "model.norm.weight"},
+      {TensorRole::LmHead, "lm_head.weight"},
+      {TensorRole::AttnNorm, "model.layers.{L}.input_layernorm.weight"},
+      {TensorRole::AttnQ, "model.layers.{L}.self_attn.q_proj.weight"},
+      {TensorRole::AttnK, "model.layers.{L}.self_attn.k_proj.weight"},
+      {TensorRole::AttnV, "model.layers.{L}.self_attn.v_proj.weight"},
+      {TensorRole::AttnO, "model.layers.{L}.self_attn.o_proj.weight"},
+      {TensorRole::MoeNorm, "model.layers.{L}.post_attention_layernorm.weight"},
+      {TensorRole::MlpGate, "model.layers.{L}.mlp.gate_proj.weight"},
+      {TensorRole::MlpUp, "model.layers.{L}.mlp.up_proj.weight"},
+      {TensorRole::MlpDown, "model.layers.{L}.mlp.down_proj.weight"},
+  };
+}
+
 const std::vector<ArchitectureNames>& architectures() {
   static const std::vector<ArchitectureNames> tables{
       {"mixtral",
+       true,
+       1e6,
+       1e-5,
        {
            {TensorRole::Embed, "model.embed_tokens.weight"},
            {TensorRole::FinalNorm, "model.norm.weight"},
@@ -54,6 +79,8 @@ const std::vector<ArchitectureNames>& architectures() {
            {TensorRole::ExpertW2, "model.layers.{L}.block_sparse_moe.experts.{E}.w2.weight"},
            {TensorRole::ExpertW3, "model.layers.{L}.block_sparse_moe.experts.{E}.w3.weight"},
        }},
+      {"mistral", false, 1e4, 1e-6, dense_patterns()},
+      {"llama", false, 1e4, 1e-6, dense_patterns()},
   };
   return tables;
 }
@@ -99,8 +126,8 @@ std::string substitute(std::string pattern, const TensorKey& key) {
 }  // namespace
 
 std::string_view component_name(Component component) {
-  static constexpr std::array<std::string_view, 6> names{"embedding", "attention", "norms",
-                                                         "router",    "experts",   "lm_head"};
+  static constexpr std::array<std::string_view, 7> names{"embedding", "attention", "norms", "router",
+                                                         "experts",   "lm_head",   "mlp"};
   return names[static_cast<size_t>(component)];
 }
 
@@ -154,8 +181,13 @@ std::vector<TensorKey> expected_tensors(const ModelConfig& c) {
   std::vector<TensorKey> keys{{TensorRole::Embed}};
   for (int l = 0; l < c.num_layers; ++l) {
     for (auto role : {TensorRole::AttnNorm, TensorRole::AttnQ, TensorRole::AttnK, TensorRole::AttnV,
-                      TensorRole::AttnO, TensorRole::MoeNorm, TensorRole::Router})
+                      TensorRole::AttnO, TensorRole::MoeNorm})
       keys.push_back({role, l, -1});
+    if (c.num_experts == 0) {  // dense
+      for (auto role : {TensorRole::MlpGate, TensorRole::MlpUp, TensorRole::MlpDown}) keys.push_back({role, l, -1});
+      continue;
+    }
+    keys.push_back({TensorRole::Router, l, -1});
     for (int e = 0; e < c.num_experts; ++e)
       for (auto role : {TensorRole::ExpertW1, TensorRole::ExpertW2, TensorRole::ExpertW3})
         keys.push_back({role, l, e});
@@ -179,8 +211,11 @@ std::vector<int64_t> expected_shape(const ModelConfig& c, const TensorKey& key) 
     case TensorRole::AttnO: return {h, q};
     case TensorRole::Router: return {c.num_experts, h};
     case TensorRole::ExpertW1:
-    case TensorRole::ExpertW3: return {c.intermediate_size, h};
-    case TensorRole::ExpertW2: return {h, c.intermediate_size};
+    case TensorRole::ExpertW3:
+    case TensorRole::MlpGate:
+    case TensorRole::MlpUp: return {c.intermediate_size, h};
+    case TensorRole::ExpertW2:
+    case TensorRole::MlpDown: return {h, c.intermediate_size};
   }
   return {};
 }

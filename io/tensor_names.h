@@ -27,10 +27,13 @@ enum class TensorRole {
   ExpertW1,   // [inter, hidden]     per layer and expert (gate)
   ExpertW2,   // [hidden, inter]     (down)
   ExpertW3,   // [inter, hidden]     (up)
+  MlpGate,    // [inter, hidden]     per layer, dense models (gate_proj)
+  MlpUp,      // [inter, hidden]     (up_proj)
+  MlpDown,    // [hidden, inter]     (down_proj)
 };
 
 // Where a tensor's parameters are counted in summaries.
-enum class Component { Embedding, Attention, Norms, Router, Experts, LmHead };
+enum class Component { Embedding, Attention, Norms, Router, Experts, LmHead, Mlp };
 std::string_view component_name(Component component);
 Component component_of(TensorRole role);
 
@@ -47,17 +50,22 @@ std::optional<TensorKey> parse_logical_name(std::string_view name);
 
 struct ArchitectureNames {
   std::string model_type;
+  bool moe = true;  // sparse MoE blocks (router + experts); false: a dense SwiGLU MLP per layer
+  // Hugging Face's defaults for keys a config.json may leave out.
+  double default_rope_theta = 1e6;
+  double default_rms_norm_eps = 1e-5;
   // HF name patterns with {L} (layer) and {E} (expert) placeholders.
   std::vector<std::pair<TensorRole, std::string>> patterns;
 };
 
 const ArchitectureNames* find_architecture(std::string_view model_type);
-std::string supported_architectures();  // "mixtral"
+std::string supported_architectures();  // "mixtral, mistral, llama"
 std::string hf_name(const ArchitectureNames& arch, const TensorKey& key);
 std::optional<TensorKey> parse_hf_name(const ArchitectureNames& arch, std::string_view name);
 
 // Every tensor a model with this config has, in a stable order (embedding,
-// then layer by layer with experts in order, then final norm and lm_head),
+// then layer by layer with experts in order (or the dense MLP), then final
+// norm and lm_head),
 // and the shape each must have.
 std::vector<TensorKey> expected_tensors(const ModelConfig& config);
 std::vector<int64_t> expected_shape(const ModelConfig& config, const TensorKey& key);

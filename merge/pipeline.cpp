@@ -222,6 +222,8 @@ MergeReport merge_model(const CheckpointSource& source, const std::filesystem::p
                         ThreadPool& pool) {
   Stopwatch clock;
   const ModelConfig& c = source.config();
+  if (!c.moe())
+    fail("{}: a dense {} model has no experts to merge", source.path().string(), c.model_type);
   if (o.experts < 1 || o.experts > c.num_experts)
     fail("--experts {} must be between 1 and the model's {} experts", o.experts, c.num_experts);
   for (const TensorInfo& t : source.tensors())

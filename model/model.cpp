@@ -29,6 +29,13 @@ Model::Model(const CheckpointSource& source, ThreadPool& pool)
     layer.k = view({TensorRole::AttnK, l});
     layer.v = view({TensorRole::AttnV, l});
     layer.o = view({TensorRole::AttnO, l});
+    if (!c.moe()) {
+      layer.gate = view({TensorRole::MlpGate, l});
+      layer.up = view({TensorRole::MlpUp, l});
+      layer.down = view({TensorRole::MlpDown, l});
+      layers_.push_back(std::move(layer));
+      continue;
+    }
     layer.moe.router = view({TensorRole::Router, l});
     for (int e = 0; e < c.num_experts; ++e)
       layer.moe.experts.push_back({view({TensorRole::ExpertW1, l, e}), view({TensorRole::ExpertW2, l, e}),
@@ -156,12 +163,28 @@ const std::vector<float>& Model::forward(std::span<const int32_t> tokens, std::s
     const Layer& layer = layers_[l];
     attention_layer(l, x_.data(), spans, cache, l);
     rms_norm(x_.data(), n, hd, layer.moe_norm.data(), float(c.rms_norm_eps), h_.data());
-    moe_.forward(pool_, layer.moe, c.top_k, h_.data(), n, x_.data(), trace ? &trace->routing[l] : nullptr);
+    if (c.moe())
+      moe_.forward(pool_, layer.moe, c.top_k, h_.data(), n, x_.data(), trace ? &trace->routing[l] : nullptr);
+    else
+      mlp(layer, h_.data(), n, x_.data());
     if (trace && trace->keep_hidden) trace->hidden.push_back(x_);
   }
   h_.resize(size_t(n * hd));
   rms_norm(x_.data(), n, hd, final_norm_.data(), float(c.rms_norm_eps), h_.data());
   return h_;
+}
+
+void Model::mlp(const Layer& layer, const float* h, int64_t n, float* x) {
+  const int64_t hd = config_.hidden_size, inter = config_.intermediate_size;
+  mlp_gate_.resize(size_t(n * inter));
+  mlp_up_.resize(size_t(n * inter));
+  mlp_out_.resize(size_t(n * hd));
+  const LinearProblem gate_up[] = {{h, hd, n, layer.gate, mlp_gate_.data(), inter},
+                                   {h, hd, n, layer.up, mlp_up_.data(), inter}};
+  linear(pool_, gate_up);
+  silu_mul(mlp_gate_.data(), mlp_up_.data(), n * inter);
+  linear(pool_, LinearProblem{mlp_gate_.data(), inter, n, layer.down, mlp_out_.data(), hd});
+  for (int64_t i = 0; i < n * hd; ++i) x[i] += mlp_out_[i];
 }
 
 void Model::logits(const float* hidden, int64_t rows, float* out) {

@@ -1,4 +1,6 @@
-// A Mixtral-family model running from any checkpoint source. Weights stay in
+// A Mixtral-family model (or a dense Mistral/Llama decoder: the same with one
+// SwiGLU MLP per layer in place of the MoE block) running from any checkpoint
+// source. Weights stay in
 // their stored dtype and in the source's mapping (bf16 stays bf16); only the
 // norm vectors (hidden_size floats each) are widened at load.
 #pragma once
@@ -70,8 +72,11 @@ class Model {
   struct Layer {
     std::vector<float> attn_norm, moe_norm;
     WeightView q, k, v, o;
-    MoeWeights moe;
+    MoeWeights moe;                // MoE models
+    WeightView gate, up, down;     // dense models (model_type mistral / llama)
   };
+  // Dense models: adds down(silu(gate·h) ⊙ up·h) of `n` rows of h to x.
+  void mlp(const Layer& layer, const float* h, int64_t n, float* x);
   WeightView view(const TensorKey& key);
   std::vector<float> vector(const TensorKey& key);
 
@@ -88,6 +93,7 @@ class Model {
   // Activations, reused between calls (no per-token allocation).
   std::vector<float> x_, h_, q_, k_, v_, attn_, out_;
   std::vector<SequenceSpan> spans_;
+  std::vector<float> mlp_gate_, mlp_up_, mlp_out_;
 };
 
 }  // namespace moec

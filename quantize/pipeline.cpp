@@ -266,6 +266,9 @@ class LayerQuantizer {
 QuantizeReport quantize_model(const CheckpointSource& source, const std::filesystem::path& out,
                               const QuantizeOptions& o, ThreadPool& pool) {
   Stopwatch clock;
+  if (!source.config().moe())
+    fail("{}: a dense {} model has no experts; moec quantize compresses MoE experts", source.path().string(),
+         source.config().model_type);
   for (const TensorInfo& t : source.tensors())
     if (t.encoded()) fail("{}: tensor '{}' is already quantized; quantize from a dense checkpoint", source.path().string(), t.name);
   Tokenizer tokenizer = Tokenizer::from_checkpoint(source);

@@ -163,21 +163,25 @@ void Engine::release(Slot& slot) {
   --active_;
 }
 
+// The slot is free before the client hears the end, so a client that sends
+// its next request at once finds it free.
 void Engine::finish(Slot& slot, const std::string& reason) {
+  auto channel = slot.pending->channel;
+  release(slot);
   JobEvent event;
   event.kind = JobEvent::Kind::Finished;
   event.finish_reason = reason;
-  slot.pending->channel->push(std::move(event));
-  release(slot);
+  channel->push(std::move(event));
 }
 
 void Engine::fail(Slot& slot, const std::string& error, int64_t status) {
+  auto channel = slot.pending->channel;
+  release(slot);
   JobEvent event;
   event.kind = JobEvent::Kind::Failed;
   event.error = error;
   event.status = status;
-  slot.pending->channel->push(std::move(event));
-  release(slot);
+  channel->push(std::move(event));
 }
 
 void Engine::advance(Slot& slot, const float* logits) {

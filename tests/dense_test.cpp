@@ -1,0 +1,88 @@
+// Dense Mistral/Llama decoders (one SwiGLU MLP per layer): the runtime runs
+// them as Hugging Face does, and every stage either handles them or refuses
+// them in one line.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "io/checkpoint.h"
+#include "io/text_file.h"
+#include "model/model.h"
+#include "model/perplexity.h"
+#include "model/thread_pool.h"
+#include "model/tokenizer.h"
+#include "tests/reference.h"
+#include "tests/test_paths.h"
+
+using namespace moec;
+namespace fs = std::filesystem;
+
+TEST_CASE("dense Mistral: the student's loss equals the float64 reference", "[model][dense]") {
+  const fs::path dir = test::fixtures_dir() / "tiny-mistral-student";
+  const fs::path ref = test::fixtures_dir() / "reference" / "tiny-mistral-student.grad.h5";
+  if (!fs::exists(dir / "config.json") || !fs::exists(ref)) {
+    WARN("tiny-mistral-student and its reference need ../shared/fixtures; skipped");
+    return;
+  }
+  auto source = open_checkpoint(dir);
+  CHECK(source->config().model_type == "mistral");
+  CHECK_FALSE(source->config().moe());
+  // The reference's ids: the first 2 x 128 tokens of the validation split, no BOS.
+  auto ids = Tokenizer::from_checkpoint(*source).encode(read_text_file(test::text_file("validation")));
+  const auto want_ids = test::read_reference_ints(ref, "ids");
+  REQUIRE(want_ids.values.size() == 256);
+  REQUIRE(std::vector<int32_t>(ids.begin(), ids.begin() + 256) == want_ids.values);
+  ThreadPool pool(2);
+  Model model(*source, pool);
+  PerplexityOptions o;
+  o.ctx = 128;
+  o.max_windows = 2;
+  const PerplexityResult r = evaluate_perplexity(model, ids, o);
+  CHECK(r.windows == 2);
+  const double want = test::read_reference_floats(ref, "loss").values.at(0);  // float64 stored, read as float
+  CHECK(std::abs(r.mean_nll / want - 1) < 1e-5);
+  // inspect counts the dense MLP apart from experts.
+  auto inspect = test::run_moec("inspect '" + dir.string() + "'");
+  CHECK(inspect.exit_code == 0);
+  CHECK(inspect.out.find("mlp            dense, width 1024") != std::string::npos);
+  CHECK(inspect.out.find("0 in experts") != std::string::npos);
+}
+
+TEST_CASE("dense Llama/Mistral: convert and export round trip, quantize and merge refuse", "[model][dense]") {
+  test::TempDir tmp;
+  for (const char* type : {"llama", "mistral"}) {
+    INFO(type);
+    nlohmann::json config = test::tiny_config();
+    config["model_type"] = type;
+    config.erase("num_local_experts");
+    config.erase("num_experts_per_tok");
+    const fs::path hf = tmp / (std::string(type) + "-hf"), h5 = tmp / (std::string(type) + ".h5"),
+                   back = tmp / (std::string(type) + "-back");
+    test::write_tiny_checkpoint(hf, config);
+    auto source = open_checkpoint(hf);
+    REQUIRE(source->config().num_experts == 0);
+    CHECK(source->tensors().size() == 1 + 2 * 9 + 2);  // embed, 9 per layer, norm, lm_head
+    REQUIRE(test::run_moec("convert '" + hf.string() + "' -o '" + h5.string() + "'").exit_code == 0);
+    REQUIRE(test::run_moec("export '" + h5.string() + "' -o '" + back.string() + "'").exit_code == 0);
+    CHECK(test::read_file(back / "model.safetensors") == test::read_file(hf / "model.safetensors"));
+    // The same hidden states from the folder and the container.
+    ThreadPool pool(1);
+    auto container = open_checkpoint(h5);
+    Model a(*source, pool), b(*container, pool);
+    const std::vector<int32_t> tokens = {1, 5, 9, 30, 2, 7};
+    KvCache ca = a.make_cache(1, 16), cb = b.make_cache(1, 16);
+    const std::vector<float> ha = a.forward(tokens, 6, ca), hb = b.forward(tokens, 6, cb);
+    CHECK(ha == hb);
+    for (float v : ha) REQUIRE(std::isfinite(v));
+    // The MoE stages say why they cannot work on it.
+    auto q = test::run_moec("quantize '" + hf.string() + "' -o '" + (tmp / "q.h5").string() + "' --calib '" +
+                            test::text_file("validation").string() + "'");
+    CHECK(q.exit_code == 1);
+    CHECK(q.err.find("no experts") != std::string::npos);
+    CHECK_FALSE(fs::exists(tmp / "q.h5"));
+    auto m = test::run_moec("merge '" + hf.string() + "' -o '" + (tmp / "m.h5").string() + "' --experts 1 --calib '" +
+                            test::text_file("validation").string() + "'");
+    CHECK(m.exit_code == 1);
+    CHECK(m.err.find("no experts") != std::string::npos);
+  }
+}
