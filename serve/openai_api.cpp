@@ -34,33 +34,38 @@ bool is_integer(const json& v) { return v.is_number_integer(); }
 std::optional<ApiError> parse_prompt(const json& p, const CompletionLimits& limits, CompletionRequest& r) {
   auto ids = [&](const json& array) -> std::optional<ApiError> {
     if (array.empty()) return invalid("prompt", "'prompt' must not be an empty list of token ids");
+    PromptInput input;
     for (const json& t : array) {
       if (!is_integer(t)) return wrong_type("prompt", "a string or a list of integer token ids", t);
       const int64_t id = t.get<int64_t>();
       if (id < 0 || id >= limits.vocab_size)
         return invalid("prompt", fmt::format("token id {} is outside the vocabulary (0..{})", id, limits.vocab_size - 1),
                        "invalid_token_id");
-      r.prompt_ids.push_back(int32_t(id));
+      input.ids.push_back(int32_t(id));
     }
+    r.prompts.push_back(std::move(input));
     return std::nullopt;
   };
   if (p.is_string()) {
-    r.prompt_text = p.get<std::string>();
+    r.prompts.push_back({p.get<std::string>(), {}});
     return std::nullopt;
   }
   if (!p.is_array()) return wrong_type("prompt", "a string or a list of token ids", p);
   if (p.empty()) return invalid("prompt", "'prompt' must not be empty");
-  if (p[0].is_string() || p[0].is_array()) {  // a batch of prompts: one allowed (n = 1 per request)
-    if (p.size() != 1)
-      return invalid("prompt", fmt::format("{} prompts in one request; moec serves one prompt per request", p.size()),
-                     "unsupported_value");
-    if (p[0].is_string()) {
-      r.prompt_text = p[0].get<std::string>();
-      return std::nullopt;
+  if (!p[0].is_string() && !p[0].is_array()) return ids(p);
+  // A batch: strings or token-id lists, one choice each.
+  if (p.size() > kMaxPromptsPerRequest)
+    return invalid("prompt", fmt::format("{} prompts in one request; at most {}", p.size(), kMaxPromptsPerRequest));
+  for (const json& one : p) {
+    if (one.is_string()) {
+      r.prompts.push_back({one.get<std::string>(), {}});
+    } else if (one.is_array()) {
+      if (auto e = ids(one)) return e;
+    } else {
+      return wrong_type("prompt", "a list of strings or of token-id lists", one);
     }
-    return ids(p[0]);
   }
-  return ids(p);
+  return std::nullopt;
 }
 
 // Reads `key` of `body` when present and not null.
@@ -122,7 +127,7 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const std::st
     if (v.is_string()) {
       r.stop.push_back(v.get<std::string>());
     } else if (v.is_array()) {
-      if (v.size() > 4) return invalid("stop", fmt::format("at most 4 stop sequences, got {}", v.size()));
+      if (v.size() > 16) return invalid("stop", fmt::format("at most 16 stop sequences, got {}", v.size()));
       for (const json& s : v) {
         if (!s.is_string()) return wrong_type("stop", "a string or a list of strings", s);
         r.stop.push_back(s.get<std::string>());
@@ -198,6 +203,9 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const std::st
   });
   if (e) return *e;
 
+  if (r.stream && r.prompts.size() > 1)
+    return invalid("stream", fmt::format("a stream serves one prompt; this request has {}", r.prompts.size()),
+                   "unsupported_value");
   if (r.max_tokens < 0 || (r.max_tokens == 0 && !r.echo))
     return invalid("max_tokens", fmt::format("'max_tokens' must be at least 1 (0 only with echo), got {}", r.max_tokens));
   if (r.max_tokens > limits.ctx)

@@ -5,10 +5,11 @@
 //
 // Accepted fields: model, prompt (a string, an array of token ids, or an
 // array holding one of those), max_tokens (default 16), temperature (default
-// 1), top_p, seed, stop (a string or up to 4), stream, stream_options
+// 1), top_p, seed, stop (a string or up to 16), stream, stream_options
 // ({"include_usage"}), logprobs (0..20), echo, n and best_of (1 only),
 // presence/frequency_penalty (0 only), logit_bias (empty only), user, suffix
-// (null only), and llama.cpp's ignore_eos. Other fields are ignored, as newer clients send fields older
+// (null only), and llama.cpp's ignore_eos. A list of prompts gets one choice
+// per prompt (not with stream). Other fields are ignored, as newer clients send fields older
 // servers do not know; a known field of the wrong type is an error.
 #pragma once
 #include <cstdint>
@@ -31,9 +32,19 @@ struct ApiError {
 // {"error": {...}}; param and code are null when empty.
 nlohmann::json error_body(const ApiError& error);
 
+// One prompt: a string (BOS is prepended when tokenized) or token ids (used
+// as given).
+struct PromptInput {
+  std::optional<std::string> text;
+  std::vector<int32_t> ids;
+};
+
+// Prompts per request: a batch (a list of strings or of token-id lists, as
+// lm-evaluation-harness sends with batch_size > 1) gets one choice each.
+constexpr size_t kMaxPromptsPerRequest = 64;
+
 struct CompletionRequest {
-  std::optional<std::string> prompt_text;  // a string prompt (BOS is prepended when tokenized)
-  std::vector<int32_t> prompt_ids;         // a token-id prompt, used as given
+  std::vector<PromptInput> prompts;  // at least one; several only without stream
   int64_t max_tokens = 16;
   float temperature = 1.0f;
   float top_p = 1.0f;
@@ -57,7 +68,7 @@ struct CompletionLimits {
 // check_context().
 std::variant<CompletionRequest, ApiError> parse_completion_request(const std::string& body,
                                                                    const CompletionLimits& limits);
-// Prompt plus max_tokens must fit the context.
+// Each prompt plus max_tokens must fit the context.
 std::optional<ApiError> check_context(int64_t prompt_tokens, const CompletionRequest& request,
                                       const CompletionLimits& limits);
 

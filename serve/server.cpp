@@ -96,11 +96,12 @@ std::string endpoint_label(const std::string& path) {
 // One completion request, shared by its handler and (streaming) the content
 // provider that outlives the handler.
 struct CompletionCall {
-  CompletionCall(const Tokenizer& tokenizer, std::vector<int32_t> fed, bool bos_added, const CompletionRequest& r,
+  CompletionCall(const Tokenizer& tokenizer, std::vector<int32_t> fed, bool bos_added,
+                 std::optional<std::string> prompt_text, const CompletionRequest& r,
                  std::shared_ptr<JobChannel> channel, ServeMetrics& metrics, Clock::time_point received,
                  std::string id, std::string model)
       : request(r),
-        assembler(tokenizer, fed, bos_added, r.prompt_text, r.stop, r.logprobs.has_value()),
+        assembler(tokenizer, fed, bos_added, std::move(prompt_text), r.stop, r.logprobs.has_value()),
         channel(std::move(channel)),
         metrics(metrics),
         received(received),
@@ -168,7 +169,7 @@ struct CompletionCall {
   }
   json choice(const CompletionPiece& piece, bool final) const {
     return json{{"text", piece.text},
-                {"index", 0},
+                {"index", index},
                 {"logprobs", request.logprobs ? piece.logprobs.to_json() : json(nullptr)},
                 {"finish_reason", final ? json(finish_reason) : json(nullptr)}};
   }
@@ -184,6 +185,7 @@ struct CompletionCall {
   std::string id, model;
   int64_t created = int64_t(std::time(nullptr));
   int64_t prompt_tokens;
+  int64_t index = 0;  // the prompt's place in the request
   bool first_token = false, echoed = false, finished_stream = false;
   std::string finish_reason;
   std::optional<ApiError> error;
@@ -329,51 +331,73 @@ struct Server::Impl {
     auto parsed = parse_completion_request(req.body, limits);
     if (auto* e = std::get_if<ApiError>(&parsed)) return reply_error(res, *e);
     const CompletionRequest& r = std::get<CompletionRequest>(parsed);
-    std::vector<int32_t> fed = r.prompt_ids;
-    const bool bos_added = r.prompt_text.has_value();
-    if (bos_added) {
-      fed = {int32_t(model->config().bos_token_id)};
-      const auto ids = tokenizer->encode(*r.prompt_text);
-      fed.insert(fed.end(), ids.begin(), ids.end());
+    // Every prompt tokenized and checked before any is queued.
+    std::vector<std::vector<int32_t>> feds;
+    for (const PromptInput& p : r.prompts) {
+      std::vector<int32_t> fed = p.ids;
+      if (p.text) {
+        fed = {int32_t(model->config().bos_token_id)};
+        const auto ids = tokenizer->encode(*p.text);
+        fed.insert(fed.end(), ids.begin(), ids.end());
+      }
+      if (auto e = check_context(int64_t(fed.size()), r, limits)) return reply_error(res, *e);
+      feds.push_back(std::move(fed));
     }
-    if (auto e = check_context(int64_t(fed.size()), r, limits)) return reply_error(res, *e);
-    CompletionJob job;
-    job.prompt = fed;
-    job.max_tokens = r.max_tokens;
-    job.sampling.temperature = r.temperature;
-    job.sampling.top_p = r.top_p;
-    job.sampling.seed = r.seed ? *r.seed : std::random_device{}();
-    job.stop_token = r.ignore_eos ? -1 : int32_t(model->config().eos_token_id);
-    job.top_logprobs = r.logprobs ? *r.logprobs : -1;
-    job.echo = r.echo;
-    auto channel = engine->submit(std::move(job));
-    if (!channel) {
-      const Engine::Load load = engine->load();
-      return reply_error(res, server_error(429,
-                                           fmt::format("the server is busy: {} sequences running and {} queued "
-                                                       "(--parallel {}, --max-queue {}); retry later",
-                                                       load.active, load.queued, options.engine.parallel,
-                                                       options.engine.max_queue),
-                                           "server_busy_error", "server_busy"));
+    const std::string id = fmt::format("cmpl-{:x}", next_id++);
+    const uint64_t seed = r.seed ? *r.seed : std::random_device{}();
+    std::vector<std::shared_ptr<CompletionCall>> calls;
+    for (size_t i = 0; i < feds.size(); ++i) {
+      CompletionJob job;
+      job.prompt = feds[i];
+      job.max_tokens = r.max_tokens;
+      job.sampling.temperature = r.temperature;
+      job.sampling.top_p = r.top_p;
+      job.sampling.seed = seed + i;
+      job.stop_token = r.ignore_eos ? -1 : int32_t(model->config().eos_token_id);
+      job.top_logprobs = r.logprobs ? *r.logprobs : -1;
+      job.echo = r.echo;
+      auto channel = engine->submit(std::move(job));
+      if (!channel) {
+        for (auto& c : calls) c->channel->cancel();
+        const Engine::Load load = engine->load();
+        return reply_error(res, server_error(429,
+                                             fmt::format("the server is busy: {} sequences running and {} queued "
+                                                         "(--parallel {}, --max-queue {}); retry later",
+                                                         load.active, load.queued, options.engine.parallel,
+                                                         options.engine.max_queue),
+                                             "server_busy_error", "server_busy"));
+      }
+      calls.push_back(std::make_shared<CompletionCall>(*tokenizer, std::move(feds[i]), r.prompts[i].text.has_value(),
+                                                       r.prompts[i].text, r, channel, metrics, received, id,
+                                                       model_name));
+      calls.back()->index = int64_t(i);
     }
-    auto call = std::make_shared<CompletionCall>(*tokenizer, std::move(fed), bos_added, r, channel, metrics, received,
-                                                 fmt::format("cmpl-{:x}", next_id++), model_name);
     if (r.stream)
-      stream(call, res);
+      stream(calls.front(), res);
     else
-      whole(*call, res);
+      whole(calls, res);
   }
 
-  static void whole(CompletionCall& call, httplib::Response& res) {
-    CompletionPiece piece;
-    while (call.next(piece)) {
+  // Waits for every prompt's completion; one body with a choice per prompt.
+  static void whole(const std::vector<std::shared_ptr<CompletionCall>>& calls, httplib::Response& res) {
+    json choices = json::array();
+    int64_t prompt_tokens = 0, completion_tokens = 0;
+    for (const auto& call : calls) {
+      CompletionPiece piece;
+      while (call->next(piece)) {
+      }
+      if (call->error) {
+        for (const auto& c : calls) c->channel->cancel();
+        return reply_error(res, *call->error);
+      }
+      choices.push_back(call->choice(call->assembler.whole(), true));
+      prompt_tokens += call->prompt_tokens;
+      completion_tokens += call->assembler.completion_tokens();
     }
-    if (call.error) {
-      call.channel->cancel();
-      return reply_error(res, *call.error);
-    }
-    json body = call.body(json::array({call.choice(call.assembler.whole(), true)}));
-    body["usage"] = call.usage();
+    json body = calls.front()->body(choices);
+    body["usage"] = {{"prompt_tokens", prompt_tokens},
+                     {"completion_tokens", completion_tokens},
+                     {"total_tokens", prompt_tokens + completion_tokens}};
     reply(res, 200, body);
   }
 

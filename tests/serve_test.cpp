@@ -275,6 +275,30 @@ TEST_CASE("serve: echo with logprobs scores the prompt as the model does", "[ser
   CHECK(scored.last["usage"]["completion_tokens"] == 0);
 }
 
+TEST_CASE("serve: a list of prompts gets one choice each, as the prompts would alone", "[serve]") {
+  TestServer s;
+  s.start();
+  const std::vector<int32_t> ids = {1, 415, 2796, 773};
+  json batch{{"prompt", json::array({"The jury said", ids, "It was"})}, {"max_tokens", 6}, {"temperature", 0},
+             {"logprobs", 1}};
+  Completion all = complete(s.client(), batch, s.port);
+  REQUIRE(all.status == 200);
+  const json& choices = all.last["choices"];
+  REQUIRE(choices.size() == 3);
+  int64_t tokens = 0;
+  for (size_t i = 0; i < 3; ++i) {
+    json one = batch;
+    one["prompt"] = batch["prompt"][i];
+    Completion alone = complete(s.client(), one, s.port);
+    REQUIRE(alone.status == 200);
+    CHECK(choices[i]["index"] == i);
+    CHECK(choices[i]["text"] == alone.text);
+    CHECK(choices[i]["logprobs"]["tokens"] == alone.last["choices"][0]["logprobs"]["tokens"]);
+    tokens += alone.last["usage"]["completion_tokens"].get<int64_t>();
+  }
+  CHECK(all.last["usage"]["completion_tokens"] == tokens);
+}
+
 TEST_CASE("serve: stop sequences end the text before them, streamed or not", "[serve]") {
   TestServer s;
   const std::string full = s.generate_text("The jury said", 24);
@@ -324,7 +348,8 @@ TEST_CASE("serve: bad requests get OpenAI error objects and the server goes on",
       {R"({"max_tokens": 4})", 400, "prompt"},
       {R"({"prompt": 5})", 400, "prompt"},
       {R"({"prompt": []})", 400, "prompt"},
-      {R"({"prompt": ["a", "b"]})", 400, "prompt"},
+      {R"({"prompt": ["a", 5]})", 400, "prompt"},
+      {R"({"prompt": ["a", "b"], "stream": true})", 400, "stream"},
       {R"({"prompt": [1, -1]})", 400, "prompt"},
       {R"({"prompt": [1, 4096]})", 400, "prompt"},
       {R"({"prompt": [1, 2.5]})", 400, "prompt"},
@@ -337,7 +362,7 @@ TEST_CASE("serve: bad requests get OpenAI error objects and the server goes on",
       {R"({"prompt": "x", "top_p": 0})", 400, "top_p"},
       {R"({"prompt": "x", "stop": 5})", 400, "stop"},
       {R"({"prompt": "x", "stop": ["a", 1]})", 400, "stop"},
-      {R"({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]})", 400, "stop"},
+      {json{{"prompt", "x"}, {"stop", std::vector<std::string>(17, "s")}}.dump(), 400, "stop"},
       {R"({"prompt": "x", "stream": "yes"})", 400, "stream"},
       {R"({"prompt": "x", "logprobs": 50})", 400, "logprobs"},
       {R"({"prompt": "x", "echo": 1})", 400, "echo"},
