@@ -91,6 +91,8 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
     c.tie_word_embeddings = config["tie_word_embeddings"].get<bool>();
   }
   c.sliding_window = optional_int(config, "sliding_window", source);
+  if (c.sliding_window && *c.sliding_window <= 0)
+    fail("{}: 'sliding_window' must be positive or null, got {}", source, *c.sliding_window);
   c.bos_token_id = optional_int(config, "bos_token_id", source).value_or(1);
   c.eos_token_id = optional_int(config, "eos_token_id", source).value_or(2);
   if (config.contains("hidden_act") && config["hidden_act"] != "silu")

@@ -54,8 +54,10 @@ void attention(ThreadPool& pool, KvCache& cache, int64_t layer, const AttentionS
     gemm_f32(qk);
     for (int64_t i = 0; i < length; ++i) {
       const int64_t visible = start + i + 1;  // causal: keys up to the query's own position
+      const int64_t first = shape.window > 0 ? std::max<int64_t>(0, visible - shape.window) : 0;
       float* row = scores.data() + i * keys;
-      softmax(row, visible);
+      softmax(row + first, visible - first);
+      std::fill(row, row + first, 0.0f);
       std::fill(row + visible, row + keys, 0.0f);
     }
     GemmProblem sv;  // out_h = scores · v_h

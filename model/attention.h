@@ -23,6 +23,10 @@ struct KvCache {
 
 struct AttentionShape {
   int64_t heads, kv_heads, head_dim;
+  // Sliding-window attention (Mistral's `sliding_window`): a query at
+  // position p sees keys p-window+1 .. p, as Hugging Face masks them; 0: all
+  // keys up to p.
+  int64_t window = 0;
 };
 
 // One sequence's part of a forward call: `length` new tokens at positions

@@ -123,7 +123,8 @@ void Model::attention_layer(int64_t index, float* x, std::span<const SequenceSpa
       std::memcpy(cache.key(cache_layer, s.slot, pos), &k_[row * kvd], size_t(kvd) * sizeof(float));
       std::memcpy(cache.value(cache_layer, s.slot, pos), &v_[row * kvd], size_t(kvd) * sizeof(float));
     }
-  attention(pool_, cache, cache_layer, {c.num_heads, c.num_kv_heads, c.head_dim}, q_.data(), spans, attn_.data());
+  const AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim, c.sliding_window.value_or(0)};
+  attention(pool_, cache, cache_layer, shape, q_.data(), spans, attn_.data());
   linear(pool_, LinearProblem{attn_.data(), qd, n, layer.o, out_.data(), hd});
   for (int64_t i = 0; i < n * hd; ++i) x[i] += out_[i];
 }

@@ -86,3 +86,41 @@ TEST_CASE("dense Llama/Mistral: convert and export round trip, quantize and merg
     CHECK(m.err.find("no experts") != std::string::npos);
   }
 }
+
+TEST_CASE("sliding_window: a query sees only the last `window` positions, as Hugging Face masks them", "[model][dense]") {
+  test::TempDir tmp;
+  nlohmann::json config = test::tiny_config();
+  config["model_type"] = "mistral";
+  config.erase("num_local_experts");
+  config.erase("num_experts_per_tok");
+  config["num_hidden_layers"] = 1;
+  test::write_tiny_checkpoint(tmp / "full", config);
+  config["sliding_window"] = 3;
+  test::write_tiny_checkpoint(tmp / "windowed", config);
+  auto full_source = open_checkpoint(tmp / "full"), windowed_source = open_checkpoint(tmp / "windowed");
+  ThreadPool pool(1);
+  Model full(*full_source, pool), windowed(*windowed_source, pool);
+  const int64_t h = full.config().hidden_size;
+  const std::vector<int32_t> tokens = {3, 17, 5, 9, 30, 2, 11};
+  auto last_hidden = [&](Model& m, std::span<const int32_t> ids) {
+    KvCache cache = m.make_cache(1, 16);
+    const auto& hidden = m.forward(ids, int64_t(ids.size()), cache);
+    return std::vector<float>(hidden.end() - h, hidden.end());
+  };
+  // One layer: keys and values depend only on their own token and rotary
+  // position, and scores only on relative positions, so the last token with
+  // a window of 3 reads like the last 3 tokens alone.
+  const auto windowed_last = last_hidden(windowed, tokens);
+  const auto last_three = last_hidden(full, std::span(tokens).last(3));
+  const auto unwindowed = last_hidden(full, tokens);
+  float diff = 0, differs = 0;
+  for (int64_t i = 0; i < h; ++i) {
+    diff = std::max(diff, std::abs(windowed_last[i] - last_three[i]));
+    differs = std::max(differs, std::abs(windowed_last[i] - unwindowed[i]));
+  }
+  CHECK(diff < 1e-5f);
+  CHECK(differs > 1e-4f);  // the window changes the result
+  CHECK(diff < differs / 10);
+  // Positions inside the window: no change at all.
+  CHECK(last_hidden(windowed, std::span(tokens).first(3)) == last_hidden(full, std::span(tokens).first(3)));
+}
