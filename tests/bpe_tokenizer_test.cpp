@@ -1,0 +1,81 @@
+// tokenizer.json byte-level BPE against the reference ids of
+// ../shared/fixtures/tokenizers/reference.json (protocol in its README).
+#include <catch2/catch.hpp>
+
+#include <openssl/evp.h>
+
+#include <cstring>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "io/text_file.h"
+#include "model/bpe_tokenizer.h"
+#include "tests/test_paths.h"
+
+using namespace moec;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string sha256_hex(const std::vector<int32_t>& ids) {
+  std::string bytes;  // consecutive little-endian int32 (x86 is little-endian)
+  bytes.resize(ids.size() * 4);
+  std::memcpy(bytes.data(), ids.data(), bytes.size());
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr);
+  std::string hex;
+  for (unsigned i = 0; i < length; ++i) hex += fmt::format("{:02x}", digest[i]);
+  return hex;
+}
+
+}  // namespace
+
+TEST_CASE("tokenizer.json BPE: ids and decodes equal the Hugging Face reference", "[model][tokenizer]") {
+  const fs::path dir = test::fixtures_dir() / "tokenizers";
+  if (!fs::exists(dir / "reference.json")) {
+    WARN("tokenizer fixtures need ../shared/fixtures/tokenizers; skipped");
+    return;
+  }
+  const json reference = json::parse(test::read_file(dir / "reference.json"));
+  const std::string brown = read_text_file(test::text_file("test"));
+  for (const auto& [name, r] : reference["tokenizers"].items()) {
+    INFO(name);
+    BpeTokenizer tokenizer(test::read_file(dir / name / "tokenizer.json"), name);
+    for (const json& c : r["cases"]) {
+      INFO("case " << c["name"].get<std::string>());
+      const std::string text = c["text"];
+      const auto ids = tokenizer.encode(text);
+      CHECK(ids == c["ids"].get<std::vector<int32_t>>());
+      CHECK(tokenizer.decode(c["ids"].get<std::vector<int32_t>>()) == c["decoded"].get<std::string>());
+      const std::string skip = c.contains("decoded_skip_special") ? c["decoded_skip_special"] : c["decoded"];
+      CHECK(tokenizer.decode(c["ids"].get<std::vector<int32_t>>(), true) == skip);
+    }
+    for (const json& c : r["decode_cases"]) {
+      INFO("decode case " << c["name"].get<std::string>());
+      CHECK(tokenizer.decode(c["ids"].get<std::vector<int32_t>>(), c["skip_special_tokens"].get<bool>()) ==
+            c["decoded"].get<std::string>());
+    }
+    const json& b = r["brown_test"];
+    const auto ids = tokenizer.encode(brown);
+    CHECK(int64_t(ids.size()) == b["id_count"].get<int64_t>());
+    const auto first = b["first_ids"].get<std::vector<int32_t>>();
+    REQUIRE(ids.size() >= first.size());
+    CHECK(std::vector<int32_t>(ids.begin(), ids.begin() + ptrdiff_t(first.size())) == first);
+    CHECK(sha256_hex(ids) == b["ids_sha256_int32le"].get<std::string>());
+    CHECK(tokenizer.decode(ids) == brown);
+  }
+}
+
+TEST_CASE("tokenizer.json BPE: unsupported or broken files are refused naming the file", "[model][tokenizer]") {
+  CHECK_THROWS_WITH(BpeTokenizer("{", "t.json"), Catch::Contains("t.json"));
+  CHECK_THROWS_WITH(BpeTokenizer(R"({"model": {"type": "Unigram", "vocab": []}})", "t.json"),
+                    Catch::Contains("not BPE"));
+  CHECK_THROWS_WITH(BpeTokenizer(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}})", "t.json"),
+                    Catch::Contains("not in the vocabulary"));
+  CHECK_THROWS_WITH(
+      BpeTokenizer(R"({"normalizer": {"type": "NFKC"}, "model": {"type": "BPE", "vocab": {}, "merges": []}})", "t.json"),
+      Catch::Contains("NFKC"));
+}
