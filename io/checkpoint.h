@@ -71,6 +71,13 @@ class TensorData {
   std::vector<std::span<const std::byte>> parts_;
 };
 
+// The tokenizer files a checkpoint carries: sentencepiece's tokenizer.model
+// and/or Hugging Face's tokenizer.json (byte-level BPE).
+struct TokenizerFiles {
+  std::optional<std::vector<std::byte>> model, json;
+  bool empty() const { return !model && !json; }
+};
+
 class CheckpointSource {
  public:
   virtual ~CheckpointSource() = default;
@@ -78,6 +85,9 @@ class CheckpointSource {
   virtual TensorData read(const TensorKey& key) const = 0;
   // The sentencepiece model's bytes, when the checkpoint has one.
   virtual std::optional<std::vector<std::byte>> tokenizer_model() const = 0;
+  // tokenizer.json's bytes, when the checkpoint has one.
+  virtual std::optional<std::vector<std::byte>> tokenizer_json() const = 0;
+  TokenizerFiles tokenizer_files() const { return {tokenizer_model(), tokenizer_json()}; }
   // The files the checkpoint consists of (for sizes and checksums).
   virtual std::vector<std::filesystem::path> files() const = 0;
 

@@ -21,6 +21,7 @@ namespace {
 
 constexpr const char* kTensorsGroup = "/tensors";
 constexpr const char* kTokenizerDataset = "/tokenizer.model";
+constexpr const char* kTokenizerJsonDataset = "/tokenizer.json";
 
 // HDF5 has no bf16 type, so 16-bit encodings are stored as their bit
 // patterns (uint16); f32 is a native IEEE float. docs/container.md shows how
@@ -162,14 +163,27 @@ ContainerWriter::ContainerWriter(const fs::path& target, bool overwrite, const n
 
 ContainerWriter::~ContainerWriter() = default;
 
-void ContainerWriter::write_tokenizer(std::span<const std::byte> model) {
-  hsize_t n = model.size();
+namespace {
+void write_bytes(hid_t file, const char* name, std::span<const std::byte> bytes, const std::string& what) {
+  hsize_t n = bytes.size();
   Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
-  Handle set(H5Dcreate2(file_.get(), kTokenizerDataset, H5T_STD_U8LE, space.get(), H5P_DEFAULT, H5P_DEFAULT,
-                        H5P_DEFAULT),
-             H5Dclose);
-  if (!set.valid() || (n && H5Dwrite(set.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, model.data()) < 0))
-    fail("{}: cannot write {}", output_.target().string(), kTokenizerDataset);
+  Handle set(H5Dcreate2(file, name, H5T_STD_U8LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+  if (!set.valid() || (n && H5Dwrite(set.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0))
+    fail("{}: cannot write {}", what, name);
+}
+}  // namespace
+
+void ContainerWriter::write_tokenizer(std::span<const std::byte> model) {
+  write_bytes(file_.get(), kTokenizerDataset, model, output_.target().string());
+}
+
+void ContainerWriter::write_tokenizer_json(std::span<const std::byte> json) {
+  write_bytes(file_.get(), kTokenizerJsonDataset, json, output_.target().string());
+}
+
+void ContainerWriter::write_tokenizers(const TokenizerFiles& files) {
+  if (files.model) write_tokenizer(*files.model);
+  if (files.json) write_tokenizer_json(*files.json);
 }
 
 void ContainerWriter::write_dense(const TensorInfo& info, std::string_view hf_name, std::span<const std::byte> bytes) {
@@ -347,16 +361,26 @@ TensorData ContainerReader::read(const TensorKey& key) const {
   return TensorData(meta, std::move(buffer));
 }
 
-std::optional<std::vector<std::byte>> ContainerReader::tokenizer_model() const {
-  if (H5Lexists(file_.get(), kTokenizerDataset, H5P_DEFAULT) <= 0) return std::nullopt;
-  Handle set(H5Dopen2(file_.get(), kTokenizerDataset, H5P_DEFAULT), H5Dclose);
+namespace {
+std::optional<std::vector<std::byte>> read_bytes(hid_t file, const char* name, const std::string& what) {
+  if (H5Lexists(file, name, H5P_DEFAULT) <= 0) return std::nullopt;
+  Handle set(H5Dopen2(file, name, H5P_DEFAULT), H5Dclose);
   Handle space(H5Dget_space(set.get()), H5Sclose);
   hssize_t n = set.valid() ? H5Sget_simple_extent_npoints(space.get()) : -1;
-  if (n < 0) fail("{}: {} is unreadable", path_.string(), kTokenizerDataset);
+  if (n < 0) fail("{}: {} is unreadable", what, name);
   std::vector<std::byte> bytes(static_cast<size_t>(n));
   if (n && H5Dread(set.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0)
-    fail("{}: {} read failed", path_.string(), kTokenizerDataset);
+    fail("{}: {} read failed", what, name);
   return bytes;
+}
+}  // namespace
+
+std::optional<std::vector<std::byte>> ContainerReader::tokenizer_model() const {
+  return read_bytes(file_.get(), kTokenizerDataset, path_.string());
+}
+
+std::optional<std::vector<std::byte>> ContainerReader::tokenizer_json() const {
+  return read_bytes(file_.get(), kTokenizerJsonDataset, path_.string());
 }
 
 }  // namespace moec

@@ -4,6 +4,7 @@
 //                          architecture, moec_version, created_by, created_at,
 //                          provenance (JSON)
 //   /tokenizer.model       uint8[n], the sentencepiece model (optional)
+//   /tokenizer.json        uint8[n], Hugging Face's tokenizer.json (optional)
 //   /tensors/<logical/name/with/slashes>
 //                          one dataset per dense tensor, attrs encoding,
 //                          shape, hf_name; an encoded (quantized) tensor is
@@ -47,6 +48,9 @@ class ContainerWriter {
                   const Provenance& provenance);
   ~ContainerWriter();
   void write_tokenizer(std::span<const std::byte> model);
+  void write_tokenizer_json(std::span<const std::byte> json);
+  // Whichever of the two the source has.
+  void write_tokenizers(const TokenizerFiles& files);
   // One dense tensor (encoding f32/f16/bf16), written and released at once.
   void write_dense(const TensorInfo& info, std::string_view hf_name, std::span<const std::byte> bytes);
   // One encoded tensor (info.encoding "affine"/"ternary", info.format, and
@@ -73,6 +77,7 @@ class ContainerReader final : public CheckpointSource {
   std::string_view format() const override { return "moec-h5"; }
   TensorData read(const TensorKey& key) const override;
   std::optional<std::vector<std::byte>> tokenizer_model() const override;
+  std::optional<std::vector<std::byte>> tokenizer_json() const override;
   std::vector<std::filesystem::path> files() const override { return {path_}; }
   int64_t format_version() const { return version_; }
   const nlohmann::json& provenance() const { return provenance_; }

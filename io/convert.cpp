@@ -10,7 +10,7 @@ ConvertResult convert_to_container(const CheckpointSource& source, const std::fi
   Provenance provenance{command_line, std::filesystem::absolute(source.path()).string(), std::string(source.format()),
                         describe_files(source.files()), nullptr};
   ContainerWriter writer(out, overwrite, source.config_json(), provenance);
-  if (auto tokenizer = source.tokenizer_model()) writer.write_tokenizer(*tokenizer);
+  writer.write_tokenizers(source.tokenizer_files());
   const ArchitectureNames& arch = *find_architecture(source.config().model_type);
   const int layers = static_cast<int>(source.config().num_layers);
   ConvertResult result;

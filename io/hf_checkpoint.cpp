@@ -123,8 +123,8 @@ TensorData HfCheckpoint::read(const TensorKey& key) const {
   return TensorData(info(key), it->second.shard->bytes(*it->second.entry));
 }
 
-std::optional<std::vector<std::byte>> HfCheckpoint::tokenizer_model() const {
-  fs::path p = path_ / "tokenizer.model";
+namespace {
+std::optional<std::vector<std::byte>> read_optional_file(const fs::path& p) {
   if (!fs::exists(p)) return std::nullopt;
   std::ifstream in(p, std::ios::binary);
   if (!in) fail("{}: cannot open", p.string());
@@ -132,6 +132,15 @@ std::optional<std::vector<std::byte>> HfCheckpoint::tokenizer_model() const {
   std::vector<std::byte> bytes(chars.size());
   std::memcpy(bytes.data(), chars.data(), chars.size());
   return bytes;
+}
+}  // namespace
+
+std::optional<std::vector<std::byte>> HfCheckpoint::tokenizer_model() const {
+  return read_optional_file(path_ / "tokenizer.model");
+}
+
+std::optional<std::vector<std::byte>> HfCheckpoint::tokenizer_json() const {
+  return read_optional_file(path_ / "tokenizer.json");
 }
 
 std::vector<fs::path> HfCheckpoint::files() const {

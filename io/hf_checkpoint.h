@@ -20,6 +20,7 @@ class HfCheckpoint final : public CheckpointSource {
   std::string_view format() const override { return "hf-safetensors"; }
   TensorData read(const TensorKey& key) const override;
   std::optional<std::vector<std::byte>> tokenizer_model() const override;
+  std::optional<std::vector<std::byte>> tokenizer_json() const override;
   std::vector<std::filesystem::path> files() const override;
 
  private:

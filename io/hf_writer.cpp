@@ -39,13 +39,16 @@ std::string shard_name(size_t index, size_t count) {
 }  // namespace
 
 HfStreamWriter::HfStreamWriter(const fs::path& out_dir, const HfWriteOptions& options, const nlohmann::json& config,
-                               const std::optional<std::vector<std::byte>>& tokenizer, std::vector<TensorSpec> specs)
+                               const TokenizerFiles& tokenizer, std::vector<TensorSpec> specs)
     : output_(out_dir, options.overwrite, AtomicOutput::Kind::Directory), shards_(plan_shards(std::move(specs), options.max_shard_bytes)) {
   output_.make_directory();
   write_text(output_.temp_path() / "config.json", config.dump(2) + "\n");
-  if (tokenizer)
+  if (tokenizer.model)
     write_text(output_.temp_path() / "tokenizer.model",
-               std::string(reinterpret_cast<const char*>(tokenizer->data()), tokenizer->size()));
+               std::string(reinterpret_cast<const char*>(tokenizer.model->data()), tokenizer.model->size()));
+  if (tokenizer.json)
+    write_text(output_.temp_path() / "tokenizer.json",
+               std::string(reinterpret_cast<const char*>(tokenizer.json->data()), tokenizer.json->size()));
   result_.shards = shards_.size();
   open_shard();
 }
@@ -91,7 +94,7 @@ HfWriteResult write_hf_checkpoint(const CheckpointSource& source, const fs::path
            source.path().string(), t.name, t.label());
     specs.push_back({hf_name(arch, t.key), *t.dense_dtype(), t.shape});
   }
-  HfStreamWriter writer(out_dir, options, source.config_json(), source.tokenizer_model(), specs);
+  HfStreamWriter writer(out_dir, options, source.config_json(), source.tokenizer_files(), specs);
   for (const auto& t : source.tensors()) writer.write(hf_name(arch, t.key), source.read(t.key).bytes());
   return writer.commit();
 }

@@ -30,7 +30,7 @@ struct HfWriteResult {
 class HfStreamWriter {
  public:
   HfStreamWriter(const std::filesystem::path& out_dir, const HfWriteOptions& options, const nlohmann::json& config,
-                 const std::optional<std::vector<std::byte>>& tokenizer, std::vector<TensorSpec> specs);
+                 const TokenizerFiles& tokenizer, std::vector<TensorSpec> specs);
   ~HfStreamWriter();
   void write(std::string_view name, std::span<const std::byte> bytes);
   HfWriteResult commit();

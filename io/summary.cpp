@@ -40,7 +40,7 @@ CheckpointSummary summarize(const CheckpointSource& source) {
                                         s.params_experts / uint64_t(s.config.num_experts) * uint64_t(s.config.top_k)
                                   : s.params_total;
   for (const auto& f : source.files()) s.file_bytes += std::filesystem::file_size(f);
-  s.has_tokenizer = source.tokenizer_model().has_value();
+  s.has_tokenizer = !source.tokenizer_files().empty();
   return s;
 }
 

@@ -176,13 +176,13 @@ class OutputWriter {
                    describe_files(source.files()), nullptr};
       p.quantization = {{"merge", {{"method", method}, {"experts", merged.num_experts}}}};
       container_ = std::make_unique<ContainerWriter>(out, o.overwrite, config, p);
-      if (auto t = source.tokenizer_model()) container_->write_tokenizer(*t);
+      container_->write_tokenizers(source.tokenizer_files());
     } else {
       std::vector<TensorSpec> specs;
       for (const TensorKey& key : expected_tensors(merged)) specs.push_back({hf_name(arch_, key), dtype_of(key), expected_shape(merged, key)});
       HfWriteOptions options;
       options.overwrite = o.overwrite;
-      hf_ = std::make_unique<HfStreamWriter>(out, options, config, source.tokenizer_model(), specs);
+      hf_ = std::make_unique<HfStreamWriter>(out, options, config, source.tokenizer_files(), specs);
     }
   }
 

@@ -4,6 +4,7 @@
 
 #include "io/checkpoint.h"
 #include "io/error.h"
+#include "model/bpe_tokenizer.h"
 
 namespace moec {
 
@@ -14,10 +15,14 @@ Tokenizer::Tokenizer(std::span<const std::byte> model, const std::string& what)
   if (!status.ok()) fail("{}: tokenizer.model is not a valid sentencepiece model: {}", what, status.ToString());
 }
 
+Tokenizer::Tokenizer(BpeTokenizer bpe) : bpe_(std::make_unique<BpeTokenizer>(std::move(bpe))) {}
+
 Tokenizer Tokenizer::from_checkpoint(const CheckpointSource& source) {
-  auto bytes = source.tokenizer_model();
-  if (!bytes) fail("{}: has no tokenizer.model", source.path().string());
-  return Tokenizer(*bytes, source.path().string());
+  if (auto model = source.tokenizer_model()) return Tokenizer(*model, source.path().string());
+  if (auto json = source.tokenizer_json())
+    return Tokenizer(BpeTokenizer(std::string_view(reinterpret_cast<const char*>(json->data()), json->size()),
+                                  source.path().string() + ": tokenizer.json"));
+  fail("{}: has no tokenizer (neither tokenizer.model nor tokenizer.json)", source.path().string());
 }
 
 Tokenizer::~Tokenizer() = default;
@@ -37,6 +42,7 @@ size_t find_cut(std::string_view text, size_t target) {
 }  // namespace
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, size_t chunk_bytes) const {
+  if (bpe_) return bpe_->encode(text);
   std::vector<int32_t> out;
   std::vector<int> ids;
   while (!text.empty()) {
@@ -51,14 +57,15 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, size_t chunk_bytes
 }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids) const {
+  if (bpe_) return bpe_->decode(std::vector<int32_t>(ids.begin(), ids.end()));
   std::string text;
   auto status = processor_->Decode(std::vector<int>(ids.begin(), ids.end()), &text);
   if (!status.ok()) fail("tokenizer: cannot decode ids: {}", status.ToString());
   return text;
 }
 
-int Tokenizer::vocab_size() const { return processor_->GetPieceSize(); }
-int Tokenizer::bos_id() const { return processor_->bos_id(); }
-int Tokenizer::eos_id() const { return processor_->eos_id(); }
+int Tokenizer::vocab_size() const { return bpe_ ? int(bpe_->vocab_size()) : processor_->GetPieceSize(); }
+int Tokenizer::bos_id() const { return bpe_ ? -1 : processor_->bos_id(); }
+int Tokenizer::eos_id() const { return bpe_ ? -1 : processor_->eos_id(); }
 
 }  // namespace moec

@@ -1,5 +1,8 @@
-// Text <-> token ids through sentencepiece, loaded from the tokenizer.model
-// bytes of any checkpoint source (HF folder or container).
+// Text <-> token ids, from any checkpoint source (HF folder or container):
+// sentencepiece when the checkpoint has tokenizer.model (Llama, Mistral,
+// Mixtral: their tokenizer.json, when also shipped, is a conversion of it),
+// otherwise Hugging Face's tokenizer.json byte-level BPE (Qwen, OLMoE,
+// DeepSeek, GPT-2 family; model/bpe_tokenizer.h).
 #pragma once
 #include <cstddef>
 #include <memory>
@@ -15,11 +18,13 @@ class SentencePieceProcessor;
 namespace moec {
 
 class CheckpointSource;
+class BpeTokenizer;
 
 class Tokenizer {
  public:
-  // `what` names the source in error messages.
+  // A sentencepiece model; `what` names the source in error messages.
   Tokenizer(std::span<const std::byte> model, const std::string& what);
+  explicit Tokenizer(BpeTokenizer bpe);
   // The checkpoint's tokenizer; error naming the checkpoint when it has none.
   static Tokenizer from_checkpoint(const CheckpointSource& source);
   ~Tokenizer();
@@ -33,11 +38,12 @@ class Tokenizer {
   std::vector<int32_t> encode(std::string_view text, size_t chunk_bytes = size_t{1} << 18) const;
   std::string decode(std::span<const int32_t> ids) const;
   int vocab_size() const;
-  int bos_id() const;
+  int bos_id() const;  // -1 when the tokenizer defines none (BPE: the config says)
   int eos_id() const;
 
  private:
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
+  std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;  // one of the two
+  std::unique_ptr<BpeTokenizer> bpe_;
 };
 
 }  // namespace moec

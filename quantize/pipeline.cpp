@@ -297,7 +297,7 @@ QuantizeReport quantize_model(const CheckpointSource& source, const std::filesys
                                               {"ctx", o.ctx},
                                               {"seed", o.seed}}}};
   ContainerWriter writer(out, o.overwrite, source.config_json(), provenance);
-  if (auto bytes = source.tokenizer_model()) writer.write_tokenizer(*bytes);
+  writer.write_tokenizers(source.tokenizer_files());
 
   Model model(source, pool);
   LayerQuantizer layers(source, model, o, writer, report);

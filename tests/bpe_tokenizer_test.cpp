@@ -10,7 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "io/text_file.h"
+#include "io/checkpoint.h"
 #include "model/bpe_tokenizer.h"
+#include "model/tokenizer.h"
 #include "tests/test_paths.h"
 
 using namespace moec;
@@ -78,4 +80,42 @@ TEST_CASE("tokenizer.json BPE: unsupported or broken files are refused naming th
   CHECK_THROWS_WITH(
       BpeTokenizer(R"({"normalizer": {"type": "NFKC"}, "model": {"type": "BPE", "vocab": {}, "merges": []}})", "t.json"),
       Catch::Contains("NFKC"));
+}
+
+TEST_CASE("tokenizer.json travels with the checkpoint: HF folder, container, export, eval", "[model][tokenizer]") {
+  const fs::path json_file = test::fixtures_dir() / "tokenizers" / "bpe-qwen2-style" / "tokenizer.json";
+  if (!fs::exists(json_file)) {
+    WARN("tokenizer fixtures need ../shared/fixtures/tokenizers; skipped");
+    return;
+  }
+  test::TempDir tmp;
+  const fs::path hf = tmp / "hf", h5 = tmp / "model.h5", back = tmp / "back";
+  fs::create_directories(hf);
+  const fs::path model = test::fixture_model_dir();
+  fs::copy_file(model / "config.json", hf / "config.json");
+  fs::create_symlink(fs::absolute(model / "model.safetensors"), hf / "model.safetensors");
+  fs::copy_file(json_file, hf / "tokenizer.json");  // and no tokenizer.model
+  const std::string text = "The jury said it did find that the <think>city</think> was well run.";
+  const BpeTokenizer reference(test::read_file(json_file), "reference");
+  const auto want = reference.encode(text);
+  {
+    auto source = open_checkpoint(hf);
+    const Tokenizer tokenizer = Tokenizer::from_checkpoint(*source);
+    CHECK(tokenizer.encode(text) == want);
+    CHECK(tokenizer.decode(want) == text);
+    CHECK(tokenizer.bos_id() == -1);
+  }
+  REQUIRE(test::run_moec("convert '" + hf.string() + "' -o '" + h5.string() + "'").exit_code == 0);
+  {
+    auto source = open_checkpoint(h5);
+    CHECK(Tokenizer::from_checkpoint(*source).encode(text) == want);
+    CHECK_FALSE(source->tokenizer_model());
+  }
+  REQUIRE(test::run_moec("export '" + h5.string() + "' -o '" + back.string() + "'").exit_code == 0);
+  CHECK(test::read_file(back / "tokenizer.json") == test::read_file(json_file));
+  CHECK_FALSE(fs::exists(back / "tokenizer.model"));
+  auto eval = test::run_moec("eval '" + h5.string() + "' --text '" + test::text_file("test").string() +
+                             "' --max-windows 2 --json");
+  CHECK(eval.exit_code == 0);
+  CHECK(eval.out.find("\"ppl\"") != std::string::npos);
 }

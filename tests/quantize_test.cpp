@@ -178,6 +178,7 @@ class DequantizedSource : public CheckpointSource {
     return TensorData(info, std::move(bytes));
   }
   std::optional<std::vector<std::byte>> tokenizer_model() const override { return inner_.tokenizer_model(); }
+  std::optional<std::vector<std::byte>> tokenizer_json() const override { return inner_.tokenizer_json(); }
   std::vector<fs::path> files() const override { return inner_.files(); }
 
  private:
