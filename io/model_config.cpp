@@ -63,7 +63,7 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
 
   c.vocab_size = positive_int(config, "vocab_size", source);
   c.hidden_size = positive_int(config, "hidden_size", source);
-  c.intermediate_size = positive_int(config, "intermediate_size", source);
+  c.intermediate_size = positive_int(config, arch->moe ? arch->expert_width_key.c_str() : "intermediate_size", source);
   c.num_layers = positive_int(config, "num_hidden_layers", source);
   c.num_heads = positive_int(config, "num_attention_heads", source);
   c.num_kv_heads = config.contains("num_key_value_heads") ? positive_int(config, "num_key_value_heads", source)
@@ -76,9 +76,22 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
     c.head_dim = c.hidden_size / c.num_heads;
   }
   if (arch->moe) {
-    c.num_experts = positive_int(config, "num_local_experts", source);
+    c.num_experts = positive_int(config, arch->experts_key.c_str(), source);
     c.top_k = positive_int(config, "num_experts_per_tok", source);
+    c.norm_topk_prob = arch->default_norm_topk_prob;
+    if (config.contains("norm_topk_prob") && !config["norm_topk_prob"].is_null()) {
+      if (!config["norm_topk_prob"].is_boolean()) fail("{}: 'norm_topk_prob' must be true or false", source);
+      c.norm_topk_prob = config["norm_topk_prob"].get<bool>();
+    }
+    // Dense layers between MoE layers are not supported yet: refuse rather than misread.
+    if (config.contains("mlp_only_layers") && config["mlp_only_layers"].is_array() && !config["mlp_only_layers"].empty())
+      fail("{}: 'mlp_only_layers' {} (dense layers among MoE layers) is not supported", source,
+           config["mlp_only_layers"].dump());
+    if (config.contains("decoder_sparse_step") && config["decoder_sparse_step"] != 1)
+      fail("{}: 'decoder_sparse_step' {} (dense layers among MoE layers) is not supported", source,
+           config["decoder_sparse_step"].dump());
   }
+  c.qk_norm = arch->qk_norm;
   c.max_position_embeddings = positive_int(config, "max_position_embeddings", source);
   c.rms_norm_eps = positive_number(config, "rms_norm_eps", arch->default_rms_norm_eps, source);
   c.rope_theta = positive_number(config, "rope_theta", arch->default_rope_theta, source);
@@ -91,6 +104,8 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
     c.tie_word_embeddings = config["tie_word_embeddings"].get<bool>();
   }
   c.sliding_window = optional_int(config, "sliding_window", source);
+  if (config.contains("use_sliding_window") && config["use_sliding_window"] == false)
+    c.sliding_window.reset();  // Qwen's configs carry a window they do not use
   if (c.sliding_window && *c.sliding_window <= 0)
     fail("{}: 'sliding_window' must be positive or null, got {}", source, *c.sliding_window);
   c.bos_token_id = optional_int(config, "bos_token_id", source).value_or(1);

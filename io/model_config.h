@@ -23,6 +23,8 @@ struct ModelConfig {
   int64_t num_experts = 0;  // 0: a dense model (one MLP per layer)
   int64_t top_k = 0;
   bool moe() const { return num_experts > 0; }
+  bool norm_topk_prob = true;  // the k routing weights renormalized to sum 1
+  bool qk_norm = false;        // per-head RMSNorm of q and k (Qwen3-MoE)
   int64_t max_position_embeddings = 0;
   double rms_norm_eps = 0;
   double rope_theta = 0;

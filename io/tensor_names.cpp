@@ -18,7 +18,7 @@ struct RoleRow {
   Component component;
 };
 
-constexpr std::array<RoleRow, 16> kRoles{{
+constexpr std::array<RoleRow, 18> kRoles{{
     {TensorRole::Embed, Scope::Model, "embed", Component::Embedding},
     {TensorRole::FinalNorm, Scope::Model, "norm", Component::Norms},
     {TensorRole::LmHead, Scope::Model, "lm_head", Component::LmHead},
@@ -35,6 +35,8 @@ constexpr std::array<RoleRow, 16> kRoles{{
     {TensorRole::MlpGate, Scope::Layer, "mlp.gate", Component::Mlp},
     {TensorRole::MlpUp, Scope::Layer, "mlp.up", Component::Mlp},
     {TensorRole::MlpDown, Scope::Layer, "mlp.down", Component::Mlp},
+    {TensorRole::AttnQNorm, Scope::Layer, "attn.q_norm", Component::Norms},
+    {TensorRole::AttnKNorm, Scope::Layer, "attn.k_norm", Component::Norms},
 }};
 
 const RoleRow& role_row(TensorRole role) { return kRoles[static_cast<size_t>(role)]; }
@@ -58,13 +60,42 @@ std::vector<std::pair<TensorRole, std::string>> dense_patterns() {
   };
 }
 
-const std::vector<ArchitectureNames>& architectures() {
-  static const std::vector<ArchitectureNames> tables{
-      {"mixtral",
-       true,
-       1e6,
-       1e-5,
-       {
+// Qwen3-MoE: Mixtral's layout under other names, per-head q/k norms,
+// `num_experts` experts of width `moe_intermediate_size`, norm_topk_prob
+// false unless the config says so (Hugging Face's Qwen3MoeConfig default).
+ArchitectureNames qwen3_moe() {
+  ArchitectureNames a;
+  a.model_type = "qwen3_moe";
+  a.default_rope_theta = 1e4;
+  a.default_rms_norm_eps = 1e-6;
+  a.experts_key = "num_experts";
+  a.expert_width_key = "moe_intermediate_size";
+  a.default_norm_topk_prob = false;
+  a.qk_norm = true;
+  a.patterns = {
+      {TensorRole::Embed, "model.embed_tokens.weight"},
+      {TensorRole::FinalNorm, "model.norm.weight"},
+      {TensorRole::LmHead, "lm_head.weight"},
+      {TensorRole::AttnNorm, "model.layers.{L}.input_layernorm.weight"},
+      {TensorRole::AttnQ, "model.layers.{L}.self_attn.q_proj.weight"},
+      {TensorRole::AttnK, "model.layers.{L}.self_attn.k_proj.weight"},
+      {TensorRole::AttnV, "model.layers.{L}.self_attn.v_proj.weight"},
+      {TensorRole::AttnO, "model.layers.{L}.self_attn.o_proj.weight"},
+      {TensorRole::AttnQNorm, "model.layers.{L}.self_attn.q_norm.weight"},
+      {TensorRole::AttnKNorm, "model.layers.{L}.self_attn.k_norm.weight"},
+      {TensorRole::MoeNorm, "model.layers.{L}.post_attention_layernorm.weight"},
+      {TensorRole::Router, "model.layers.{L}.mlp.gate.weight"},
+      {TensorRole::ExpertW1, "model.layers.{L}.mlp.experts.{E}.gate_proj.weight"},
+      {TensorRole::ExpertW2, "model.layers.{L}.mlp.experts.{E}.down_proj.weight"},
+      {TensorRole::ExpertW3, "model.layers.{L}.mlp.experts.{E}.up_proj.weight"},
+  };
+  return a;
+}
+
+ArchitectureNames mixtral() {
+  ArchitectureNames a;
+  a.model_type = "mixtral";
+  a.patterns = {
            {TensorRole::Embed, "model.embed_tokens.weight"},
            {TensorRole::FinalNorm, "model.norm.weight"},
            {TensorRole::LmHead, "lm_head.weight"},
@@ -78,10 +109,22 @@ const std::vector<ArchitectureNames>& architectures() {
            {TensorRole::ExpertW1, "model.layers.{L}.block_sparse_moe.experts.{E}.w1.weight"},
            {TensorRole::ExpertW2, "model.layers.{L}.block_sparse_moe.experts.{E}.w2.weight"},
            {TensorRole::ExpertW3, "model.layers.{L}.block_sparse_moe.experts.{E}.w3.weight"},
-       }},
-      {"mistral", false, 1e4, 1e-6, dense_patterns()},
-      {"llama", false, 1e4, 1e-6, dense_patterns()},
   };
+  return a;
+}
+
+ArchitectureNames dense(const char* model_type) {
+  ArchitectureNames a;
+  a.model_type = model_type;
+  a.moe = false;
+  a.default_rope_theta = 1e4;
+  a.default_rms_norm_eps = 1e-6;
+  a.patterns = dense_patterns();
+  return a;
+}
+
+const std::vector<ArchitectureNames>& architectures() {
+  static const std::vector<ArchitectureNames> tables{mixtral(), qwen3_moe(), dense("mistral"), dense("llama")};
   return tables;
 }
 
@@ -183,6 +226,8 @@ std::vector<TensorKey> expected_tensors(const ModelConfig& c) {
     for (auto role : {TensorRole::AttnNorm, TensorRole::AttnQ, TensorRole::AttnK, TensorRole::AttnV,
                       TensorRole::AttnO, TensorRole::MoeNorm})
       keys.push_back({role, l, -1});
+    if (c.qk_norm)
+      for (auto role : {TensorRole::AttnQNorm, TensorRole::AttnKNorm}) keys.push_back({role, l, -1});
     if (c.num_experts == 0) {  // dense
       for (auto role : {TensorRole::MlpGate, TensorRole::MlpUp, TensorRole::MlpDown}) keys.push_back({role, l, -1});
       continue;
@@ -205,6 +250,8 @@ std::vector<int64_t> expected_shape(const ModelConfig& c, const TensorKey& key) 
     case TensorRole::FinalNorm:
     case TensorRole::AttnNorm:
     case TensorRole::MoeNorm: return {h};
+    case TensorRole::AttnQNorm:
+    case TensorRole::AttnKNorm: return {c.head_dim};
     case TensorRole::AttnQ: return {q, h};
     case TensorRole::AttnK:
     case TensorRole::AttnV: return {kv, h};

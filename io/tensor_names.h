@@ -30,6 +30,8 @@ enum class TensorRole {
   MlpGate,    // [inter, hidden]     per layer, dense models (gate_proj)
   MlpUp,      // [inter, hidden]     (up_proj)
   MlpDown,    // [hidden, inter]     (down_proj)
+  AttnQNorm,  // [head_dim]          per layer, Qwen3-MoE: RMSNorm of each query head
+  AttnKNorm,  // [head_dim]          (each key head)
 };
 
 // Where a tensor's parameters are counted in summaries.
@@ -48,12 +50,19 @@ struct TensorKey {
 std::string logical_name(const TensorKey& key);
 std::optional<TensorKey> parse_logical_name(std::string_view name);
 
+// One supported architecture: its tensor names and what its config.json
+// means (the keys differ between families; defaults as Hugging Face's).
 struct ArchitectureNames {
   std::string model_type;
   bool moe = true;  // sparse MoE blocks (router + experts); false: a dense SwiGLU MLP per layer
   // Hugging Face's defaults for keys a config.json may leave out.
   double default_rope_theta = 1e6;
   double default_rms_norm_eps = 1e-5;
+  // MoE config keys: the expert count and the expert width.
+  std::string experts_key = "num_local_experts";
+  std::string expert_width_key = "intermediate_size";
+  bool default_norm_topk_prob = true;  // top-k weights renormalized to sum 1
+  bool qk_norm = false;                // per-head RMSNorm of q and k before RoPE
   // HF name patterns with {L} (layer) and {E} (expert) placeholders.
   std::vector<std::pair<TensorRole, std::string>> patterns;
 };

@@ -272,7 +272,7 @@ MergeReport merge_model(const CheckpointSource& source, const std::filesystem::p
     normed.resize(x.size());
     rms_norm(x.data(), n, h, model.moe_norm(l).data(), float(c.rms_norm_eps), normed.data());
     Routing routing;
-    route_tokens(pool, model.moe_weights(l).router, c.top_k, normed.data(), n, routing, logits);
+    route_tokens(pool, model.moe_weights(l).router, c.top_k, normed.data(), n, routing, logits, c.norm_topk_prob);
     for (int32_t e : routing.chosen) stats.usage[e] += 1.0 / double(routing.chosen.size());
     std::vector<float> sample(static_cast<size_t>(samples * h));
     for (int64_t s = 0; s < samples; ++s) std::copy_n(&normed[s * stride * h], h, &sample[s * h]);
@@ -347,6 +347,7 @@ MergeReport merge_model(const CheckpointSource& source, const std::filesystem::p
     // Propagate the calibration stream through the merged layer.
     MoeWeights weights;
     weights.router = f32_view(choice.rows.data(), k, h);
+    weights.normalize = c.norm_topk_prob;
     for (const auto& m : merged)
       weights.experts.push_back({f32_view(m.w1.data(), m.inter, m.hidden), f32_view(m.w2.data(), m.hidden, m.inter),
                                  f32_view(m.w3.data(), m.inter, m.hidden)});

@@ -36,7 +36,12 @@ Model::Model(const CheckpointSource& source, ThreadPool& pool)
       layers_.push_back(std::move(layer));
       continue;
     }
+    if (c.qk_norm) {
+      layer.q_norm = vector({TensorRole::AttnQNorm, l});
+      layer.k_norm = vector({TensorRole::AttnKNorm, l});
+    }
     layer.moe.router = view({TensorRole::Router, l});
+    layer.moe.normalize = c.norm_topk_prob;
     for (int e = 0; e < c.num_experts; ++e)
       layer.moe.experts.push_back({view({TensorRole::ExpertW1, l, e}), view({TensorRole::ExpertW2, l, e}),
                                    view({TensorRole::ExpertW3, l, e})});
@@ -114,6 +119,11 @@ void Model::attention_layer(int64_t index, float* x, std::span<const SequenceSpa
                                {h_.data(), hd, n, layer.k, k_.data(), kvd},
                                {h_.data(), hd, n, layer.v, v_.data(), kvd}};
   linear(pool_, qkv);
+  if (c.qk_norm) {  // each head's q and k vectors RMS-normalized, before RoPE
+    const float eps = float(c.rms_norm_eps);
+    rms_norm(q_.data(), n * c.num_heads, c.head_dim, layer.q_norm.data(), eps, q_.data());
+    rms_norm(k_.data(), n * c.num_kv_heads, c.head_dim, layer.k_norm.data(), eps, k_.data());
+  }
   int64_t row = 0;
   for (const SequenceSpan& s : spans)
     for (int64_t i = 0; i < s.length; ++i, ++row) {

@@ -71,6 +71,7 @@ class Model {
  private:
   struct Layer {
     std::vector<float> attn_norm, moe_norm;
+    std::vector<float> q_norm, k_norm;  // per-head q/k RMSNorm weights [head_dim] (Qwen3-MoE)
     WeightView q, k, v, o;
     MoeWeights moe;                // MoE models
     WeightView gate, up, down;     // dense models (model_type mistral / llama)

@@ -10,7 +10,7 @@
 namespace moec {
 
 void route_tokens(ThreadPool& pool, const WeightView& router, int64_t top_k, const float* x, int64_t tokens,
-                  Routing& routing, std::vector<float>& logits) {
+                  Routing& routing, std::vector<float>& logits, bool normalize) {
   const int64_t experts = router.rows;
   logits.resize(size_t(tokens * experts));
   linear(pool, LinearProblem{x, router.cols, tokens, router, logits.data(), experts});
@@ -29,7 +29,7 @@ void route_tokens(ThreadPool& pool, const WeightView& router, int64_t top_k, con
     for (int64_t j = 0; j < top_k; ++j) sum += p[order[j]];
     for (int64_t j = 0; j < top_k; ++j) {
       routing.chosen[t * top_k + j] = order[j];
-      routing.weight[t * top_k + j] = p[order[j]] / sum;
+      routing.weight[t * top_k + j] = normalize ? p[order[j]] / sum : p[order[j]];
     }
   }
 }
@@ -37,7 +37,7 @@ void route_tokens(ThreadPool& pool, const WeightView& router, int64_t top_k, con
 void MoeBlock::forward(ThreadPool& pool, const MoeWeights& weights, int64_t top_k, const float* x, int64_t tokens,
                        float* residual, RoutingRecord* record) {
   const int64_t experts = weights.router.rows, inter = weights.experts[0].w1.rows, h = weights.router.cols;
-  route_tokens(pool, weights.router, top_k, x, tokens, routing_, logits_);
+  route_tokens(pool, weights.router, top_k, x, tokens, routing_, logits_, weights.normalize);
   const auto& chosen = routing_.chosen;
 
   // Group (token, choice) pairs by expert and pack each expert's tokens.

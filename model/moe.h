@@ -20,6 +20,7 @@ struct ExpertWeights {
 struct MoeWeights {
   WeightView router;  // [E, H]
   std::vector<ExpertWeights> experts;
+  bool normalize = true;  // norm_topk_prob: the k weights renormalized to sum 1
 };
 
 // Where the tokens of one forward went: expert ids per token (descending
@@ -30,14 +31,16 @@ struct RoutingRecord {
 };
 
 // The router's choice for each token: top_k experts by descending softmax
-// probability (ties to the lower id) and their weights renormalized to sum 1.
+// probability (ties to the lower id) and their weights, renormalized to sum 1
+// when `normalize` (Mixtral; Qwen's norm_topk_prob) or the probabilities
+// themselves.
 struct Routing {
   int64_t top_k = 0;
   std::vector<int32_t> chosen;  // [tokens, top_k]
   std::vector<float> weight;    // [tokens, top_k]
 };
 void route_tokens(ThreadPool& pool, const WeightView& router, int64_t top_k, const float* x, int64_t tokens,
-                  Routing& routing, std::vector<float>& logits_scratch);
+                  Routing& routing, std::vector<float>& logits_scratch, bool normalize = true);
 
 class MoeBlock {
  public:

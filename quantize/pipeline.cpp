@@ -174,7 +174,8 @@ class LayerQuantizer {
       const int64_t m = std::min(batch_tokens, n - t0);
       normed.resize(size_t(m * h));
       rms_norm(&x[t0 * h], m, h, model_.moe_norm(l).data(), eps, normed.data());
-      route_tokens(model_.pool(), model_.moe_weights(l).router, c.top_k, normed.data(), m, routing, logits);
+      route_tokens(model_.pool(), model_.moe_weights(l).router, c.top_k, normed.data(), m, routing, logits,
+                   c.norm_topk_prob);
       for (int64_t t = 0; t < m; ++t)
         for (int64_t j = 0; j < c.top_k; ++j) rows[routing.chosen[t * c.top_k + j]].push_back(t0 + t);
     }
