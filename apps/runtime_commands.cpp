@@ -95,7 +95,8 @@ void run_generate(const RuntimeFlags& f) {
   ThreadPool pool(f.threads);
   Model model(*source, pool);
   model.expert_cache().set_capacity(uint64_t(f.expert_cache_mib) << 20);
-  std::vector<int32_t> prompt{int32_t(model.config().bos_token_id)};
+  std::vector<int32_t> prompt;  // BOS first when the tokenizer has one (sentencepiece; not byte-level BPE)
+  if (tokenizer.bos_id() >= 0) prompt.push_back(int32_t(model.config().bos_token_id));
   auto ids = tokenizer.encode(f.prompt);
   prompt.insert(prompt.end(), ids.begin(), ids.end());
   GenerateOptions options;
@@ -139,7 +140,7 @@ void add_runtime_commands(CLI::App& app) {
 
   auto* gen = app.add_subcommand("generate", "Generate text from a prompt (streams to stdout)");
   gen->add_option("model", f->model, "Model folder or .h5 container")->required();
-  gen->add_option("--prompt", f->prompt, "Prompt text (a BOS token is prepended)")->required();
+  gen->add_option("--prompt", f->prompt, "Prompt text (BOS is prepended when the tokenizer defines one)")->required();
   gen->add_option("-n,--tokens", f->new_tokens, "Tokens to generate")->check(CLI::NonNegativeNumber)->capture_default_str();
   gen->add_option("--temperature", f->temperature, "0: greedy")->check(CLI::NonNegativeNumber)->capture_default_str();
   gen->add_option("--top-p", f->top_p, "Nucleus sampling mass")->check(CLI::Range(0.0f, 1.0f))->capture_default_str();

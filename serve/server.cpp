@@ -332,13 +332,24 @@ struct Server::Impl {
     if (auto* e = std::get_if<ApiError>(&parsed)) return reply_error(res, *e);
     const CompletionRequest& r = std::get<CompletionRequest>(parsed);
     // Every prompt tokenized and checked before any is queued.
+    // A text prompt starts with BOS when the tokenizer has one (sentencepiece,
+    // as `moec generate`); byte-level BPE models (Qwen) use none.
+    const bool with_bos = tokenizer->bos_id() >= 0;
     std::vector<std::vector<int32_t>> feds;
     for (const PromptInput& p : r.prompts) {
       std::vector<int32_t> fed = p.ids;
       if (p.text) {
-        fed = {int32_t(model->config().bos_token_id)};
+        fed.clear();
+        if (with_bos) fed.push_back(int32_t(model->config().bos_token_id));
         const auto ids = tokenizer->encode(*p.text);
         fed.insert(fed.end(), ids.begin(), ids.end());
+      }
+      if (fed.empty()) {
+        ApiError e;
+        e.message = "the prompt is empty (it has no tokens)";
+        e.param = "prompt";
+        e.code = "invalid_value";
+        return reply_error(res, e);
       }
       if (auto e = check_context(int64_t(fed.size()), r, limits)) return reply_error(res, *e);
       feds.push_back(std::move(fed));
@@ -367,7 +378,8 @@ struct Server::Impl {
                                                          options.engine.max_queue),
                                              "server_busy_error", "server_busy"));
       }
-      calls.push_back(std::make_shared<CompletionCall>(*tokenizer, std::move(feds[i]), r.prompts[i].text.has_value(),
+      calls.push_back(std::make_shared<CompletionCall>(*tokenizer, std::move(feds[i]),
+                                                       r.prompts[i].text.has_value() && with_bos,
                                                        r.prompts[i].text, r, channel, metrics, received, id,
                                                        model_name));
       calls.back()->index = int64_t(i);

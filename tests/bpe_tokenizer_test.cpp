@@ -118,4 +118,12 @@ TEST_CASE("tokenizer.json travels with the checkpoint: HF folder, container, exp
                              "' --max-windows 2 --json");
   CHECK(eval.exit_code == 0);
   CHECK(eval.out.find("\"ppl\"") != std::string::npos);
+  // Generation from a text prompt: no BOS (byte-level BPE defines none), and
+  // an empty prompt has no tokens at all.
+  auto gen = test::run_moec("generate '" + h5.string() + "' --prompt 'The jury said' -n 4");
+  CHECK(gen.exit_code == 0);
+  CHECK(gen.out.rfind("The jury said", 0) == 0);
+  auto empty = test::run_moec("generate '" + h5.string() + "' --prompt '' -n 4");
+  CHECK(empty.exit_code == 1);
+  CHECK(empty.err.find("empty") != std::string::npos);
 }
