@@ -92,6 +92,8 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
            config["decoder_sparse_step"].dump());
   }
   c.qk_norm = arch->qk_norm;
+  if (config.contains("clip_qkv") && !config["clip_qkv"].is_null())
+    fail("{}: 'clip_qkv' {} is not supported", source, config["clip_qkv"].dump());
   c.max_position_embeddings = positive_int(config, "max_position_embeddings", source);
   c.rms_norm_eps = positive_number(config, "rms_norm_eps", arch->default_rms_norm_eps, source);
   c.rope_theta = positive_number(config, "rope_theta", arch->default_rope_theta, source);

@@ -11,6 +11,9 @@
 
 namespace moec {
 
+// Where an architecture normalizes queries and keys before RoPE.
+enum class QkNorm { None, PerHead, Whole };
+
 struct ModelConfig {
   std::string model_type;  // "mixtral", or a dense "mistral" / "llama"
   int64_t vocab_size = 0;
@@ -24,7 +27,7 @@ struct ModelConfig {
   int64_t top_k = 0;
   bool moe() const { return num_experts > 0; }
   bool norm_topk_prob = true;  // the k routing weights renormalized to sum 1
-  bool qk_norm = false;        // per-head RMSNorm of q and k (Qwen3-MoE)
+  QkNorm qk_norm = QkNorm::None;  // RMSNorm of q and k before RoPE (Qwen3-MoE per head, OLMoE whole)
   int64_t max_position_embeddings = 0;
   double rms_norm_eps = 0;
   double rope_theta = 0;

@@ -71,7 +71,7 @@ ArchitectureNames qwen3_moe() {
   a.experts_key = "num_experts";
   a.expert_width_key = "moe_intermediate_size";
   a.default_norm_topk_prob = false;
-  a.qk_norm = true;
+  a.qk_norm = QkNorm::PerHead;
   a.patterns = {
       {TensorRole::Embed, "model.embed_tokens.weight"},
       {TensorRole::FinalNorm, "model.norm.weight"},
@@ -89,6 +89,18 @@ ArchitectureNames qwen3_moe() {
       {TensorRole::ExpertW2, "model.layers.{L}.mlp.experts.{E}.down_proj.weight"},
       {TensorRole::ExpertW3, "model.layers.{L}.mlp.experts.{E}.up_proj.weight"},
   };
+  return a;
+}
+
+// OLMoE: Qwen3-MoE's names, q/k norms over the whole projections, the
+// expert width in `intermediate_size`, norm_topk_prob false by default.
+ArchitectureNames olmoe() {
+  ArchitectureNames a = qwen3_moe();
+  a.model_type = "olmoe";
+  a.default_rope_theta = 1e4;
+  a.default_rms_norm_eps = 1e-5;
+  a.expert_width_key = "intermediate_size";
+  a.qk_norm = QkNorm::Whole;
   return a;
 }
 
@@ -124,7 +136,7 @@ ArchitectureNames dense(const char* model_type) {
 }
 
 const std::vector<ArchitectureNames>& architectures() {
-  static const std::vector<ArchitectureNames> tables{mixtral(), qwen3_moe(), dense("mistral"), dense("llama")};
+  static const std::vector<ArchitectureNames> tables{mixtral(), qwen3_moe(), olmoe(), dense("mistral"), dense("llama")};
   return tables;
 }
 
@@ -226,7 +238,7 @@ std::vector<TensorKey> expected_tensors(const ModelConfig& c) {
     for (auto role : {TensorRole::AttnNorm, TensorRole::AttnQ, TensorRole::AttnK, TensorRole::AttnV,
                       TensorRole::AttnO, TensorRole::MoeNorm})
       keys.push_back({role, l, -1});
-    if (c.qk_norm)
+    if (c.qk_norm != QkNorm::None)
       for (auto role : {TensorRole::AttnQNorm, TensorRole::AttnKNorm}) keys.push_back({role, l, -1});
     if (c.num_experts == 0) {  // dense
       for (auto role : {TensorRole::MlpGate, TensorRole::MlpUp, TensorRole::MlpDown}) keys.push_back({role, l, -1});
@@ -250,8 +262,8 @@ std::vector<int64_t> expected_shape(const ModelConfig& c, const TensorKey& key) 
     case TensorRole::FinalNorm:
     case TensorRole::AttnNorm:
     case TensorRole::MoeNorm: return {h};
-    case TensorRole::AttnQNorm:
-    case TensorRole::AttnKNorm: return {c.head_dim};
+    case TensorRole::AttnQNorm: return {c.qk_norm == QkNorm::Whole ? q : c.head_dim};
+    case TensorRole::AttnKNorm: return {c.qk_norm == QkNorm::Whole ? kv : c.head_dim};
     case TensorRole::AttnQ: return {q, h};
     case TensorRole::AttnK:
     case TensorRole::AttnV: return {kv, h};

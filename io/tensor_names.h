@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "io/model_config.h"
+
 namespace moec {
 
 struct ModelConfig;
@@ -30,8 +32,9 @@ enum class TensorRole {
   MlpGate,    // [inter, hidden]     per layer, dense models (gate_proj)
   MlpUp,      // [inter, hidden]     (up_proj)
   MlpDown,    // [hidden, inter]     (down_proj)
-  AttnQNorm,  // [head_dim]          per layer, Qwen3-MoE: RMSNorm of each query head
-  AttnKNorm,  // [head_dim]          (each key head)
+  AttnQNorm,  // [head_dim] per layer: RMSNorm of each query head (Qwen3-MoE), or
+              // [heads*head_dim]: of the whole q projection (OLMoE)
+  AttnKNorm,  // [head_dim] or [kv_heads*head_dim], the same for keys
 };
 
 // Where a tensor's parameters are counted in summaries.
@@ -62,7 +65,7 @@ struct ArchitectureNames {
   std::string experts_key = "num_local_experts";
   std::string expert_width_key = "intermediate_size";
   bool default_norm_topk_prob = true;  // top-k weights renormalized to sum 1
-  bool qk_norm = false;                // per-head RMSNorm of q and k before RoPE
+  QkNorm qk_norm = QkNorm::None;       // RMSNorm of q and k before RoPE
   // HF name patterns with {L} (layer) and {E} (expert) placeholders.
   std::vector<std::pair<TensorRole, std::string>> patterns;
 };

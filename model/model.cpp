@@ -36,7 +36,7 @@ Model::Model(const CheckpointSource& source, ThreadPool& pool)
       layers_.push_back(std::move(layer));
       continue;
     }
-    if (c.qk_norm) {
+    if (c.qk_norm != QkNorm::None) {
       layer.q_norm = vector({TensorRole::AttnQNorm, l});
       layer.k_norm = vector({TensorRole::AttnKNorm, l});
     }
@@ -119,10 +119,12 @@ void Model::attention_layer(int64_t index, float* x, std::span<const SequenceSpa
                                {h_.data(), hd, n, layer.k, k_.data(), kvd},
                                {h_.data(), hd, n, layer.v, v_.data(), kvd}};
   linear(pool_, qkv);
-  if (c.qk_norm) {  // each head's q and k vectors RMS-normalized, before RoPE
+  if (c.qk_norm != QkNorm::None) {  // q and k RMS-normalized before RoPE: each head, or each whole row
     const float eps = float(c.rms_norm_eps);
-    rms_norm(q_.data(), n * c.num_heads, c.head_dim, layer.q_norm.data(), eps, q_.data());
-    rms_norm(k_.data(), n * c.num_kv_heads, c.head_dim, layer.k_norm.data(), eps, k_.data());
+    const bool whole = c.qk_norm == QkNorm::Whole;
+    rms_norm(q_.data(), whole ? n : n * c.num_heads, whole ? qd : c.head_dim, layer.q_norm.data(), eps, q_.data());
+    rms_norm(k_.data(), whole ? n : n * c.num_kv_heads, whole ? kvd : c.head_dim, layer.k_norm.data(), eps,
+             k_.data());
   }
   int64_t row = 0;
   for (const SequenceSpan& s : spans)

@@ -71,7 +71,7 @@ class Model {
  private:
   struct Layer {
     std::vector<float> attn_norm, moe_norm;
-    std::vector<float> q_norm, k_norm;  // per-head q/k RMSNorm weights [head_dim] (Qwen3-MoE)
+    std::vector<float> q_norm, k_norm;  // q/k RMSNorm weights (Qwen3-MoE per head, OLMoE whole rows)
     WeightView q, k, v, o;
     MoeWeights moe;                // MoE models
     WeightView gate, up, down;     // dense models (model_type mistral / llama)
