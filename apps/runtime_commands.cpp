@@ -95,16 +95,13 @@ void run_generate(const RuntimeFlags& f) {
   ThreadPool pool(f.threads);
   Model model(*source, pool);
   model.expert_cache().set_capacity(uint64_t(f.expert_cache_mib) << 20);
-  std::vector<int32_t> prompt;  // BOS first when the tokenizer has one (sentencepiece; not byte-level BPE)
-  if (tokenizer.bos_id() >= 0) prompt.push_back(int32_t(model.config().bos_token_id));
-  auto ids = tokenizer.encode(f.prompt);
-  prompt.insert(prompt.end(), ids.begin(), ids.end());
+  const std::vector<int32_t> prompt = tokenizer.encode_prompt(f.prompt, model.config().bos_token_id);
   GenerateOptions options;
   options.max_new_tokens = f.new_tokens;
   options.sampling = {f.temperature, f.top_p, f.seed};
   options.stop_token = int32_t(model.config().eos_token_id);
-  fmt::print("{}", tokenizer.decode(ids));
-  TextStream stream(tokenizer, ids);
+  fmt::print("{}", tokenizer.decode(prompt));  // a BOS decodes to nothing
+  TextStream stream(tokenizer, prompt);
   GenerateResult r = generate(model, prompt, options, [&](int32_t id) {
     fmt::print("{}", stream.push(id));
     std::fflush(stdout);

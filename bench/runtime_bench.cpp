@@ -50,8 +50,7 @@ nlohmann::ordered_json run_runtime_bench(const RuntimeBenchOptions& o) {
   PerplexityOptions eval;
   eval.ctx = o.ctx;
   eval.max_windows = o.windows;
-  std::vector<int32_t> prompt{int32_t(model.config().bos_token_id)};
-  for (int32_t id : tokenizer.encode("The Fulton County Grand Jury said Friday")) prompt.push_back(id);
+  const auto prompt = tokenizer.encode_prompt("The Fulton County Grand Jury said Friday", model.config().bos_token_id);
   GenerateOptions gen;
   gen.max_new_tokens = o.gen_tokens;
   for (int r = 0; r < o.repeats; ++r) {

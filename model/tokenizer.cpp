@@ -64,6 +64,14 @@ std::string Tokenizer::decode(std::span<const int32_t> ids) const {
   return text;
 }
 
+std::vector<int32_t> Tokenizer::encode_prompt(std::string_view text, int64_t bos_token_id) const {
+  std::vector<int32_t> prompt;
+  if (bos_id() >= 0) prompt.push_back(int32_t(bos_token_id));
+  const auto ids = encode(text);
+  prompt.insert(prompt.end(), ids.begin(), ids.end());
+  return prompt;
+}
+
 int Tokenizer::vocab_size() const { return bpe_ ? int(bpe_->vocab_size()) : processor_->GetPieceSize(); }
 int Tokenizer::bos_id() const { return bpe_ ? -1 : processor_->bos_id(); }
 int Tokenizer::eos_id() const { return bpe_ ? -1 : processor_->eos_id(); }

@@ -37,6 +37,10 @@ class Tokenizer {
   // the same as encoding the whole text at once (tests check this).
   std::vector<int32_t> encode(std::string_view text, size_t chunk_bytes = size_t{1} << 18) const;
   std::string decode(std::span<const int32_t> ids) const;
+  // A prompt as the model reads it: `bos_token_id` (the config's) first when
+  // the tokenizer defines a BOS (sentencepiece; byte-level BPE has none), then
+  // the text's ids. The one place this rule lives (generate, serve, bench).
+  std::vector<int32_t> encode_prompt(std::string_view text, int64_t bos_token_id) const;
   int vocab_size() const;
   int bos_id() const;  // -1 when the tokenizer defines none (BPE: the config says)
   int eos_id() const;

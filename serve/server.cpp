@@ -332,18 +332,11 @@ struct Server::Impl {
     if (auto* e = std::get_if<ApiError>(&parsed)) return reply_error(res, *e);
     const CompletionRequest& r = std::get<CompletionRequest>(parsed);
     // Every prompt tokenized and checked before any is queued.
-    // A text prompt starts with BOS when the tokenizer has one (sentencepiece,
-    // as `moec generate`); byte-level BPE models (Qwen) use none.
+    // Text prompts as `moec generate` reads them (Tokenizer::encode_prompt).
     const bool with_bos = tokenizer->bos_id() >= 0;
     std::vector<std::vector<int32_t>> feds;
     for (const PromptInput& p : r.prompts) {
-      std::vector<int32_t> fed = p.ids;
-      if (p.text) {
-        fed.clear();
-        if (with_bos) fed.push_back(int32_t(model->config().bos_token_id));
-        const auto ids = tokenizer->encode(*p.text);
-        fed.insert(fed.end(), ids.begin(), ids.end());
-      }
+      std::vector<int32_t> fed = p.text ? tokenizer->encode_prompt(*p.text, model->config().bos_token_id) : p.ids;
       if (fed.empty()) {
         ApiError e;
         e.message = "the prompt is empty (it has no tokens)";

@@ -51,9 +51,7 @@ struct TestServer {
   }
   // What `moec generate` prints for this prompt (greedy), EOS excluded.
   std::string generate_text(const std::string& prompt, int64_t tokens) {
-    std::vector<int32_t> ids{int32_t(model.config().bos_token_id)};
-    auto text = tokenizer.encode(prompt);
-    ids.insert(ids.end(), text.begin(), text.end());
+    const std::vector<int32_t> ids = tokenizer.encode_prompt(prompt, model.config().bos_token_id);
     GenerateOptions o;
     o.max_new_tokens = tokens;
     o.stop_token = int32_t(model.config().eos_token_id);
