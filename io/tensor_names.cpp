@@ -41,10 +41,13 @@ constexpr std::array<RoleRow, 18> kRoles{{
 
 const RoleRow& role_row(TensorRole role) { return kRoles[static_cast<size_t>(role)]; }
 
-// Mistral and Llama dense decoders: Mixtral's attention and norms, a SwiGLU
-// MLP per layer (HF defaults: rope_theta 10000, rms_norm_eps 1e-6).
-std::vector<std::pair<TensorRole, std::string>> dense_patterns() {
-  return {
+using Patterns = std::vector<std::pair<TensorRole, std::string>>;
+
+// The names every supported family shares (Llama's layout): embedding,
+// attention, the two norms per layer, final norm and lm_head; `extra` adds
+// the family's MLP or MoE tensors.
+Patterns llama_layout(Patterns extra) {
+  Patterns p{
       {TensorRole::Embed, "model.embed_tokens.weight"},
       {TensorRole::FinalNorm, "model.norm.weight"},
       {TensorRole::LmHead, "lm_head.weight"},
@@ -54,10 +57,9 @@ std::vector<std::pair<TensorRole, std::string>> dense_patterns() {
       {TensorRole::AttnV, "model.layers.{L}.self_attn.v_proj.weight"},
       {TensorRole::AttnO, "model.layers.{L}.self_attn.o_proj.weight"},
       {TensorRole::MoeNorm, "model.layers.{L}.post_attention_layernorm.weight"},
-      {TensorRole::MlpGate, "model.layers.{L}.mlp.gate_proj.weight"},
-      {TensorRole::MlpUp, "model.layers.{L}.mlp.up_proj.weight"},
-      {TensorRole::MlpDown, "model.layers.{L}.mlp.down_proj.weight"},
   };
+  p.insert(p.end(), extra.begin(), extra.end());
+  return p;
 }
 
 // Qwen3-MoE: Mixtral's layout under other names, per-head q/k norms,
@@ -72,23 +74,14 @@ ArchitectureNames qwen3_moe() {
   a.expert_width_key = "moe_intermediate_size";
   a.default_norm_topk_prob = false;
   a.qk_norm = QkNorm::PerHead;
-  a.patterns = {
-      {TensorRole::Embed, "model.embed_tokens.weight"},
-      {TensorRole::FinalNorm, "model.norm.weight"},
-      {TensorRole::LmHead, "lm_head.weight"},
-      {TensorRole::AttnNorm, "model.layers.{L}.input_layernorm.weight"},
-      {TensorRole::AttnQ, "model.layers.{L}.self_attn.q_proj.weight"},
-      {TensorRole::AttnK, "model.layers.{L}.self_attn.k_proj.weight"},
-      {TensorRole::AttnV, "model.layers.{L}.self_attn.v_proj.weight"},
-      {TensorRole::AttnO, "model.layers.{L}.self_attn.o_proj.weight"},
+  a.patterns = llama_layout({
       {TensorRole::AttnQNorm, "model.layers.{L}.self_attn.q_norm.weight"},
       {TensorRole::AttnKNorm, "model.layers.{L}.self_attn.k_norm.weight"},
-      {TensorRole::MoeNorm, "model.layers.{L}.post_attention_layernorm.weight"},
       {TensorRole::Router, "model.layers.{L}.mlp.gate.weight"},
       {TensorRole::ExpertW1, "model.layers.{L}.mlp.experts.{E}.gate_proj.weight"},
       {TensorRole::ExpertW2, "model.layers.{L}.mlp.experts.{E}.down_proj.weight"},
       {TensorRole::ExpertW3, "model.layers.{L}.mlp.experts.{E}.up_proj.weight"},
-  };
+  });
   return a;
 }
 
@@ -107,31 +100,28 @@ ArchitectureNames olmoe() {
 ArchitectureNames mixtral() {
   ArchitectureNames a;
   a.model_type = "mixtral";
-  a.patterns = {
-           {TensorRole::Embed, "model.embed_tokens.weight"},
-           {TensorRole::FinalNorm, "model.norm.weight"},
-           {TensorRole::LmHead, "lm_head.weight"},
-           {TensorRole::AttnNorm, "model.layers.{L}.input_layernorm.weight"},
-           {TensorRole::AttnQ, "model.layers.{L}.self_attn.q_proj.weight"},
-           {TensorRole::AttnK, "model.layers.{L}.self_attn.k_proj.weight"},
-           {TensorRole::AttnV, "model.layers.{L}.self_attn.v_proj.weight"},
-           {TensorRole::AttnO, "model.layers.{L}.self_attn.o_proj.weight"},
-           {TensorRole::MoeNorm, "model.layers.{L}.post_attention_layernorm.weight"},
-           {TensorRole::Router, "model.layers.{L}.block_sparse_moe.gate.weight"},
-           {TensorRole::ExpertW1, "model.layers.{L}.block_sparse_moe.experts.{E}.w1.weight"},
-           {TensorRole::ExpertW2, "model.layers.{L}.block_sparse_moe.experts.{E}.w2.weight"},
-           {TensorRole::ExpertW3, "model.layers.{L}.block_sparse_moe.experts.{E}.w3.weight"},
-  };
+  a.patterns = llama_layout({
+      {TensorRole::Router, "model.layers.{L}.block_sparse_moe.gate.weight"},
+      {TensorRole::ExpertW1, "model.layers.{L}.block_sparse_moe.experts.{E}.w1.weight"},
+      {TensorRole::ExpertW2, "model.layers.{L}.block_sparse_moe.experts.{E}.w2.weight"},
+      {TensorRole::ExpertW3, "model.layers.{L}.block_sparse_moe.experts.{E}.w3.weight"},
+  });
   return a;
 }
 
+// Mistral and Llama dense decoders: a SwiGLU MLP per layer (HF defaults:
+// rope_theta 10000, rms_norm_eps 1e-6).
 ArchitectureNames dense(const char* model_type) {
   ArchitectureNames a;
   a.model_type = model_type;
   a.moe = false;
   a.default_rope_theta = 1e4;
   a.default_rms_norm_eps = 1e-6;
-  a.patterns = dense_patterns();
+  a.patterns = llama_layout({
+      {TensorRole::MlpGate, "model.layers.{L}.mlp.gate_proj.weight"},
+      {TensorRole::MlpUp, "model.layers.{L}.mlp.up_proj.weight"},
+      {TensorRole::MlpDown, "model.layers.{L}.mlp.down_proj.weight"},
+  });
   return a;
 }
 
