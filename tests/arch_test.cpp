@@ -21,12 +21,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-float max_abs_diff(const float* a, const float* b, size_t n) {
-  float worst = 0;
-  for (size_t i = 0; i < n; ++i) worst = std::max(worst, std::abs(a[i] - b[i]));
-  return worst;
-}
-
 void check_against_reference(const std::string& name) {
   const fs::path dir = test::fixtures_dir() / "arch" / name;
   const fs::path ref = test::fixtures_dir() / "arch" / "reference" / (name + ".h5");
@@ -54,9 +48,9 @@ void check_against_reference(const std::string& name) {
   REQUIRE(trace.hidden.size() == size_t(L + 1));
   for (int64_t l = 0; l <= L; ++l) {
     INFO("hidden state " << l);
-    CHECK(max_abs_diff(trace.hidden[size_t(l)].data(), &hidden_ref.values[size_t(l * T * H)], size_t(T * H)) < 1e-3f);
+    CHECK(test::max_abs_diff(trace.hidden[size_t(l)].data(), &hidden_ref.values[size_t(l * T * H)], size_t(T * H)) < 1e-3f);
   }
-  CHECK(max_abs_diff(logits.data(), logits_ref.values.data(), logits.size()) < 1e-3f);
+  CHECK(test::max_abs_diff(logits.data(), logits_ref.values.data(), logits.size()) < 1e-3f);
   for (int64_t l = 0; l < L; ++l) {
     INFO("layer " << l);
     const std::vector<int32_t> want(experts_ref.values.begin() + l * T * K, experts_ref.values.begin() + (l + 1) * T * K);

@@ -12,16 +12,6 @@
 using namespace moec;
 namespace fs = std::filesystem;
 
-namespace {
-
-float max_abs_diff(const float* a, const float* b, size_t n) {
-  float worst = 0;
-  for (size_t i = 0; i < n; ++i) worst = std::max(worst, std::abs(a[i] - b[i]));
-  return worst;
-}
-
-}  // namespace
-
 TEST_CASE("forward pass matches the PyTorch reference", "[model]") {
   fs::path ref = test::reference_h5();
   if (ref.empty()) {
@@ -50,9 +40,9 @@ TEST_CASE("forward pass matches the PyTorch reference", "[model]") {
     REQUIRE(trace.hidden.size() == 5);
     for (size_t l = 0; l < 5; ++l) {
       INFO("hidden state " << l);
-      CHECK(max_abs_diff(trace.hidden[l].data(), &hidden_ref.values[l * T * H], size_t(T * H)) < 1e-3f);
+      CHECK(test::max_abs_diff(trace.hidden[l].data(), &hidden_ref.values[l * T * H], size_t(T * H)) < 1e-3f);
     }
-    CHECK(max_abs_diff(logits.data(), logits_ref.values.data(), logits.size()) < 1e-3f);
+    CHECK(test::max_abs_diff(logits.data(), logits_ref.values.data(), logits.size()) < 1e-3f);
     for (size_t l = 0; l < 4; ++l) {
       std::vector<int32_t> want(experts_ref.values.begin() + l * T * 2, experts_ref.values.begin() + (l + 1) * T * 2);
       CHECK(trace.routing[l].chosen == want);

@@ -1,5 +1,8 @@
 #include "tests/reference.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include <hdf5.h>
 
 #include <stdexcept>
@@ -52,6 +55,12 @@ double read_reference_attribute(const std::filesystem::path& file, const std::st
   H5Aclose(a);
   H5Fclose(f);
   return value;
+}
+
+float max_abs_diff(const float* a, const float* b, size_t n) {
+  float worst = 0;
+  for (size_t i = 0; i < n; ++i) worst = std::max(worst, std::abs(a[i] - b[i]));
+  return worst;
 }
 
 }  // namespace moec::test

@@ -16,4 +16,7 @@ RefArray<float> read_reference_floats(const std::filesystem::path& file, const s
 RefArray<int32_t> read_reference_ints(const std::filesystem::path& file, const std::string& name);
 double read_reference_attribute(const std::filesystem::path& file, const std::string& name);
 
+// The largest |a[i] - b[i]| (comparisons with reference arrays).
+float max_abs_diff(const float* a, const float* b, size_t n);
+
 }  // namespace moec::test

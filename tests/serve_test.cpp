@@ -85,8 +85,7 @@ struct Completion {
 };
 
 // POSTs to /v1/completions; a streamed answer is read as server-sent events.
-Completion complete(const httplib::Client& base_client, const json& body, int port) {
-  (void)base_client;
+Completion complete(const json& body, int port) {
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(30, 0);
   Completion out;
@@ -153,9 +152,8 @@ TEST_CASE("serve: greedy completions equal moec generate, alone and with 8 concu
   std::vector<std::string> expected;
   for (const auto& p : prompts) expected.push_back(s.generate_text(p, 24));
   s.start();
-  auto client = s.client();
   for (size_t i = 0; i < prompts.size(); ++i) {
-    Completion c = complete(client, completion_body(prompts[i], 24), s.port);
+    Completion c = complete(completion_body(prompts[i], 24), s.port);
     REQUIRE(c.status == 200);
     CHECK(c.text == expected[i]);
     CHECK(c.last["usage"]["completion_tokens"].get<int64_t>() <= 24);
@@ -166,7 +164,7 @@ TEST_CASE("serve: greedy completions equal moec generate, alone and with 8 concu
     std::vector<std::thread> clients;
     for (size_t i = 0; i < prompts.size(); ++i)
       clients.emplace_back([&, i] {
-        results[i] = complete(client, completion_body(prompts[i], 24, (i + round) % 2 == 1), s.port);
+        results[i] = complete(completion_body(prompts[i], 24, (i + round) % 2 == 1), s.port);
       });
     for (auto& t : clients) t.join();
     for (size_t i = 0; i < prompts.size(); ++i) {
@@ -182,13 +180,13 @@ TEST_CASE("serve: greedy completions equal moec generate, alone and with 8 concu
   }
   // A seeded sampled request: the same alone and beside others.
   json sampled{{"prompt", "The jury said"}, {"max_tokens", 20}, {"temperature", 0.9}, {"seed", 7}};
-  const std::string alone = complete(client, sampled, s.port).text;
+  const std::string alone = complete(sampled, s.port).text;
   std::vector<std::string> together(6);
   std::vector<std::thread> clients;
   for (size_t i = 0; i < together.size(); ++i)
     clients.emplace_back([&, i] {
       json body = i % 2 ? sampled : completion_body(prompts[i], 20);
-      together[i] = complete(client, body, s.port).text;
+      together[i] = complete(body, s.port).text;
     });
   for (auto& t : clients) t.join();
   for (size_t i = 1; i < together.size(); i += 2) CHECK(together[i] == alone);
@@ -252,7 +250,7 @@ TEST_CASE("serve: echo with logprobs scores the prompt as the model does", "[ser
   }
   s.start();
   json body{{"prompt", ids}, {"max_tokens", 2}, {"temperature", 0}, {"logprobs", 3}, {"echo", true}};
-  Completion c = complete(s.client(), body, s.port);
+  Completion c = complete(body, s.port);
   REQUIRE(c.status == 200);
   const json& lp = c.last["choices"][0]["logprobs"];
   REQUIRE(lp["tokens"].size() == ids.size() + 2);
@@ -267,7 +265,7 @@ TEST_CASE("serve: echo with logprobs scores the prompt as the model does", "[ser
   CHECK(c.last["usage"]["prompt_tokens"] == ids.size());
   // Scoring only (lm-evaluation-harness): max_tokens 0 with echo.
   body["max_tokens"] = 0;
-  Completion scored = complete(s.client(), body, s.port);
+  Completion scored = complete(body, s.port);
   REQUIRE(scored.status == 200);
   CHECK(scored.last["choices"][0]["logprobs"]["tokens"].size() == ids.size());
   CHECK(scored.last["usage"]["completion_tokens"] == 0);
@@ -279,7 +277,7 @@ TEST_CASE("serve: a list of prompts gets one choice each, as the prompts would a
   const std::vector<int32_t> ids = {1, 415, 2796, 773};
   json batch{{"prompt", json::array({"The jury said", ids, "It was"})}, {"max_tokens", 6}, {"temperature", 0},
              {"logprobs", 1}};
-  Completion all = complete(s.client(), batch, s.port);
+  Completion all = complete(batch, s.port);
   REQUIRE(all.status == 200);
   const json& choices = all.last["choices"];
   REQUIRE(choices.size() == 3);
@@ -287,7 +285,7 @@ TEST_CASE("serve: a list of prompts gets one choice each, as the prompts would a
   for (size_t i = 0; i < 3; ++i) {
     json one = batch;
     one["prompt"] = batch["prompt"][i];
-    Completion alone = complete(s.client(), one, s.port);
+    Completion alone = complete(one, s.port);
     REQUIRE(alone.status == 200);
     CHECK(choices[i]["index"] == i);
     CHECK(choices[i]["text"] == alone.text);
@@ -306,7 +304,7 @@ TEST_CASE("serve: stop sequences end the text before them, streamed or not", "[s
   for (bool stream : {false, true}) {
     json body = completion_body("The jury said", 24, stream);
     body["stop"] = json::array({"nonexistent", "the first"});
-    Completion c = complete(s.client(), body, s.port);
+    Completion c = complete(body, s.port);
     REQUIRE(c.status == 200);
     CHECK(c.text == want);
     CHECK(c.finish_reason == "stop");
@@ -314,7 +312,7 @@ TEST_CASE("serve: stop sequences end the text before them, streamed or not", "[s
   // A stop sequence that never appears changes nothing.
   json body = completion_body("The jury said", 24, true);
   body["stop"] = "zzzz";
-  Completion c = complete(s.client(), body, s.port);
+  Completion c = complete(body, s.port);
   CHECK(c.text == full);
   CHECK(c.finish_reason == "length");
 }
@@ -397,7 +395,7 @@ TEST_CASE("serve: bad requests get OpenAI error objects and the server goes on",
   REQUIRE(models);
   CHECK(json::parse(models->body)["data"][0]["id"] == "tiny");
   // Still serving.
-  Completion ok = complete(c, completion_body("The jury said", 4), s.port);
+  Completion ok = complete(completion_body("The jury said", 4), s.port);
   CHECK(ok.status == 200);
   auto health = c.Get("/health");
   CHECK(health->status == 200);
@@ -467,7 +465,7 @@ TEST_CASE("serve: 1000 mixed requests (10% malformed, disconnects) are all answe
   {
     std::vector<std::thread> warm;
     for (int i = 0; i < 16; ++i)
-      warm.emplace_back([&, i] { complete(s.client(), completion_body("The jury said", 8, i % 2), s.port); });
+      warm.emplace_back([&, i] { complete(completion_body("The jury said", 8, i % 2), s.port); });
     for (auto& t : warm) t.join();
   }
   const uint64_t idle_rss = current_rss_bytes();
@@ -518,7 +516,7 @@ TEST_CASE("serve: 1000 mixed requests (10% malformed, disconnects) are all answe
           }
           continue;
         }
-        Completion r = complete(c, body, s.port);
+        Completion r = complete(body, s.port);
         (r.status == 200 && r.done ? ok : wrong)++;
       }
     });
