@@ -56,49 +56,58 @@ std::vector<uint32_t> byte_code_points() {
   return table;
 }
 
-// Decodes UTF-8 as the tokenizers library does (Rust from_utf8_lossy): each
-// maximal invalid subsequence becomes one U+FFFD.
+// The UTF-8 sequence starting at s[i]: its length when valid, else 0 with
+// `invalid` set to the length of the maximal invalid subpart (>= 1), which
+// the tokenizers library (Rust from_utf8_lossy) replaces by one U+FFFD.
+size_t utf8_sequence(std::string_view s, size_t i, size_t& invalid) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const unsigned b = p[i];
+  if (b < 0x80) return 1;
+  size_t length = 0;
+  unsigned lo = 0x80, hi = 0xBF;  // range of the second byte
+  if (b >= 0xC2 && b <= 0xDF) length = 2;
+  else if (b == 0xE0) length = 3, lo = 0xA0;
+  else if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) length = 3;
+  else if (b == 0xED) length = 3, hi = 0x9F;
+  else if (b == 0xF0) length = 4, lo = 0x90;
+  else if (b >= 0xF1 && b <= 0xF3) length = 4;
+  else if (b == 0xF4) length = 4, hi = 0x8F;
+  if (length == 0) {
+    invalid = 1;
+    return 0;
+  }
+  size_t k = 1;
+  for (; k < length && i + k < s.size(); ++k) {
+    const unsigned c = p[i + k];
+    if (!(k == 1 ? (c >= lo && c <= hi) : (c >= 0x80 && c <= 0xBF))) break;
+  }
+  if (k == length) return length;
+  invalid = k;
+  return 0;
+}
+
 std::string lossy_utf8(std::string_view s) {
   std::string out;
   out.reserve(s.size());
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const size_t n = s.size();
-  size_t i = 0;
-  while (i < n) {
-    const unsigned b = p[i];
-    if (b < 0x80) {
-      out += char(b);
-      ++i;
-      continue;
-    }
-    size_t length = 0;
-    unsigned lo = 0x80, hi = 0xBF;  // range of the second byte
-    if (b >= 0xC2 && b <= 0xDF) length = 2;
-    else if (b == 0xE0) length = 3, lo = 0xA0;
-    else if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) length = 3;
-    else if (b == 0xED) length = 3, hi = 0x9F;
-    else if (b == 0xF0) length = 4, lo = 0x90;
-    else if (b >= 0xF1 && b <= 0xF3) length = 4;
-    else if (b == 0xF4) length = 4, hi = 0x8F;
-    if (length == 0) {
-      out += "\xEF\xBF\xBD";
-      ++i;
-      continue;
-    }
-    size_t k = 1;
-    for (; k < length && i + k < n; ++k) {
-      const unsigned c = p[i + k];
-      const bool ok = k == 1 ? (c >= lo && c <= hi) : (c >= 0x80 && c <= 0xBF);
-      if (!ok) break;
-    }
-    if (k == length) {
+  for (size_t i = 0, invalid = 0; i < s.size();) {
+    if (const size_t length = utf8_sequence(s, i, invalid)) {
       out.append(s.substr(i, length));
+      i += length;
     } else {
       out += "\xEF\xBF\xBD";
+      i += invalid;
     }
-    i += k;
   }
   return out;
+}
+
+bool valid_utf8(std::string_view s) {
+  for (size_t i = 0, invalid = 0; i < s.size();) {
+    const size_t length = utf8_sequence(s, i, invalid);
+    if (length == 0) return false;
+    i += length;
+  }
+  return true;
 }
 
 // A compiled PCRE2 pattern (UTF, Unicode properties for \p, \s, \w; JIT
@@ -149,8 +158,6 @@ class Regex {
   pcre2_code* code_ = nullptr;
 };
 
-bool valid_utf8(std::string_view s) { return lossy_utf8(s) == s; }
-
 }  // namespace
 
 struct BpeTokenizer::Impl {
@@ -166,6 +173,7 @@ struct BpeTokenizer::Impl {
     bool special;
   };
   std::vector<Added> added;
+  std::unordered_map<int32_t, size_t> added_by_id;  // id -> index in `added`
   bool added_first_byte[256] = {};  // bytes an added token can start with
   bool nfc = false;
   bool prefix_space = false;
@@ -217,6 +225,7 @@ struct BpeTokenizer::Impl {
     for (const json& a : j.value("added_tokens", json::array())) {
       added.push_back({a.at("content").get<std::string>(), a.at("id").get<int32_t>(), a.value("special", false)});
       if (!added.back().content.empty()) added_first_byte[static_cast<unsigned char>(added.back().content[0])] = true;
+      added_by_id[added.back().id] = added.size() - 1;
       vocab_size = std::max<int64_t>(vocab_size, int64_t(added.back().id) + 1);
     }
     tokens.assign(size_t(vocab_size), {});
@@ -365,10 +374,8 @@ std::string BpeTokenizer::decode(const std::vector<int32_t>& ids, bool skip_spec
   std::string bytes;
   for (int32_t id : ids) {
     if (id < 0 || id >= impl_->vocab_size) fail("{}: token id {} is outside the vocabulary", impl_->what, id);
-    const Impl::Added* added = nullptr;
-    for (const auto& a : impl_->added)
-      if (a.id == id) added = &a;
-    if (added) {
+    if (auto it = impl_->added_by_id.find(id); it != impl_->added_by_id.end()) {
+      const Impl::Added* added = &impl_->added[it->second];
       if (!(skip_special_tokens && added->special)) bytes += added->content;
       continue;
     }

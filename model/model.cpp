@@ -145,9 +145,8 @@ const std::vector<float>& Model::forward(std::span<const int32_t> tokens, int64_
                                          ForwardTrace* trace) {
   if (int64_t(tokens.size()) != cache.sequences * length)
     fail("forward: {} tokens for {} sequences of {}", tokens.size(), cache.sequences, length);
-  std::vector<SequenceSpan> spans;
-  uniform_spans(cache.sequences, cache.length, length, spans);
-  const auto& hidden = forward(tokens, std::span<const SequenceSpan>(spans), cache, trace);
+  uniform_spans(cache.sequences, cache.length, length, spans_);  // forward(spans) leaves spans_ alone
+  const auto& hidden = forward(tokens, std::span<const SequenceSpan>(spans_), cache, trace);
   cache.length += length;
   return hidden;
 }
