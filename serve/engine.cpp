@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <exception>
+#include <numeric>
 #include <span>
 
 #include "model/attention.h"
@@ -57,8 +58,9 @@ TokenLogprob logprob_of(std::span<const float> logits, int32_t token, int top) {
   r.token = token;
   r.logprob = float(double(logits[size_t(token)]) - log_z);
   if (top > 0) {
-    std::vector<int32_t> ids(logits.size());
-    for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(i);
+    thread_local std::vector<int32_t> ids;  // the engine thread's, reused token after token
+    ids.resize(logits.size());
+    std::iota(ids.begin(), ids.end(), 0);
     const size_t k = std::min(ids.size(), size_t(top));
     std::partial_sort(ids.begin(), ids.begin() + ptrdiff_t(k), ids.end(), [&](int32_t a, int32_t b) {
       return logits[size_t(a)] != logits[size_t(b)] ? logits[size_t(a)] > logits[size_t(b)] : a < b;
