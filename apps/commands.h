@@ -15,6 +15,7 @@ void add_runtime_commands(CLI::App& app);  // eval, generate
 void add_bench_commands(CLI::App& app);    // bench
 void add_quantize_commands(CLI::App& app); // quantize
 void add_merge_commands(CLI::App& app);    // merge
+void add_distill_commands(CLI::App& app);  // distill
 void add_serve_commands(CLI::App& app);    // serve
 
 // The flags every calibrating stage (quantize, merge) shares.

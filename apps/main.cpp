@@ -89,6 +89,7 @@ int main(int argc, char** argv) {
   moec::cli::add_runtime_commands(app);
   moec::cli::add_quantize_commands(app);
   moec::cli::add_merge_commands(app);
+  moec::cli::add_distill_commands(app);
   moec::cli::add_serve_commands(app);
   moec::cli::add_bench_commands(app);
   try {

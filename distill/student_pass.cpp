@@ -121,8 +121,12 @@ void StudentPass::backward_layer(int64_t l, std::vector<float>& dx) {
 LossSums StudentPass::run(std::span<const int32_t> ids, const float* teacher, const LossWeights& weights,
                           bool backward) {
   const ModelConfig& c = student_.config();
+  const int64_t windows = int64_t(ids.size()) / ctx_;
+  if (windows < 1 || windows > windows_ || windows * ctx_ != int64_t(ids.size()))
+    fail("student pass: {} tokens are not 1 to {} windows of {}", ids.size(), windows_, ctx_);
+  rows_ = windows * ctx_;
+  dims_.windows = windows;
   const int64_t n = rows_, h = c.hidden_size, vocab = c.vocab_size;
-  if (int64_t(ids.size()) != n) fail("student pass: {} tokens for {} windows of {}", ids.size(), windows_, ctx_);
   for (int32_t id : ids)
     if (id < 0 || id >= vocab) fail("student pass: token id {} outside the vocabulary of {}", id, vocab);
   for (int64_t r = 0; r < n; ++r) labels_[size_t(r)] = (r + 1) % ctx_ == 0 ? -1 : ids[size_t(r + 1)];
@@ -136,7 +140,7 @@ LossSums StudentPass::run(std::span<const int32_t> ids, const float* teacher, co
   rms_norm_forward(pool_, x_.data(), final_norm.value.data(), n, h, float(c.rms_norm_eps), final_norm_.data(),
                    final_rstd_.data());
   linear_forward(pool_, final_norm_.data(), head.value.data(), n, h, vocab, logits_.data());
-  const int64_t labelled = windows_ * (ctx_ - 1);
+  const int64_t labelled = windows * (ctx_ - 1);
   LossSums sums = loss_backward(pool_, logits_.data(), teacher, labels_, vocab, weights, 1.0f / float(labelled));
   if (!backward) return sums;
 

@@ -21,7 +21,7 @@ class StudentPass {
  public:
   StudentPass(Student& student, ThreadPool& pool, int64_t windows, int64_t ctx);
 
-  // ids: `windows` windows of ctx tokens (window-major), each an independent
+  // ids: 1 to `windows` windows of ctx tokens (window-major), each an independent
   // sequence at positions 0..ctx-1; row t of a window is labelled with token
   // t+1 (the last row with none). teacher: the teacher's logits for the same
   // rows, or null. The loss is the mean over labelled rows; with `backward`
