@@ -280,8 +280,11 @@ DistillReport Distiller::run(const std::filesystem::path& out) {
   StudentWriter writer(source_, out, student, o_, dtype);
 
   Tokenizer tokenizer = Tokenizer::from_checkpoint(source_);
-  std::vector<int32_t> all = calibration_windows(tokenizer.encode(read_text_file(o_.calib)),
-                                                 o_.calib_windows + o_.validation_windows, o_.ctx, o_.seed);
+  const std::vector<int32_t> text = tokenizer.encode(read_text_file(o_.calib));
+  if (int64_t(text.size()) < (o_.validation_windows + 1) * o_.ctx)
+    fail("{}: {} tokens; need at least {} (the {} validation windows and one training window of {})",
+         o_.calib.string(), text.size(), (o_.validation_windows + 1) * o_.ctx, o_.validation_windows, o_.ctx);
+  std::vector<int32_t> all = calibration_windows(text, o_.calib_windows + o_.validation_windows, o_.ctx, o_.seed);
   const int64_t windows = int64_t(all.size()) / o_.ctx;
   if (windows < o_.validation_windows + 1)
     fail("{}: {} windows of {} tokens; need more than the {} validation windows", o_.calib.string(), windows, o_.ctx,

@@ -39,7 +39,7 @@ struct DistillOptions {
   int64_t ctx = 256;
   MlpInit init = MlpInit::Neurons;
   // Stage 1.
-  int64_t layer_windows = 64;  // windows whose activations fit each layer
+  int64_t layer_windows = 256;  // windows whose activations fit each layer
   int64_t layer_epochs = 4;
   float layer_lr = 1e-3f;
   // Stage 2 (steps 0: skip it).
