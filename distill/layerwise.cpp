@@ -128,9 +128,13 @@ MlpInit parse_mlp_init(std::string_view name) {
 std::string_view mlp_init_name(MlpInit init) { return init == MlpInit::Neurons ? "neurons" : "random"; }
 
 void mlp_forward(ThreadPool& pool, const float* h, int64_t n, const DenseMlp& mlp, float* out) {
-  std::vector<float> gate, up, act;
-  activations(pool, h, n, mlp, gate, up, act);
-  linear_forward(pool, act.data(), mlp.down.value.data(), n, width_of(mlp), hidden_of(mlp), out);
+  std::vector<float> gate, up, act;  // one chunk of rows at a time: [chunk, W] each
+  const int64_t hidden = hidden_of(mlp);
+  for (int64_t r0 = 0; r0 < n; r0 += kChunkRows) {
+    const int64_t rows = std::min(kChunkRows, n - r0);
+    activations(pool, h + r0 * hidden, rows, mlp, gate, up, act);
+    linear_forward(pool, act.data(), mlp.down.value.data(), rows, width_of(mlp), hidden, out + r0 * hidden);
+  }
 }
 
 void init_mlp(ThreadPool& pool, const CheckpointSource& teacher, int layer, MlpInit init, const float* h, int64_t n,
@@ -167,16 +171,19 @@ void init_mlp(ThreadPool& pool, const CheckpointSource& teacher, int layer, MlpI
     const auto w1 = teacher.read({TensorRole::ExpertW1, layer, int(e)}).to_f32();
     const auto w2 = teacher.read({TensorRole::ExpertW2, layer, int(e)}).to_f32();
     const auto w3 = teacher.read({TensorRole::ExpertW3, layer, int(e)}).to_f32();
-    RowMatrix x(int64_t(rows.size()), hidden);
-    for (size_t r = 0; r < rows.size(); ++r) x.row(int64_t(r)) = ConstMap(h + rows[r] * hidden, 1, hidden);
-    RowMatrix g = x * ConstMap(w1.data(), inter, hidden).transpose(), u = x * ConstMap(w3.data(), inter, hidden).transpose();
-    const Eigen::ArrayXXf gs = g.array(), act = (gs / (1.0f + (-gs).exp()) * u.array()).abs();
-    const Eigen::VectorXf col_norms = ConstMap(w2.data(), hidden, inter).colwise().norm().transpose();
-    for (int64_t j = 0; j < inter; ++j) {
-      double s = 0;
-      for (size_t r = 0; r < rows.size(); ++r) s += double(weights[r]) * act(int64_t(r), j);
-      neurons[size_t(int64_t(e) * inter + j)] = {s * col_norms[j], int64_t(e), j};
+    std::vector<double> sums(size_t(inter), 0.0);
+    for (size_t r0 = 0; r0 < rows.size(); r0 += size_t(kChunkRows)) {  // bounded scratch per expert
+      const int64_t m = std::min<int64_t>(kChunkRows, int64_t(rows.size() - r0));
+      RowMatrix x(m, hidden);
+      for (int64_t r = 0; r < m; ++r) x.row(r) = ConstMap(h + rows[r0 + size_t(r)] * hidden, 1, hidden);
+      const RowMatrix g = x * ConstMap(w1.data(), inter, hidden).transpose();
+      const RowMatrix u = x * ConstMap(w3.data(), inter, hidden).transpose();
+      const Eigen::ArrayXXf gs = g.array(), act = (gs / (1.0f + (-gs).exp()) * u.array()).abs();
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t j = 0; j < inter; ++j) sums[size_t(j)] += double(weights[r0 + size_t(r)]) * act(r, j);
     }
+    const Eigen::VectorXf col_norms = ConstMap(w2.data(), hidden, inter).colwise().norm().transpose();
+    for (int64_t j = 0; j < inter; ++j) neurons[size_t(int64_t(e) * inter + j)] = {sums[size_t(j)] * col_norms[j], int64_t(e), j};
   });
   const int64_t chosen = std::min(w, experts * inter);
   std::partial_sort(neurons.begin(), neurons.begin() + chosen, neurons.end(), [](const Neuron& a, const Neuron& b) {

@@ -161,6 +161,7 @@ double Distiller::student_perplexity(StudentPass& pass) {
 void Distiller::layerwise(Student& student, StudentPass& pass, DistillReport& report) {
   Stopwatch clock;
   const int64_t windows = std::min(o_.layer_windows, train_windows_), n = windows * o_.ctx, h = config_.hidden_size;
+  const int64_t chunk = o_.batch_windows * o_.ctx;
   std::span<const int32_t> ids(train_.data(), size_t(n));
   std::vector<float> x, normed, target, out;
   model_.embed(ids, x);
@@ -175,10 +176,21 @@ void Distiller::layerwise(Student& student, StudentPass& pass, DistillReport& re
     }
     normed.resize(x.size());
     rms_norm(x.data(), n, h, model_.moe_norm(l).data(), float(config_.rms_norm_eps), normed.data());
+    // The MoE block's output and routing, a batch of windows at a time (its
+    // scratch grows with the tokens of one call).
     target.assign(x.size(), 0.0f);
-    moe.forward(pool_, model_.moe_weights(l), config_.top_k, normed.data(), n, target.data(), nullptr);
-    route_tokens(pool_, model_.moe_weights(l).router, config_.top_k, normed.data(), n, routing, router_logits,
-                 config_.norm_topk_prob);
+    routing.chosen.clear();
+    routing.weight.clear();
+    Routing part;
+    for (int64_t t0 = 0; t0 < n; t0 += chunk) {
+      const int64_t m = std::min(chunk, n - t0);
+      moe.forward(pool_, model_.moe_weights(l), config_.top_k, &normed[size_t(t0 * h)], m, &target[size_t(t0 * h)], nullptr);
+      route_tokens(pool_, model_.moe_weights(l).router, config_.top_k, &normed[size_t(t0 * h)], m, part,
+                   router_logits, config_.norm_topk_prob);
+      routing.top_k = part.top_k;
+      routing.chosen.insert(routing.chosen.end(), part.chosen.begin(), part.chosen.end());
+      routing.weight.insert(routing.weight.end(), part.weight.begin(), part.weight.end());
+    }
     DenseMlp mlp{student.at({TensorRole::MlpGate, l}), student.at({TensorRole::MlpUp, l}),
                  student.at({TensorRole::MlpDown, l})};
     init_mlp(pool_, source_, l, o_.init, normed.data(), n, routing, o_.seed, mlp);
@@ -189,9 +201,12 @@ void Distiller::layerwise(Student& student, StudentPass& pass, DistillReport& re
     fit.seed = o_.seed + uint64_t(l);
     report.layers.push_back(fit_mlp(pool_, normed.data(), target.data(), n, fit, mlp));
     // The next layer sees the student's stream.
-    out.resize(x.size());
-    mlp_forward(pool_, normed.data(), n, mlp, out.data());
-    for (size_t i = 0; i < x.size(); ++i) x[i] += out[i];
+    for (int64_t t0 = 0; t0 < n; t0 += chunk) {
+      const int64_t m = std::min(chunk, n - t0);
+      out.resize(size_t(m * h));
+      mlp_forward(pool_, &normed[size_t(t0 * h)], m, mlp, out.data());
+      for (int64_t i = 0; i < m * h; ++i) x[size_t(t0 * h + i)] += out[size_t(i)];
+    }
     log(fmt::format("distill: layer {}/{} fitted on {} tokens: relative error {:.4f} -> {:.4f} ({:.1f} s)", l + 1,
                     config_.num_layers, n, report.layers.back().error_init, report.layers.back().error_fitted,
                     clock.seconds()));
@@ -273,6 +288,7 @@ DistillReport Distiller::run(const std::filesystem::path& out) {
     fail("--ctx {} must be between 2 and the model's max_position_embeddings {}", o_.ctx, config_.max_position_embeddings);
   if (o_.batch_windows < 1) fail("--batch-windows {} must be positive", o_.batch_windows);
   if (o_.validation_windows < 1) fail("--validation-windows {} must be positive", o_.validation_windows);
+  if (o_.layer_windows < 1) fail("--layer-windows {} must be positive", o_.layer_windows);
   if (!(o_.alpha >= 0 && o_.alpha <= 1)) fail("--alpha {} must be between 0 and 1", o_.alpha);
   if (!(o_.temperature > 0)) fail("--temperature {} must be positive", o_.temperature);
   Student student = Student::from_teacher(source_, o_.width);  // refuses dense and q/k-norm teachers

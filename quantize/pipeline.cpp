@@ -98,13 +98,24 @@ QuantizedMatrix quantize_matrix(const RowMatrix& w, const HessianAccumulator& h,
   return std::move(out.matrix);
 }
 
-ExpertResult quantize_expert(const CheckpointSource& source, int layer, int expert, const ExpertTokens& tokens,
+// The three matrices of one SwiGLU MLP: an expert's w1/w2/w3, or a dense
+// model's gate/down/up (quantized the same way: the dense MLP is one expert
+// that every token reaches).
+struct MlpKeys {
+  TensorKey gate, down, up;
+};
+MlpKeys mlp_keys(const ModelConfig& c, int layer, int expert) {
+  if (!c.moe()) return {{TensorRole::MlpGate, layer, -1}, {TensorRole::MlpDown, layer, -1}, {TensorRole::MlpUp, layer, -1}};
+  return {{TensorRole::ExpertW1, layer, expert}, {TensorRole::ExpertW2, layer, expert}, {TensorRole::ExpertW3, layer, expert}};
+}
+
+ExpertResult quantize_expert(const CheckpointSource& source, const MlpKeys& keys, const ExpertTokens& tokens,
                              const QuantizeOptions& o) {
   ExpertResult r;
-  const std::string name = fmt::format("layers.{}.experts.{}", layer, expert);
-  RowMatrix w1 = to_f32(source, {TensorRole::ExpertW1, layer, expert});
-  RowMatrix w2 = to_f32(source, {TensorRole::ExpertW2, layer, expert});
-  RowMatrix w3 = to_f32(source, {TensorRole::ExpertW3, layer, expert});
+  const std::string name = logical_name(keys.gate).substr(0, logical_name(keys.gate).rfind('.'));
+  RowMatrix w1 = to_f32(source, keys.gate);
+  RowMatrix w2 = to_f32(source, keys.down);
+  RowMatrix w3 = to_f32(source, keys.up);
   HessianAccumulator block_input(w1.cols()), down_input(w2.cols());
   if (o.gptq) tokens.for_each_chunk([&](int64_t, const RowMatrix& x) { block_input.add(x.data(), x.rows(), x.cols()); });
   r.w1 = quantize_matrix(w1, block_input, o, r.fallbacks, name + ".w1");
@@ -158,19 +169,21 @@ class LayerQuantizer {
   void run(int64_t l, std::vector<float>& x, int64_t windows) {
     Stopwatch clock;
     const ModelConfig& c = source_.config();
-    const int64_t h = c.hidden_size, experts = c.num_experts, batch_tokens = kWindowBatch * o_.ctx;
+    const int64_t h = c.hidden_size, experts = c.moe() ? c.num_experts : 1, batch_tokens = kWindowBatch * o_.ctx;
     const float eps = float(c.rms_norm_eps);
     for (int64_t w0 = 0; w0 < windows; w0 += kWindowBatch) {
       const int64_t batch = std::min(kWindowBatch, windows - w0);
       KvCache cache(1, batch, o_.ctx, c.num_kv_heads * c.head_dim);
       model_.attention_layer(l, &x[w0 * o_.ctx * h], o_.ctx, cache, 0);
     }
-    // Which tokens each expert gets.
+    // Which tokens each expert gets (a dense MLP: all of them).
     const int64_t n = windows * o_.ctx;
     std::vector<std::vector<int64_t>> rows(static_cast<size_t>(experts));
     std::vector<float> normed, logits;
     Routing routing;
-    for (int64_t t0 = 0; t0 < n; t0 += batch_tokens) {
+    if (!c.moe())
+      for (int64_t t = 0; t < n; ++t) rows[0].push_back(t);
+    for (int64_t t0 = 0; c.moe() && t0 < n; t0 += batch_tokens) {
       const int64_t m = std::min(batch_tokens, n - t0);
       normed.resize(size_t(m * h));
       rms_norm(&x[t0 * h], m, h, model_.moe_norm(l).data(), eps, normed.data());
@@ -184,7 +197,7 @@ class LayerQuantizer {
     std::vector<ExpertResult> results(static_cast<size_t>(experts));
     model_.pool().parallel_for(size_t(experts), [&](size_t e, int) {
       ExpertTokens tokens(x, rows[e], model_.moe_norm(l), eps);
-      results[e] = quantize_expert(source_, int(l), int(e), tokens, o_);
+      results[e] = quantize_expert(source_, mlp_keys(c, int(l), int(e)), tokens, o_);
       if (o_.progress) o_.progress(l, int64_t(e), experts);
     });
     for (int64_t e = 0; e < experts; ++e) {
@@ -196,7 +209,7 @@ class LayerQuantizer {
     for (int64_t e = 0; e < experts; ++e) write_expert(l, e, results[e]);
     for (auto role : {TensorRole::AttnNorm, TensorRole::AttnQ, TensorRole::AttnK, TensorRole::AttnV,
                       TensorRole::AttnO, TensorRole::MoeNorm, TensorRole::Router})
-      write_dense({role, int(l), -1});
+      if (role != TensorRole::Router || c.moe()) write_dense({role, int(l), -1});
     layer.seconds = clock.seconds();
     report_.layers.push_back(std::move(layer));
   }
@@ -209,7 +222,19 @@ class LayerQuantizer {
   double propagate(int64_t l, std::vector<float>& x, const std::vector<ExpertResult>& results) {
     const ModelConfig& c = source_.config();
     const int64_t h = c.hidden_size, n = int64_t(x.size()) / h, batch_tokens = kWindowBatch * o_.ctx;
-    MoeWeights quantized = model_.moe_weights(l);
+    // A dense MLP runs as a block of one expert under a one-row router
+    // (top-1 of one: weight exactly 1).
+    std::vector<TensorData> held;
+    const std::vector<float> one_row(size_t(h), 0.0f);
+    MoeWeights original = model_.moe_weights(l);
+    const int64_t top_k = c.moe() ? c.top_k : 1;
+    if (!c.moe()) {
+      original.router = f32_view(one_row.data(), 1, h);
+      const MlpKeys keys = mlp_keys(c, int(l), 0);
+      for (const TensorKey& key : {keys.gate, keys.down, keys.up}) held.push_back(source_.read(key));
+      original.experts = {{weight_view(held[0]), weight_view(held[1]), weight_view(held[2])}};
+    }
+    MoeWeights quantized = original;
     for (size_t e = 0; e < results.size(); ++e) {
       auto view = [](const QuantizedMatrix& m) { return quantized_weights(m.view()); };
       quantized.experts[e] = {view(results[e].w1), view(results[e].w2), view(results[e].w3)};
@@ -223,8 +248,8 @@ class LayerQuantizer {
       rms_norm(&x[t0 * h], m, h, model_.moe_norm(l).data(), float(c.rms_norm_eps), normed.data());
       reference.assign(size_t(m * h), 0.0f);
       output.assign(size_t(m * h), 0.0f);
-      block.forward(model_.pool(), model_.moe_weights(l), c.top_k, normed.data(), m, reference.data(), nullptr);
-      block.forward(model_.pool(), quantized, c.top_k, normed.data(), m, output.data(), nullptr);
+      block.forward(model_.pool(), original, top_k, normed.data(), m, reference.data(), nullptr);
+      block.forward(model_.pool(), quantized, top_k, normed.data(), m, output.data(), nullptr);
       for (int64_t i = 0; i < m * h; ++i) {
         diff += double(reference[i] - output[i]) * double(reference[i] - output[i]);
         norm += double(reference[i]) * double(reference[i]);
@@ -235,10 +260,9 @@ class LayerQuantizer {
   }
 
   void write_expert(int64_t l, int64_t e, const ExpertResult& r) {
-    const std::pair<TensorRole, const QuantizedMatrix*> mats[] = {
-        {TensorRole::ExpertW1, &r.w1}, {TensorRole::ExpertW2, &r.w2}, {TensorRole::ExpertW3, &r.w3}};
-    for (const auto& [role, m] : mats) {
-      TensorKey key{role, int(l), int(e)};
+    const MlpKeys keys = mlp_keys(source_.config(), int(l), int(e));
+    const std::pair<TensorKey, const QuantizedMatrix*> mats[] = {{keys.gate, &r.w1}, {keys.down, &r.w2}, {keys.up, &r.w3}};
+    for (const auto& [key, m] : mats) {
       TensorInfo info = source_.info(key);
       if (m->format.kind == GridKind::Sub1) {
         const Sub1Matrix coded = encode_sub1(*m, *dictionary_);
@@ -267,9 +291,6 @@ class LayerQuantizer {
 QuantizeReport quantize_model(const CheckpointSource& source, const std::filesystem::path& out,
                               const QuantizeOptions& o, ThreadPool& pool) {
   Stopwatch clock;
-  if (!source.config().moe())
-    fail("{}: a dense {} model has no experts; moec quantize compresses MoE experts", source.path().string(),
-         source.config().model_type);
   for (const TensorInfo& t : source.tensors())
     if (t.encoded()) fail("{}: tensor '{}' is already quantized; quantize from a dense checkpoint", source.path().string(), t.name);
   Tokenizer tokenizer = Tokenizer::from_checkpoint(source);

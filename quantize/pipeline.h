@@ -8,6 +8,8 @@
 // norms keep their stored precision. Memory: one layer's expert weights (as
 // f32 while being quantized) plus the calibration activations; the source
 // stays memory-mapped, and the container is written tensor by tensor.
+// A dense model (mistral / llama, e.g. a distilled student) is quantized the
+// same way: each layer's MLP is one expert that every token reaches.
 #pragma once
 #include <cstdint>
 #include <filesystem>

@@ -193,6 +193,28 @@ TEST_CASE("distill: moec distill writes a Mistral student every command runs, re
   auto container = open_checkpoint(tmp / "student.h5");
   for (const TensorInfo& t : student->tensors())
     CHECK(container->read(t.key).to_f32() == student->read(t.key).to_f32());
+
+  // The student quantizes like an MoE (its MLP is one expert every token
+  // reaches), and the quantized container runs.
+  const fs::path quantized = tmp / "student.q4.h5";
+  const auto q = test::run_moec("quantize '" + (tmp / "student").string() + "' -o '" + quantized.string() +
+                                "' --bits 4 --calib '" + test::text_file("train").string() +
+                                "' --calib-windows 4 --ctx 64 --threads 2 --json");
+  INFO(q.err);
+  REQUIRE(q.exit_code == 0);
+  auto packed = open_checkpoint(quantized);
+  CHECK(packed->info({TensorRole::MlpGate, 0, -1}).encoded());
+  CHECK(packed->info({TensorRole::MlpDown, 3, -1}).encoded());
+  CHECK_FALSE(packed->info({TensorRole::AttnQ, 0, -1}).encoded());
+  const auto eval_bf16 = nlohmann::json::parse(test::run_moec("eval '" + (tmp / "student").string() + "' --text '" +
+                                               test::text_file("validation").string() + "' --ctx 64 --max-windows 8 --json").out);
+  const auto eval_q4 = test::run_moec("eval '" + quantized.string() + "' --text '" +
+                                      test::text_file("validation").string() + "' --ctx 64 --max-windows 8 --json");
+  INFO(eval_q4.err);
+  REQUIRE(eval_q4.exit_code == 0);
+  const double ppl_bf16 = eval_bf16["ppl"], ppl_q4 = nlohmann::json::parse(eval_q4.out)["ppl"];
+  CHECK(ppl_q4 > ppl_bf16 * 0.98);  // 4-bit MLPs cost a little, not a lot
+  CHECK(ppl_q4 < ppl_bf16 * 1.10);
 }
 
 TEST_CASE("distill: bad input gets a one-line error and no output", "[distill][cli]") {
