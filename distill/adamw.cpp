@@ -8,6 +8,7 @@ namespace moec::distill {
 
 AdamW::AdamW(std::vector<Parameter*> params, const AdamWOptions& options) : params_(std::move(params)), o_(options) {
   for (Parameter* p : params_) {
+    p->ensure_grad();
     m_.emplace_back(p->value.size(), 0.0f);
     v_.emplace_back(p->value.size(), 0.0f);
   }

@@ -218,6 +218,7 @@ MlpFitResult fit_mlp(ThreadPool& pool, const float* h, const float* y, int64_t n
   adam_epochs(pool, h, y, n, o, mlp);
   solve_down(pool, h, y, n, mlp);
   result.error_fitted = relative_error(pool, h, y, n, mlp);
+  for (Parameter* p : {&mlp.gate, &mlp.up, &mlp.down}) std::vector<float>().swap(p->grad);  // no memory until stage 2
   return result;
 }
 

@@ -112,7 +112,11 @@ class Distiller {
   }
   double teacher_perplexity();
   double student_perplexity(StudentPass& pass);
-  void layerwise(Student& student, StudentPass& pass, DistillReport& report);
+  // Stage 1; returns each layer's MLP as initialized (gate, up, down per
+  // layer), for measuring what the initialization alone gives.
+  std::vector<std::vector<float>> layerwise(Student& student, DistillReport& report);
+  void report_layerwise(Student& student, StudentPass& pass, std::vector<std::vector<float>> initial,
+                        double seconds, DistillReport& report);
   void end_to_end(Student& student, StudentPass& pass, DistillReport& report);
 
   const CheckpointSource& source_;
@@ -158,7 +162,7 @@ double Distiller::student_perplexity(StudentPass& pass) {
   return std::exp(nll / double(rows));
 }
 
-void Distiller::layerwise(Student& student, StudentPass& pass, DistillReport& report) {
+std::vector<std::vector<float>> Distiller::layerwise(Student& student, DistillReport& report) {
   Stopwatch clock;
   const int64_t windows = std::min(o_.layer_windows, train_windows_), n = windows * o_.ctx, h = config_.hidden_size;
   const int64_t chunk = o_.batch_windows * o_.ctx;
@@ -211,6 +215,11 @@ void Distiller::layerwise(Student& student, StudentPass& pass, DistillReport& re
                     config_.num_layers, n, report.layers.back().error_init, report.layers.back().error_fitted,
                     clock.seconds()));
   }
+  return initial;
+}
+
+void Distiller::report_layerwise(Student& student, StudentPass& pass, std::vector<std::vector<float>> initial,
+                                 double seconds, DistillReport& report) {
   // The perplexity the initialization alone gives, then the fitted one.
   std::vector<std::vector<float>> fitted;
   for (int l = 0, i = 0; l < config_.num_layers; ++l)
@@ -222,7 +231,8 @@ void Distiller::layerwise(Student& student, StudentPass& pass, DistillReport& re
   for (int l = 0, i = 0; l < config_.num_layers; ++l)
     for (TensorRole role : {TensorRole::MlpGate, TensorRole::MlpUp, TensorRole::MlpDown})
       student.at({role, l}).value = std::move(fitted[size_t(i++)]);
-  report.stages.push_back({"layerwise", student_perplexity(pass), clock.seconds(), n});
+  const int64_t tokens = std::min(o_.layer_windows, train_windows_) * o_.ctx;
+  report.stages.push_back({"layerwise", student_perplexity(pass), seconds, tokens});
   log(fmt::format("distill: init ({}) validation ppl {:.2f}; after layer-wise fitting {:.2f}", mlp_init_name(o_.init),
                   report.stages[0].validation_ppl, report.stages[1].validation_ppl));
 }
@@ -320,9 +330,12 @@ DistillReport Distiller::run(const std::filesystem::path& out) {
   report.teacher_validation_ppl = teacher_perplexity();
   log(fmt::format("distill: {} training windows of {} tokens, {} validation windows; teacher validation ppl {:.2f}",
                   train_windows_, o_.ctx, validation_windows_, report.teacher_validation_ppl));
+  Stopwatch stage1;
+  std::vector<std::vector<float>> initial = layerwise(student, report);  // its activations are freed here
+  const double stage1_seconds = stage1.seconds();
   StudentPass pass(student, pool_, o_.batch_windows, o_.ctx);
   report.activation_bytes = pass.activation_bytes();
-  layerwise(student, pass, report);
+  report_layerwise(student, pass, std::move(initial), stage1_seconds, report);
   end_to_end(student, pass, report);
   for (const Parameter& p : student.parameters())
     for (float v : p.value)

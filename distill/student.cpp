@@ -15,7 +15,6 @@ Student::Student(nlohmann::json config_json, const std::string& origin)
     int64_t numel = 1;
     for (int64_t d : p.shape) numel *= d;
     p.value.assign(size_t(numel), 0.0f);
-    p.grad.assign(size_t(numel), 0.0f);
     params_.push_back(std::move(p));
   }
 }
@@ -37,8 +36,11 @@ Student Student::from_teacher(const CheckpointSource& teacher, int64_t width) {
   const ModelConfig& c = teacher.config();
   if (!c.moe())
     fail("{}: a dense {} model is not an MoE teacher (nothing to distill)", teacher.path().string(), c.model_type);
-  if (c.qk_norm != QkNorm::None)
-    fail("{}: a {} teacher normalizes q and k, which a Mistral student cannot hold; distill supports mixtral teachers",
+  if (c.qk_norm != QkNorm::None || c.attention_bias)
+    fail("{}: a {} teacher has q/k norms or q/k/v biases, which a Mistral student cannot hold; distill supports "
+         "mixtral teachers", teacher.path().string(), c.model_type);
+  if (c.shared_expert_size > 0 || !c.dense_layers.empty())
+    fail("{}: a {} teacher with shared experts or dense layers is not supported; distill supports mixtral teachers",
          teacher.path().string(), c.model_type);
   if (width <= 0) fail("--width {} must be positive", width);
   nlohmann::json config = teacher.config_json();
@@ -75,7 +77,7 @@ int64_t Student::parameter_count() const {
 }
 
 void Student::zero_grad() {
-  for (Parameter& p : params_) std::fill(p.grad.begin(), p.grad.end(), 0.0f);
+  for (Parameter& p : params_) p.grad.assign(p.value.size(), 0.0f);
 }
 
 }  // namespace moec::distill

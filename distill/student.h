@@ -22,8 +22,13 @@ struct Parameter {
   TensorKey key;
   std::string name;  // Hugging Face name
   std::vector<int64_t> shape;
-  std::vector<float> value, grad;
+  std::vector<float> value, grad;  // grad: allocated when the parameter first trains
   int64_t numel() const { return int64_t(value.size()); }
+  // Allocates a zero gradient if there is none (a stage that only fits some
+  // tensors, or only evaluates, holds no gradient memory for the rest).
+  void ensure_grad() {
+    if (grad.size() != value.size()) grad.assign(value.size(), 0.0f);
+  }
   // Norm weights (1-D) get no weight decay.
   bool is_vector() const { return shape.size() == 1; }
 };

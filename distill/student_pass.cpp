@@ -143,6 +143,7 @@ LossSums StudentPass::run(std::span<const int32_t> ids, const float* teacher, co
   const int64_t labelled = windows * (ctx_ - 1);
   LossSums sums = loss_backward(pool_, logits_.data(), teacher, labels_, vocab, weights, 1.0f / float(labelled));
   if (!backward) return sums;
+  for (Parameter& p : student_.parameters()) p.ensure_grad();
 
   linear_backward(pool_, logits_.data(), final_norm_.data(), head.value.data(), n, h, vocab, dnorm_.data(),
                   head.grad.data());

@@ -5,7 +5,8 @@
 # generate from the quantized model; quantize again into the sub-1-bit sub1
 # code with QMoE's GPTQ settings, inspect, evaluate and generate from it,
 # benchmark its kernels (and Mixtral-shaped synthetic ones) against dense
-# products; export the lossless container back to a Hugging Face folder.
+# products; export the lossless container back to a Hugging Face folder;
+# distill the model into a dense student and evaluate it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -31,6 +32,11 @@ $moec generate "$out/tiny-mixtral-brown.sub1.h5" --prompt "The Fulton County Gra
 $moec bench sub1 "$out/tiny-mixtral-brown.sub1.h5"
 $moec bench kernels --model "$out/tiny-mixtral-brown.sub1.h5"
 $moec export "$out/tiny-mixtral-brown.h5" -o "$out/tiny-mixtral-brown-hf" --force
+# Distill the model into a dense Mistral student of width 1024 (a short run:
+# scripts/distill-report.sh runs the full one) and evaluate the student.
+$moec distill "$model" -o "$out/tiny-mistral-distilled" --width 1024 --calib data/brown/brown.train.txt \
+  --calib-windows 128 --layer-windows 64 --layer-epochs 2 --force
+$moec eval "$out/tiny-mistral-distilled" --text data/brown/brown.test.txt --ctx 256
 # Serve the sub1 model over HTTP (OpenAI completions API) on a free port,
 # query it with curl (one answer, one stream), show its metrics, stop it.
 set +x
