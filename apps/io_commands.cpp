@@ -9,6 +9,7 @@
 #include "io/hf_writer.h"
 #include "io/process_stats.h"
 #include "io/summary.h"
+#include "model/dequantized_export.h"
 
 namespace moec::cli {
 namespace {
@@ -17,6 +18,7 @@ struct IoFlags {
   std::string path, in, out;
   bool json = false;
   bool force = false;
+  bool dequantize = false;
   double max_shard_gb = 5.0;
 };
 
@@ -49,7 +51,7 @@ void run_export(const IoFlags& f) {
   HfWriteOptions options;
   options.overwrite = f.force;
   options.max_shard_bytes = f.max_shard_gb >= 1.8e10 ? UINT64_MAX : static_cast<uint64_t>(f.max_shard_gb * 1e9);
-  auto result = write_hf_checkpoint(*source, f.out, options);
+  auto result = f.dequantize ? write_dequantized_hf(*source, f.out, options) : write_hf_checkpoint(*source, f.out, options);
   fmt::print("wrote {}: {} tensors in {} shard{}, {} bytes\n", f.out, result.tensors, result.shards,
              result.shards == 1 ? "" : "s", result.bytes);
   print_cost(clock.seconds());
@@ -78,6 +80,8 @@ void add_io_commands(CLI::App& app) {
       ->check(positive_number())
       ->capture_default_str();
   exporter->add_flag("-f,--force", flags->force, "Replace an existing output");
+  exporter->add_flag("--dequantize", flags->dequantize,
+                     "Decode quantized tensors (packed, ternary, sub1) to bf16: a plain Hugging Face folder");
   exporter->callback([flags] { run_export(*flags); });
 }
 

@@ -17,6 +17,7 @@ struct QuantizeFlags {
   int64_t group = 128;
   double damp = 0.01;
   bool act_order = true;
+  bool keep_shared = false;
   CalibrationFlags calibration{.calib = {}, .windows = 128};
 };
 
@@ -42,6 +43,7 @@ void run_quantize(const QuantizeFlags& f) {
   o.ctx = c.ctx;
   o.seed = c.seed;
   o.overwrite = c.force;
+  o.keep_shared = f.keep_shared;
   o.command_line = command_line();
   if (::isatty(STDERR_FILENO))
     o.progress = [](int64_t layer, int64_t expert, int64_t experts) {
@@ -76,6 +78,8 @@ void add_quantize_commands(CLI::App& app) {
       ->check(CLI::IsMember({"packed", "sub1"}))
       ->capture_default_str();
   add_calibration_flags(q, f->calibration);
+  q->add_flag("--keep-shared", f->keep_shared,
+              "Keep shared experts (Qwen2-MoE) at their stored precision instead of quantizing them like experts");
   q->add_option("--damp", f->damp, "GPTQ dampening, relative to the mean Hessian diagonal")
       ->check(CLI::Range(0.0, 10.0))
       ->capture_default_str();

@@ -90,7 +90,7 @@ HfWriteResult write_hf_checkpoint(const CheckpointSource& source, const fs::path
   std::vector<TensorSpec> specs;
   for (const auto& t : source.tensors()) {
     if (!t.dense_dtype())
-      fail("{}: tensor '{}': encoding '{}' has no Hugging Face equivalent; only dense checkpoints export",
+      fail("{}: tensor '{}': encoding '{}' has no Hugging Face equivalent; export --dequantize writes it as bf16",
            source.path().string(), t.name, t.label());
     specs.push_back({hf_name(arch, t.key), *t.dense_dtype(), t.shape});
   }

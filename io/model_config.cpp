@@ -49,6 +49,29 @@ void check_mixtral(const ModelConfig& c, const std::string& source) {
     fail("{}: num_experts_per_tok {} exceeds num_local_experts {}", source, c.top_k, c.num_experts);
 }
 
+// Qwen's dense layers: layer l is sparse unless listed in mlp_only_layers,
+// and only when (l + 1) % decoder_sparse_step == 0 (Hugging Face's rule).
+void read_dense_layers(const json& config, ModelConfig& c, const std::string& source) {
+  int64_t step = 1;
+  if (config.contains("decoder_sparse_step") && !config["decoder_sparse_step"].is_null())
+    step = positive_int(config, "decoder_sparse_step", source);
+  c.dense_layers.assign(size_t(c.num_layers), false);
+  for (int64_t l = 0; l < c.num_layers; ++l) c.dense_layers[size_t(l)] = (l + 1) % step != 0;
+  if (config.contains("mlp_only_layers") && !config["mlp_only_layers"].is_null()) {
+    const json& list = config["mlp_only_layers"];
+    if (!list.is_array()) fail("{}: 'mlp_only_layers' must be a list of layer indices", source);
+    for (const json& v : list) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= c.num_layers)
+        fail("{}: 'mlp_only_layers' entry {} is not a layer index below {}", source, v.dump(), c.num_layers);
+      c.dense_layers[size_t(v.get<int64_t>())] = true;
+    }
+  }
+  bool any_dense = false;
+  for (bool d : c.dense_layers) any_dense = any_dense || d;
+  if (any_dense) c.dense_intermediate_size = positive_int(config, "intermediate_size", source);
+  else c.dense_layers.clear();
+}
+
 }  // namespace
 
 ModelConfig parse_model_config(const json& config, const std::string& source) {
@@ -83,14 +106,15 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
       if (!config["norm_topk_prob"].is_boolean()) fail("{}: 'norm_topk_prob' must be true or false", source);
       c.norm_topk_prob = config["norm_topk_prob"].get<bool>();
     }
-    // Dense layers between MoE layers are not supported yet: refuse rather than misread.
-    if (config.contains("mlp_only_layers") && config["mlp_only_layers"].is_array() && !config["mlp_only_layers"].empty())
-      fail("{}: 'mlp_only_layers' {} (dense layers among MoE layers) is not supported", source,
-           config["mlp_only_layers"].dump());
-    if (config.contains("decoder_sparse_step") && config["decoder_sparse_step"] != 1)
-      fail("{}: 'decoder_sparse_step' {} (dense layers among MoE layers) is not supported", source,
-           config["decoder_sparse_step"].dump());
+    if (arch->dense_layer_keys) read_dense_layers(config, c, source);
+    if (!arch->shared_expert_width_key.empty())
+      c.shared_expert_size = config.contains(arch->shared_expert_width_key)
+                                 ? positive_int(config, arch->shared_expert_width_key.c_str(), source)
+                                 : 5632;  // Qwen2MoeConfig's default
+  } else {
+    c.dense_intermediate_size = c.intermediate_size;
   }
+  c.attention_bias = arch->attention_bias;
   c.qk_norm = arch->qk_norm;
   if (config.contains("clip_qkv") && !config["clip_qkv"].is_null())
     fail("{}: 'clip_qkv' {} is not supported", source, config["clip_qkv"].dump());
@@ -100,7 +124,8 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
   if (config.contains("rope_scaling") && !config["rope_scaling"].is_null())
     fail("{}: rope_scaling {} is not supported", source, config["rope_scaling"].dump());
   for (const char* bias : {"attention_bias", "mlp_bias"})
-    if (config.contains(bias) && config[bias] == true) fail("{}: '{}' true is not supported", source, bias);
+    if (!arch->attention_bias && config.contains(bias) && config[bias] == true)
+      fail("{}: '{}' true is not supported", source, bias);
   if (config.contains("tie_word_embeddings")) {
     if (!config["tie_word_embeddings"].is_boolean()) fail("{}: 'tie_word_embeddings' must be true or false", source);
     c.tie_word_embeddings = config["tie_word_embeddings"].get<bool>();

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -26,6 +27,13 @@ struct ModelConfig {
   int64_t num_experts = 0;  // 0: a dense model (one MLP per layer)
   int64_t top_k = 0;
   bool moe() const { return num_experts > 0; }
+  // Layer l runs a sparse MoE block (else a dense SwiGLU MLP of width
+  // dense_intermediate_size).
+  bool moe_layer(int64_t l) const { return moe() && (l < int64_t(dense_layers.size()) ? !dense_layers[size_t(l)] : true); }
+  int64_t dense_intermediate_size = 0;  // width of dense MLP layers (dense models: = intermediate_size)
+  std::vector<bool> dense_layers;       // MoE models: the layers that are dense MLPs instead (Qwen's mlp_only_layers)
+  int64_t shared_expert_size = 0;       // width of the shared expert in every MoE layer (0: none)
+  bool attention_bias = false;          // q/k/v biases
   bool norm_topk_prob = true;  // the k routing weights renormalized to sum 1
   QkNorm qk_norm = QkNorm::None;  // RMSNorm of q and k before RoPE (Qwen3-MoE per head, OLMoE whole)
   int64_t max_position_embeddings = 0;

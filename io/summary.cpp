@@ -22,7 +22,7 @@ CheckpointSummary summarize(const CheckpointSource& source) {
   s.path = source.path().string();
   s.format = source.format();
   s.config = source.config();
-  for (int c = 0; c <= static_cast<int>(Component::Mlp); ++c) {
+  for (int c = 0; c < kComponentCount; ++c) {
     s.components.emplace_back();
     s.components.back().component = Component(c);
   }
@@ -92,10 +92,10 @@ std::string to_text(const CheckpointSummary& s) {
   out += fmt::format("  storage        {} bytes of tensors ({:.2f} bits/weight), {} bytes on disk{}\n",
                      grouped(s.tensor_bytes), 8.0 * double(s.tensor_bytes) / double(s.params_total), grouped(s.file_bytes),
                      s.has_tokenizer ? "" : ", no tokenizer");
-  out += fmt::format("  {:<12} {:>14} {:>14} {:>10}  {}\n", "component", "parameters", "bytes", "bits/w", "encoding");
+  out += fmt::format("  {:<14} {:>14} {:>14} {:>10}  {}\n", "component", "parameters", "bytes", "bits/w", "encoding");
   for (const auto& comp : s.components) {
     if (!comp.params) continue;
-    out += fmt::format("  {:<12} {:>14} {:>14} {:>10.3f}  {}\n", component_name(comp.component),
+    out += fmt::format("  {:<14} {:>14} {:>14} {:>10.3f}  {}\n", component_name(comp.component),
                        grouped(comp.params), grouped(comp.bytes), comp.bits_per_weight(), fmt::join(comp.encodings, ","));
   }
   return out;

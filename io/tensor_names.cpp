@@ -18,7 +18,7 @@ struct RoleRow {
   Component component;
 };
 
-constexpr std::array<RoleRow, 18> kRoles{{
+constexpr std::array<RoleRow, 25> kRoles{{
     {TensorRole::Embed, Scope::Model, "embed", Component::Embedding},
     {TensorRole::FinalNorm, Scope::Model, "norm", Component::Norms},
     {TensorRole::LmHead, Scope::Model, "lm_head", Component::LmHead},
@@ -37,6 +37,13 @@ constexpr std::array<RoleRow, 18> kRoles{{
     {TensorRole::MlpDown, Scope::Layer, "mlp.down", Component::Mlp},
     {TensorRole::AttnQNorm, Scope::Layer, "attn.q_norm", Component::Norms},
     {TensorRole::AttnKNorm, Scope::Layer, "attn.k_norm", Component::Norms},
+    {TensorRole::AttnQBias, Scope::Layer, "attn.q_bias", Component::Attention},
+    {TensorRole::AttnKBias, Scope::Layer, "attn.k_bias", Component::Attention},
+    {TensorRole::AttnVBias, Scope::Layer, "attn.v_bias", Component::Attention},
+    {TensorRole::SharedW1, Scope::Layer, "shared.w1", Component::SharedExperts},
+    {TensorRole::SharedW2, Scope::Layer, "shared.w2", Component::SharedExperts},
+    {TensorRole::SharedW3, Scope::Layer, "shared.w3", Component::SharedExperts},
+    {TensorRole::SharedGate, Scope::Layer, "shared.gate", Component::SharedExperts},
 }};
 
 const RoleRow& role_row(TensorRole role) { return kRoles[static_cast<size_t>(role)]; }
@@ -74,6 +81,7 @@ ArchitectureNames qwen3_moe() {
   a.expert_width_key = "moe_intermediate_size";
   a.default_norm_topk_prob = false;
   a.qk_norm = QkNorm::PerHead;
+  a.dense_layer_keys = true;
   a.patterns = llama_layout({
       {TensorRole::AttnQNorm, "model.layers.{L}.self_attn.q_norm.weight"},
       {TensorRole::AttnKNorm, "model.layers.{L}.self_attn.k_norm.weight"},
@@ -81,6 +89,42 @@ ArchitectureNames qwen3_moe() {
       {TensorRole::ExpertW1, "model.layers.{L}.mlp.experts.{E}.gate_proj.weight"},
       {TensorRole::ExpertW2, "model.layers.{L}.mlp.experts.{E}.down_proj.weight"},
       {TensorRole::ExpertW3, "model.layers.{L}.mlp.experts.{E}.up_proj.weight"},
+      {TensorRole::MlpGate, "model.layers.{L}.mlp.gate_proj.weight"},
+      {TensorRole::MlpUp, "model.layers.{L}.mlp.up_proj.weight"},
+      {TensorRole::MlpDown, "model.layers.{L}.mlp.down_proj.weight"},
+  });
+  return a;
+}
+
+// Qwen2-MoE (Qwen1.5-MoE, Qwen2-57B-A14B): q/k/v biases, a shared expert
+// with a sigmoid gate beside the routed ones, dense MLP layers where
+// mlp_only_layers / decoder_sparse_step say, norm_topk_prob false by default.
+ArchitectureNames qwen2_moe() {
+  ArchitectureNames a;
+  a.model_type = "qwen2_moe";
+  a.default_rope_theta = 1e4;
+  a.default_rms_norm_eps = 1e-6;
+  a.experts_key = "num_experts";
+  a.expert_width_key = "moe_intermediate_size";
+  a.default_norm_topk_prob = false;
+  a.attention_bias = true;
+  a.shared_expert_width_key = "shared_expert_intermediate_size";
+  a.dense_layer_keys = true;
+  a.patterns = llama_layout({
+      {TensorRole::AttnQBias, "model.layers.{L}.self_attn.q_proj.bias"},
+      {TensorRole::AttnKBias, "model.layers.{L}.self_attn.k_proj.bias"},
+      {TensorRole::AttnVBias, "model.layers.{L}.self_attn.v_proj.bias"},
+      {TensorRole::Router, "model.layers.{L}.mlp.gate.weight"},
+      {TensorRole::ExpertW1, "model.layers.{L}.mlp.experts.{E}.gate_proj.weight"},
+      {TensorRole::ExpertW2, "model.layers.{L}.mlp.experts.{E}.down_proj.weight"},
+      {TensorRole::ExpertW3, "model.layers.{L}.mlp.experts.{E}.up_proj.weight"},
+      {TensorRole::SharedW1, "model.layers.{L}.mlp.shared_expert.gate_proj.weight"},
+      {TensorRole::SharedW2, "model.layers.{L}.mlp.shared_expert.down_proj.weight"},
+      {TensorRole::SharedW3, "model.layers.{L}.mlp.shared_expert.up_proj.weight"},
+      {TensorRole::SharedGate, "model.layers.{L}.mlp.shared_expert_gate.weight"},
+      {TensorRole::MlpGate, "model.layers.{L}.mlp.gate_proj.weight"},
+      {TensorRole::MlpUp, "model.layers.{L}.mlp.up_proj.weight"},
+      {TensorRole::MlpDown, "model.layers.{L}.mlp.down_proj.weight"},
   });
   return a;
 }
@@ -94,6 +138,7 @@ ArchitectureNames olmoe() {
   a.default_rms_norm_eps = 1e-5;
   a.expert_width_key = "intermediate_size";
   a.qk_norm = QkNorm::Whole;
+  a.dense_layer_keys = false;  // OLMoE's code has no dense layers
   return a;
 }
 
@@ -126,7 +171,8 @@ ArchitectureNames dense(const char* model_type) {
 }
 
 const std::vector<ArchitectureNames>& architectures() {
-  static const std::vector<ArchitectureNames> tables{mixtral(), qwen3_moe(), olmoe(), dense("mistral"), dense("llama")};
+  static const std::vector<ArchitectureNames> tables{mixtral(),         qwen2_moe(),      qwen3_moe(), olmoe(),
+                                                      dense("mistral"), dense("llama")};
   return tables;
 }
 
@@ -171,8 +217,8 @@ std::string substitute(std::string pattern, const TensorKey& key) {
 }  // namespace
 
 std::string_view component_name(Component component) {
-  static constexpr std::array<std::string_view, 7> names{"embedding", "attention", "norms", "router",
-                                                         "experts",   "lm_head",   "mlp"};
+  static constexpr std::array<std::string_view, kComponentCount> names{
+      "embedding", "attention", "norms", "router", "experts", "lm_head", "mlp", "shared_experts"};
   return names[static_cast<size_t>(component)];
 }
 
@@ -230,7 +276,9 @@ std::vector<TensorKey> expected_tensors(const ModelConfig& c) {
       keys.push_back({role, l, -1});
     if (c.qk_norm != QkNorm::None)
       for (auto role : {TensorRole::AttnQNorm, TensorRole::AttnKNorm}) keys.push_back({role, l, -1});
-    if (c.num_experts == 0) {  // dense
+    if (c.attention_bias)
+      for (auto role : {TensorRole::AttnQBias, TensorRole::AttnKBias, TensorRole::AttnVBias}) keys.push_back({role, l, -1});
+    if (!c.moe_layer(l)) {  // a dense model, or a dense layer among MoE layers
       for (auto role : {TensorRole::MlpGate, TensorRole::MlpUp, TensorRole::MlpDown}) keys.push_back({role, l, -1});
       continue;
     }
@@ -238,6 +286,9 @@ std::vector<TensorKey> expected_tensors(const ModelConfig& c) {
     for (int e = 0; e < c.num_experts; ++e)
       for (auto role : {TensorRole::ExpertW1, TensorRole::ExpertW2, TensorRole::ExpertW3})
         keys.push_back({role, l, e});
+    if (c.shared_expert_size > 0)
+      for (auto role : {TensorRole::SharedGate, TensorRole::SharedW1, TensorRole::SharedW2, TensorRole::SharedW3})
+        keys.push_back({role, l, -1});
   }
   keys.push_back({TensorRole::FinalNorm});
   if (!c.tie_word_embeddings) keys.push_back({TensorRole::LmHead});
@@ -260,11 +311,18 @@ std::vector<int64_t> expected_shape(const ModelConfig& c, const TensorKey& key) 
     case TensorRole::AttnO: return {h, q};
     case TensorRole::Router: return {c.num_experts, h};
     case TensorRole::ExpertW1:
-    case TensorRole::ExpertW3:
+    case TensorRole::ExpertW3: return {c.intermediate_size, h};
+    case TensorRole::ExpertW2: return {h, c.intermediate_size};
     case TensorRole::MlpGate:
-    case TensorRole::MlpUp: return {c.intermediate_size, h};
-    case TensorRole::ExpertW2:
-    case TensorRole::MlpDown: return {h, c.intermediate_size};
+    case TensorRole::MlpUp: return {c.dense_intermediate_size, h};
+    case TensorRole::MlpDown: return {h, c.dense_intermediate_size};
+    case TensorRole::AttnQBias: return {q};
+    case TensorRole::AttnKBias:
+    case TensorRole::AttnVBias: return {kv};
+    case TensorRole::SharedW1:
+    case TensorRole::SharedW3: return {c.shared_expert_size, h};
+    case TensorRole::SharedW2: return {h, c.shared_expert_size};
+    case TensorRole::SharedGate: return {1, h};
   }
   return {};
 }

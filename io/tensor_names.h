@@ -35,10 +35,20 @@ enum class TensorRole {
   AttnQNorm,  // [head_dim] per layer: RMSNorm of each query head (Qwen3-MoE), or
               // [heads*head_dim]: of the whole q projection (OLMoE)
   AttnKNorm,  // [head_dim] or [kv_heads*head_dim], the same for keys
+  AttnQBias,  // [heads*hd] per layer (Qwen2-MoE: q/k/v projections have biases)
+  AttnKBias,  // [kv*hd]
+  AttnVBias,  // [kv*hd]
+  SharedW1,   // [shared, hidden] per MoE layer: the shared expert every token runs (Qwen2-MoE), gate
+  SharedW2,   // [hidden, shared]  (down)
+  SharedW3,   // [shared, hidden]  (up)
+  SharedGate, // [1, hidden]: sigmoid(gate·x) scales the shared expert's output
 };
 
 // Where a tensor's parameters are counted in summaries.
-enum class Component { Embedding, Attention, Norms, Router, Experts, LmHead, Mlp };
+// SharedExperts: the expert every token of an MoE layer runs (Qwen2-MoE),
+// with its gate; counted apart from the routed experts and from dense MLPs.
+enum class Component { Embedding, Attention, Norms, Router, Experts, LmHead, Mlp, SharedExperts };
+constexpr int kComponentCount = 8;
 std::string_view component_name(Component component);
 Component component_of(TensorRole role);
 
@@ -66,6 +76,12 @@ struct ArchitectureNames {
   std::string expert_width_key = "intermediate_size";
   bool default_norm_topk_prob = true;  // top-k weights renormalized to sum 1
   QkNorm qk_norm = QkNorm::None;       // RMSNorm of q and k before RoPE
+  bool attention_bias = false;          // q/k/v projections have biases (always, whatever the config says)
+  // The shared expert's width key ("" : the family has none).
+  std::string shared_expert_width_key;
+  // Whether mlp_only_layers / decoder_sparse_step place dense MLP layers
+  // (of width `intermediate_size`) among the MoE layers, as in Qwen's code.
+  bool dense_layer_keys = false;
   // HF name patterns with {L} (layer) and {E} (expert) placeholders.
   std::vector<std::pair<TensorRole, std::string>> patterns;
 };

@@ -183,8 +183,11 @@ std::vector<float> routed_output(const LayerStats& s, const std::vector<int64_t>
     const float* logit = &s.logits[t * s.experts];
     std::partial_sort(order.begin(), order.begin() + k, order.end(),
                       [&](int64_t a, int64_t b) { return logit[a] > logit[b] || (logit[a] == logit[b] && a < b); });
+    // The softmax's denominator: the k chosen (norm_topk_prob) or all kept
+    // experts (the router's softmax over the layer, Qwen's default).
     double norm = 0;
-    for (int64_t j = 0; j < k; ++j) norm += std::exp(double(logit[order[j]] - logit[order[0]]));
+    const int64_t terms = s.normalize ? k : int64_t(order.size());
+    for (int64_t j = 0; j < terms; ++j) norm += std::exp(double(logit[order[j]] - logit[order[0]]));
     for (int64_t j = 0; j < k; ++j) {
       const float w = float(std::exp(double(logit[order[j]] - logit[order[0]])) / norm);
       const float* out = &s.outputs[order[j]][t * h];

@@ -25,6 +25,7 @@ bool is_pruning(MergeMethod method);
 // A layer seen on calibration tokens.
 struct LayerStats {
   int64_t experts = 0, hidden = 0, samples = 0, top_k = 0;
+  bool normalize = true;                    // norm_topk_prob: the k weights renormalized to sum 1
   std::vector<double> usage;                // [E]: share of routed (token, slot) pairs
   std::vector<float> logits;                // [S, E]: router logits on the sample
   std::vector<std::vector<float>> outputs;  // [E][S, H]: each expert's output on the sample
@@ -40,7 +41,8 @@ struct ExpertGroup {
 std::vector<ExpertGroup> plan_groups(MergeMethod method, const LayerStats& stats, int64_t k);
 
 // The MoE output on the sample [S, H] when only `kept` experts route
-// (top-min(top_k, |kept|) among them by logit, softmax weights renormalized).
+// (top-min(top_k, |kept|) among them by logit; their softmax weights over
+// the kept experts, renormalized over the k chosen when stats.normalize).
 std::vector<float> routed_output(const LayerStats& stats, const std::vector<int64_t>& kept);
 // Its squared error against stats.reference.
 double pruned_error(const LayerStats& stats, const std::vector<int64_t>& kept);

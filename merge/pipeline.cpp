@@ -155,6 +155,7 @@ double merged_error(const LayerStats& stats, const std::vector<std::vector<float
   merged.hidden = stats.hidden;
   merged.samples = stats.samples;
   merged.top_k = std::min(stats.top_k, merged.experts);
+  merged.normalize = stats.normalize;
   merged.outputs = outputs;
   merged.reference = stats.reference;
   merged.logits.resize(size_t(stats.samples * merged.experts));
@@ -237,7 +238,7 @@ MergeReport merge_model(const CheckpointSource& source, const std::filesystem::p
   const int64_t k = o.experts, top_k = std::min(c.top_k, k);
 
   nlohmann::json config = source.config_json();
-  config["num_local_experts"] = k;
+  config[find_architecture(c.model_type)->experts_key] = k;  // num_local_experts, num_experts, ...
   config["num_experts_per_tok"] = top_k;
   const ModelConfig merged_config = parse_model_config(config, "merged config");
   MergeReport report;
@@ -262,12 +263,23 @@ MergeReport merge_model(const CheckpointSource& source, const std::filesystem::p
       KvCache cache(1, std::min(kWindowBatch, windows - w0), o.ctx, c.num_kv_heads * c.head_dim);
       model.attention_layer(l, &x[w0 * o.ctx * h], o.ctx, cache, 0);
     }
+    if (!c.moe_layer(l)) {  // a dense layer among MoE layers (Qwen's mlp_only_layers): copied, run as it is
+      normed.resize(x.size());
+      rms_norm(x.data(), n, h, model.moe_norm(l).data(), float(c.rms_norm_eps), normed.data());
+      for (int64_t t0 = 0; t0 < n; t0 += kWindowBatch * o.ctx)
+        model.dense_mlp(l, &normed[t0 * h], std::min(kWindowBatch * o.ctx, n - t0), &x[t0 * h]);
+      for (const TensorKey& key : expected_tensors(merged_config))
+        if (key.layer == l) writer.copy(key);
+      if (o.progress) o.progress(l, c.num_layers);
+      continue;
+    }
     // Statistics: usage over all tokens; logits, outputs on the sample.
     LayerStats stats;
     stats.experts = c.num_experts;
     stats.hidden = h;
     stats.samples = samples;
     stats.top_k = c.top_k;
+    stats.normalize = c.norm_topk_prob;
     stats.usage.assign(size_t(c.num_experts), 0.0);
     normed.resize(x.size());
     rms_norm(x.data(), n, h, model.moe_norm(l).data(), float(c.rms_norm_eps), normed.data());
@@ -351,6 +363,8 @@ MergeReport merge_model(const CheckpointSource& source, const std::filesystem::p
     for (const auto& m : merged)
       weights.experts.push_back({f32_view(m.w1.data(), m.inter, m.hidden), f32_view(m.w2.data(), m.hidden, m.inter),
                                  f32_view(m.w3.data(), m.inter, m.hidden)});
+    weights.shared = model.moe_weights(l).shared;  // a shared expert is kept as it is
+    weights.shared_gate = model.moe_weights(l).shared_gate;
     MoeBlock block;
     std::vector<float> out_batch;
     for (int64_t t0 = 0; t0 < n; t0 += kWindowBatch * o.ctx) {
@@ -360,15 +374,19 @@ MergeReport merge_model(const CheckpointSource& source, const std::filesystem::p
       for (int64_t i = 0; i < m * h; ++i) x[t0 * h + i] += out_batch[i];
     }
 
-    // Write the layer in the merged model's tensor order.
-    for (auto role : {TensorRole::AttnNorm, TensorRole::AttnQ, TensorRole::AttnK, TensorRole::AttnV, TensorRole::AttnO,
-                      TensorRole::MoeNorm})
-      writer.copy({role, l, -1});
-    writer.write({TensorRole::Router, l, -1}, to_dtype(choice.rows, writer.dtype_of({TensorRole::Router, l, -1})));
-    for (int e = 0; e < int(k); ++e) {
-      writer.write({TensorRole::ExpertW1, l, e}, to_dtype(merged[e].w1, writer.dtype_of({TensorRole::ExpertW1, l, e})));
-      writer.write({TensorRole::ExpertW2, l, e}, to_dtype(merged[e].w2, writer.dtype_of({TensorRole::ExpertW2, l, e})));
-      writer.write({TensorRole::ExpertW3, l, e}, to_dtype(merged[e].w3, writer.dtype_of({TensorRole::ExpertW3, l, e})));
+    // Write the layer in the merged model's tensor order: the router and
+    // experts merged, everything else (attention, norms, biases, a shared
+    // expert) copied.
+    for (const TensorKey& key : expected_tensors(merged_config)) {
+      if (key.layer != l) continue;
+      const DType dtype = writer.dtype_of(key);
+      switch (key.role) {
+        case TensorRole::Router: writer.write(key, to_dtype(choice.rows, dtype)); break;
+        case TensorRole::ExpertW1: writer.write(key, to_dtype(merged[size_t(key.expert)].w1, dtype)); break;
+        case TensorRole::ExpertW2: writer.write(key, to_dtype(merged[size_t(key.expert)].w2, dtype)); break;
+        case TensorRole::ExpertW3: writer.write(key, to_dtype(merged[size_t(key.expert)].w3, dtype)); break;
+        default: writer.copy(key);
+      }
     }
     report.layers.push_back(std::move(layer));
     if (o.progress) o.progress(l, c.num_layers);

@@ -29,22 +29,33 @@ Model::Model(const CheckpointSource& source, ThreadPool& pool)
     layer.k = view({TensorRole::AttnK, l});
     layer.v = view({TensorRole::AttnV, l});
     layer.o = view({TensorRole::AttnO, l});
-    if (!c.moe()) {
+    if (c.qk_norm != QkNorm::None) {
+      layer.q_norm = vector({TensorRole::AttnQNorm, l});
+      layer.k_norm = vector({TensorRole::AttnKNorm, l});
+    }
+    if (c.attention_bias) {
+      layer.q_bias = vector({TensorRole::AttnQBias, l});
+      layer.k_bias = vector({TensorRole::AttnKBias, l});
+      layer.v_bias = vector({TensorRole::AttnVBias, l});
+    }
+    layer.sparse = c.moe_layer(l);
+    if (!layer.sparse) {
       layer.gate = view({TensorRole::MlpGate, l});
       layer.up = view({TensorRole::MlpUp, l});
       layer.down = view({TensorRole::MlpDown, l});
       layers_.push_back(std::move(layer));
       continue;
     }
-    if (c.qk_norm != QkNorm::None) {
-      layer.q_norm = vector({TensorRole::AttnQNorm, l});
-      layer.k_norm = vector({TensorRole::AttnKNorm, l});
-    }
     layer.moe.router = view({TensorRole::Router, l});
     layer.moe.normalize = c.norm_topk_prob;
     for (int e = 0; e < c.num_experts; ++e)
       layer.moe.experts.push_back({view({TensorRole::ExpertW1, l, e}), view({TensorRole::ExpertW2, l, e}),
                                    view({TensorRole::ExpertW3, l, e})});
+    if (c.shared_expert_size > 0) {
+      layer.moe.shared = {view({TensorRole::SharedW1, l}), view({TensorRole::SharedW2, l}),
+                          view({TensorRole::SharedW3, l})};
+      layer.moe.shared_gate = view({TensorRole::SharedGate, l});
+    }
     layers_.push_back(std::move(layer));
   }
 }
@@ -119,6 +130,12 @@ void Model::attention_layer(int64_t index, float* x, std::span<const SequenceSpa
                                {h_.data(), hd, n, layer.k, k_.data(), kvd},
                                {h_.data(), hd, n, layer.v, v_.data(), kvd}};
   linear(pool_, qkv);
+  if (c.attention_bias)
+    for (int64_t r = 0; r < n; ++r) {
+      for (int64_t i = 0; i < qd; ++i) q_[size_t(r * qd + i)] += layer.q_bias[size_t(i)];
+      for (int64_t i = 0; i < kvd; ++i) k_[size_t(r * kvd + i)] += layer.k_bias[size_t(i)];
+      for (int64_t i = 0; i < kvd; ++i) v_[size_t(r * kvd + i)] += layer.v_bias[size_t(i)];
+    }
   if (c.qk_norm != QkNorm::None) {  // q and k RMS-normalized before RoPE: each head, or each whole row
     const float eps = float(c.rms_norm_eps);
     const bool whole = c.qk_norm == QkNorm::Whole;
@@ -175,7 +192,7 @@ const std::vector<float>& Model::forward(std::span<const int32_t> tokens, std::s
     const Layer& layer = layers_[l];
     attention_layer(l, x_.data(), spans, cache, l);
     rms_norm(x_.data(), n, hd, layer.moe_norm.data(), float(c.rms_norm_eps), h_.data());
-    if (c.moe())
+    if (layer.sparse)
       moe_.forward(pool_, layer.moe, c.top_k, h_.data(), n, x_.data(), trace ? &trace->routing[l] : nullptr);
     else
       mlp(layer, h_.data(), n, x_.data());
@@ -187,7 +204,7 @@ const std::vector<float>& Model::forward(std::span<const int32_t> tokens, std::s
 }
 
 void Model::mlp(const Layer& layer, const float* h, int64_t n, float* x) {
-  const int64_t hd = config_.hidden_size, inter = config_.intermediate_size;
+  const int64_t hd = config_.hidden_size, inter = config_.dense_intermediate_size;
   mlp_gate_.resize(size_t(n * inter));
   mlp_up_.resize(size_t(n * inter));
   mlp_out_.resize(size_t(n * hd));

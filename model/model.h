@@ -57,6 +57,9 @@ class Model {
   void attention_layer(int64_t layer, float* x, std::span<const SequenceSpan> spans, KvCache& cache,
                        int64_t cache_layer);
   const MoeWeights& moe_weights(int64_t layer) const { return layers_[layer].moe; }
+  // A dense layer's MLP (dense models, Qwen's mlp_only_layers): adds
+  // down(silu(gate·h) ⊙ up·h) of n normalized rows h to x.
+  void dense_mlp(int64_t layer, const float* h, int64_t n, float* x) { mlp(layers_[size_t(layer)], h, n, x); }
   const std::vector<float>& moe_norm(int64_t layer) const { return layers_[layer].moe_norm; }
 
   // The cache of sub1 experts decoded for small batches
@@ -72,9 +75,11 @@ class Model {
   struct Layer {
     std::vector<float> attn_norm, moe_norm;
     std::vector<float> q_norm, k_norm;  // q/k RMSNorm weights (Qwen3-MoE per head, OLMoE whole rows)
+    std::vector<float> q_bias, k_bias, v_bias;  // Qwen2-MoE
+    bool sparse = false;           // an MoE block (else a dense MLP)
     WeightView q, k, v, o;
-    MoeWeights moe;                // MoE models
-    WeightView gate, up, down;     // dense models (model_type mistral / llama)
+    MoeWeights moe;                // MoE layers
+    WeightView gate, up, down;     // dense layers (mistral / llama, Qwen's mlp_only_layers)
   };
   // Dense models: adds down(silu(gate·h) ⊙ up·h) of `n` rows of h to x.
   void mlp(const Layer& layer, const float* h, int64_t n, float* x);

@@ -1,6 +1,7 @@
 #include "model/moe.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <numeric>
 
@@ -87,11 +88,31 @@ void MoeBlock::forward(ThreadPool& pool, const MoeWeights& weights, int64_t top_
       const float* y = &down_[row * h];
       for (int64_t i = 0; i < h; ++i) out[i] += weight * y[i];
     }
+  if (weights.has_shared()) add_shared(pool, weights, x, tokens);
   for (int64_t i = 0; i < tokens * h; ++i) residual[i] += combined_[i];
   if (record) {
     record->chosen = chosen;
     record->expert_load.resize(size_t(experts), 0);
     for (int64_t e = 0; e < experts; ++e) record->expert_load[e] += rows_[e].size();
+  }
+}
+
+void MoeBlock::add_shared(ThreadPool& pool, const MoeWeights& weights, const float* x, int64_t tokens) {
+  const ExpertWeights& w = weights.shared;
+  const int64_t h = w.w1.cols, inter = w.w1.rows;
+  shared_scale_.resize(size_t(tokens));
+  shared_gate_.resize(size_t(tokens * inter));
+  shared_up_.resize(shared_gate_.size());
+  shared_out_.resize(size_t(tokens * h));
+  const LinearProblem first[] = {{x, h, tokens, weights.shared_gate, shared_scale_.data(), 1},
+                                 {x, h, tokens, w.w1, shared_gate_.data(), inter},
+                                 {x, h, tokens, w.w3, shared_up_.data(), inter}};
+  linear(pool, first);
+  silu_mul(shared_gate_.data(), shared_up_.data(), tokens * inter);
+  linear(pool, LinearProblem{shared_gate_.data(), inter, tokens, w.w2, shared_out_.data(), h});
+  for (int64_t t = 0; t < tokens; ++t) {
+    const float scale = 1.0f / (1.0f + std::exp(-shared_scale_[size_t(t)]));
+    for (int64_t i = 0; i < h; ++i) combined_[size_t(t * h + i)] += scale * shared_out_[size_t(t * h + i)];
   }
 }
 

@@ -1,6 +1,7 @@
 // The sparse MoE block exactly as Hugging Face Mixtral computes it: router
 // logits -> softmax in f32 -> top-k -> the k weights renormalized to sum 1 ->
-// Σ weight · w2(silu(w1·x) ⊙ w3·x).
+// Σ weight · w2(silu(w1·x) ⊙ w3·x); plus, where the family has one (Qwen2-MoE),
+// a shared expert scaled by a sigmoid gate.
 //
 // Tokens are grouped by expert: each expert's routed tokens are gathered into
 // one matrix and run as GEMMs (all experts' tiles in one parallel batch), then
@@ -21,6 +22,12 @@ struct MoeWeights {
   WeightView router;  // [E, H]
   std::vector<ExpertWeights> experts;
   bool normalize = true;  // norm_topk_prob: the k weights renormalized to sum 1
+  // Qwen2-MoE's shared expert: every token adds sigmoid(shared_gate·x) ·
+  // shared(x) to the routed sum (shared_gate [1, H]; absent when
+  // shared_gate.rows == 0).
+  ExpertWeights shared;
+  WeightView shared_gate;
+  bool has_shared() const { return shared_gate.rows > 0; }
 };
 
 // Where the tokens of one forward went: expert ids per token (descending
@@ -53,7 +60,10 @@ class MoeBlock {
   std::vector<float> logits_;        // [tokens, E]
   std::vector<std::vector<int64_t>> rows_;  // per expert: token indices
   std::vector<int64_t> offsets_;     // per expert: first row in the packed buffers
+  // Adds sigmoid(gate·x) · shared(x) of every token to combined_.
+  void add_shared(ThreadPool& pool, const MoeWeights& weights, const float* x, int64_t tokens);
   std::vector<float> gathered_, gate_, up_, down_, combined_;
+  std::vector<float> shared_gate_, shared_up_, shared_out_, shared_scale_;
 };
 
 }  // namespace moec

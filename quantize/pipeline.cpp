@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -104,8 +105,12 @@ QuantizedMatrix quantize_matrix(const RowMatrix& w, const HessianAccumulator& h,
 struct MlpKeys {
   TensorKey gate, down, up;
 };
+// In an MoE layer, expert index num_experts stands for the shared expert.
 MlpKeys mlp_keys(const ModelConfig& c, int layer, int expert) {
-  if (!c.moe()) return {{TensorRole::MlpGate, layer, -1}, {TensorRole::MlpDown, layer, -1}, {TensorRole::MlpUp, layer, -1}};
+  if (!c.moe_layer(layer))
+    return {{TensorRole::MlpGate, layer, -1}, {TensorRole::MlpDown, layer, -1}, {TensorRole::MlpUp, layer, -1}};
+  if (expert == c.num_experts)
+    return {{TensorRole::SharedW1, layer, -1}, {TensorRole::SharedW2, layer, -1}, {TensorRole::SharedW3, layer, -1}};
   return {{TensorRole::ExpertW1, layer, expert}, {TensorRole::ExpertW2, layer, expert}, {TensorRole::ExpertW3, layer, expert}};
 }
 
@@ -169,7 +174,12 @@ class LayerQuantizer {
   void run(int64_t l, std::vector<float>& x, int64_t windows) {
     Stopwatch clock;
     const ModelConfig& c = source_.config();
-    const int64_t h = c.hidden_size, experts = c.moe() ? c.num_experts : 1, batch_tokens = kWindowBatch * o_.ctx;
+    const bool sparse = c.moe_layer(l);
+    const bool shared = sparse && c.shared_expert_size > 0 && !o_.keep_shared;
+    // The MLPs quantized here: the routed experts (then the shared one), or
+    // a dense layer's MLP.
+    const int64_t routed = sparse ? c.num_experts : 1, experts = routed + (shared ? 1 : 0);
+    const int64_t h = c.hidden_size, batch_tokens = kWindowBatch * o_.ctx;
     const float eps = float(c.rms_norm_eps);
     for (int64_t w0 = 0; w0 < windows; w0 += kWindowBatch) {
       const int64_t batch = std::min(kWindowBatch, windows - w0);
@@ -181,9 +191,9 @@ class LayerQuantizer {
     std::vector<std::vector<int64_t>> rows(static_cast<size_t>(experts));
     std::vector<float> normed, logits;
     Routing routing;
-    if (!c.moe())
-      for (int64_t t = 0; t < n; ++t) rows[0].push_back(t);
-    for (int64_t t0 = 0; c.moe() && t0 < n; t0 += batch_tokens) {
+    if (!sparse || shared)  // a dense MLP or a shared expert: every token
+      for (int64_t t = 0; t < n; ++t) rows[size_t(experts - 1)].push_back(t);
+    for (int64_t t0 = 0; sparse && t0 < n; t0 += batch_tokens) {
       const int64_t m = std::min(batch_tokens, n - t0);
       normed.resize(size_t(m * h));
       rms_norm(&x[t0 * h], m, h, model_.moe_norm(l).data(), eps, normed.data());
@@ -201,15 +211,21 @@ class LayerQuantizer {
       if (o_.progress) o_.progress(l, int64_t(e), experts);
     });
     for (int64_t e = 0; e < experts; ++e) {
-      layer.tokens_per_expert.push_back(int64_t(rows[e].size()));
+      if (e < routed) layer.tokens_per_expert.push_back(int64_t(rows[e].size()));
       for (auto& f : results[e].fallbacks) layer.fallbacks.push_back(f);
     }
     layer.relative_error = propagate(l, x, results);
     if (o_.format.kind == GridKind::Sub1 && !dictionary_) dictionary_ = &shared_dictionary(layer_trit_counts(results));
-    for (int64_t e = 0; e < experts; ++e) write_expert(l, e, results[e]);
-    for (auto role : {TensorRole::AttnNorm, TensorRole::AttnQ, TensorRole::AttnK, TensorRole::AttnV,
-                      TensorRole::AttnO, TensorRole::MoeNorm, TensorRole::Router})
-      if (role != TensorRole::Router || c.moe()) write_dense({role, int(l), -1});
+    std::set<TensorKey> quantized;
+    for (int64_t e = 0; e < experts; ++e) {
+      write_expert(l, e, results[e]);
+      const MlpKeys keys = mlp_keys(c, int(l), int(e));
+      quantized.insert({keys.gate, keys.down, keys.up});
+    }
+    // Everything else of the layer (attention, norms, biases, router, the
+    // shared expert's gate, a kept shared expert) keeps its stored precision.
+    for (const TensorKey& key : expected_tensors(c))
+      if (key.layer == int(l) && !quantized.contains(key)) write_dense(key);
     layer.seconds = clock.seconds();
     report_.layers.push_back(std::move(layer));
   }
@@ -227,8 +243,8 @@ class LayerQuantizer {
     std::vector<TensorData> held;
     const std::vector<float> one_row(size_t(h), 0.0f);
     MoeWeights original = model_.moe_weights(l);
-    const int64_t top_k = c.moe() ? c.top_k : 1;
-    if (!c.moe()) {
+    const int64_t top_k = c.moe_layer(l) ? c.top_k : 1;
+    if (!c.moe_layer(l)) {
       original.router = f32_view(one_row.data(), 1, h);
       const MlpKeys keys = mlp_keys(c, int(l), 0);
       for (const TensorKey& key : {keys.gate, keys.down, keys.up}) held.push_back(source_.read(key));
@@ -237,7 +253,11 @@ class LayerQuantizer {
     MoeWeights quantized = original;
     for (size_t e = 0; e < results.size(); ++e) {
       auto view = [](const QuantizedMatrix& m) { return quantized_weights(m.view()); };
-      quantized.experts[e] = {view(results[e].w1), view(results[e].w2), view(results[e].w3)};
+      const ExpertWeights weights{view(results[e].w1), view(results[e].w2), view(results[e].w3)};
+      if (e < quantized.experts.size())
+        quantized.experts[e] = weights;
+      else
+        quantized.shared = weights;  // the shared expert, last
     }
     MoeBlock block;
     std::vector<float> normed, reference, output;
@@ -311,6 +331,7 @@ QuantizeReport quantize_model(const CheckpointSource& source, const std::filesys
                              {"damp", o.gptq_options.damp},
                              {"block", o.gptq_options.block},
                              {"act_order", o.gptq_options.act_order},
+                             {"shared_experts", o.keep_shared ? "kept" : "quantized"},
                              {"code", o.format.kind == GridKind::Sub1 ? "sub1: Tunstall dictionary from layer 0's trit counts"
                                                                       : "packed"},
                              {"calibration", {{"file", std::filesystem::absolute(o.calib).string()},

@@ -36,6 +36,9 @@ struct QuantizeOptions {
   int64_t ctx = 256;
   uint64_t seed = 0;
   bool overwrite = false;
+  // Shared experts (Qwen2-MoE) are quantized like routed experts, with a
+  // Hessian from every token, unless kept at their stored precision.
+  bool keep_shared = false;
   std::string command_line;
   // After each expert: layer, expert, experts per layer.
   std::function<void(int64_t layer, int64_t expert, int64_t experts)> progress;
@@ -44,7 +47,7 @@ struct QuantizeOptions {
 struct LayerReport {
   int64_t layer = 0;
   double relative_error = 0;  // ‖MoE(x) − MoE_Q(x)‖ / ‖MoE(x)‖ over calibration tokens
-  std::vector<int64_t> tokens_per_expert;
+  std::vector<int64_t> tokens_per_expert;  // routed experts (a shared expert sees every token)
   std::vector<std::string> fallbacks;  // "expert 3 w2: no calibration tokens (RTN)"
   double seconds = 0;
 };
@@ -54,7 +57,7 @@ struct QuantizeReport {
   std::string method;
   int64_t calib_tokens = 0;
   std::vector<LayerReport> layers;
-  uint64_t expert_params = 0, expert_bytes = 0;
+  uint64_t expert_params = 0, expert_bytes = 0;  // every quantized MLP matrix (routed, shared, dense layers)
   uint64_t total_params = 0, file_bytes = 0;
   double zero_fraction = 0;  // ternary: share of zero codes
   double seconds = 0;

@@ -129,7 +129,7 @@ TEST_CASE("malformed config.json", "[malformed][config]") {
     test::write_file(dir / "config.json", config.dump());
     require_error([&] { open_checkpoint(dir); }, phrases);
   };
-  with_config([](json& c) { c["model_type"] = "qwen2_moe"; }, {"config.json", "model_type 'qwen2_moe' is not supported"});
+  with_config([](json& c) { c["model_type"] = "deepseek_v3"; }, {"config.json", "model_type 'deepseek_v3' is not supported"});
   with_config([](json& c) { c.erase("model_type"); }, {"config.json", "missing 'model_type'"});
   with_config([](json& c) { c.erase("hidden_size"); }, {"config.json", "missing 'hidden_size'"});
   with_config([](json& c) { c["num_local_experts"] = 0; }, {"'num_local_experts' must be a positive integer"});

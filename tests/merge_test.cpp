@@ -168,3 +168,24 @@ TEST_CASE("merge refuses a bad K or method", "[merge]") {
   CHECK(std::count(cli.err.begin(), cli.err.end(), '\n') == 1);
   CHECK_FALSE(fs::exists(tmp / "y"));
 }
+
+TEST_CASE("routed output follows norm_topk_prob: raw softmax weights over the kept experts, or renormalized over k",
+          "[merge]") {
+  LayerStats s;
+  s.experts = 3;
+  s.hidden = 1;
+  s.samples = 1;
+  s.top_k = 2;
+  s.logits = {2.0f, 1.0f, 0.0f};
+  s.outputs = {{1.0f}, {10.0f}, {100.0f}};
+  const double e2 = std::exp(2.0), e1 = std::exp(1.0), e0 = 1.0;
+  s.normalize = false;  // Qwen's default: the two largest of softmax over all three
+  CHECK(routed_output(s, {0, 1, 2})[0] == Approx((e2 * 1 + e1 * 10) / (e2 + e1 + e0)).epsilon(1e-6));
+  CHECK(routed_output(s, {0, 1})[0] == Approx((e2 * 1 + e1 * 10) / (e2 + e1)).epsilon(1e-6));  // a pruned router
+  CHECK(routed_output(s, {1, 2})[0] == Approx((e1 * 10 + e0 * 100) / (e1 + e0)).epsilon(1e-6));
+  s.normalize = true;  // Mixtral: the two renormalized to sum 1
+  CHECK(routed_output(s, {0, 1, 2})[0] == Approx((e2 * 1 + e1 * 10) / (e2 + e1)).epsilon(1e-6));
+  s.top_k = 1;
+  s.normalize = false;
+  CHECK(routed_output(s, {0, 1, 2})[0] == Approx(e2 / (e2 + e1 + e0)).epsilon(1e-6));
+}

@@ -34,7 +34,7 @@ TEST_CASE("names that only look like Mixtral tensors are rejected", "[names]") {
                           "model.layers.x.input_layernorm.weight", "model.layers.0.input_layernorm.weight.extra",
                           "model.layers.0.block_sparse_moe.experts.3.w4.weight", "lm_head.bias", ""})
     CHECK_FALSE(parse_hf_name(arch, bad));
-  CHECK_FALSE(find_architecture("qwen2_moe"));
+  CHECK_FALSE(find_architecture("deepseek_v3"));
 }
 
 TEST_CASE("expected shapes follow the config", "[names]") {
