@@ -2,7 +2,8 @@
 # The distillation table of README.md: the shipped model A (the teacher), A
 # merged to 2 experts per layer (dense-equivalent width 1024) with
 # merge-cluster and merge-aligned, and A distilled into a dense student of
-# width 1024: layer-wise stage only, then with end-to-end distillation. All
+# width 1024: layer-wise stage only (expert-neuron and random initializations),
+# then with end-to-end distillation. All
 # evaluated on the Brown test split (ctx 256), measured in one run; the
 # distillation's curve (validation perplexity vs tokens) is printed after the
 # table. Needs a build. THREADS (default 2) sets the worker threads.
@@ -39,9 +40,16 @@ common=(--width 1024 --calib $train --calib-windows ${WINDOWS:-1000} --threads "
 $moec distill "$model" -o "$out/layerwise" "${common[@]}" --steps 0 > "$out/layerwise.json"
 row "distilled, layer-wise only" "$out/layerwise" "$out/layerwise.json" \
   "$(field "$out/layerwise.json" 'format(d["student_params"], ",")')"
+$moec distill "$model" -o "$out/random" "${common[@]}" --steps 0 --init random > "$out/random.json"
+row "distilled, layer-wise only, random init" "$out/random" "$out/random.json" \
+  "$(field "$out/random.json" 'format(d["student_params"], ",")')"
 $moec distill "$model" -o "$out/distilled" "${common[@]}" > "$out/distilled.json"
 row "distilled, layer-wise + end-to-end" "$out/distilled" "$out/distilled.json" \
   "$(field "$out/distilled.json" 'format(d["student_params"], ",")')"
 echo
+for init in layerwise random; do
+  echo "$init: validation ppl at init $(field "$out/$init.json" '"%.2f" % d["stages"][0]["validation_ppl"]')," \
+    "after stage 1 $(field "$out/$init.json" '"%.2f" % d["stages"][1]["validation_ppl"]')"
+done
 echo "end-to-end curve (training tokens: validation ppl):" \
   "$(field "$out/distilled.json" '" ".join("%d: %.2f" % (p["tokens"], p["validation_ppl"]) for p in d["curve"])')"
