@@ -1,5 +1,7 @@
 #include "model/ops.h"
 
+#include "quant/elementwise.h"
+
 #define EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
 
@@ -28,16 +30,6 @@ float ordered_sum(const float* x, int64_t n, Fn&& f) {
   return s;
 }
 
-// Eigen evaluates exp() with a SIMD polynomial on aligned packets but with
-// std::exp on the unaligned head it peels off, so an in-place exp over a
-// buffer would round differently depending on where malloc put it. Element
-// wise work with exp therefore runs in an aligned scratch array.
-Array& aligned_copy(const float* x, int64_t n) {
-  thread_local Array scratch;
-  scratch = ConstArrayMap(x, n);
-  return scratch;
-}
-
 }  // namespace
 
 void rms_norm(const float* x, int64_t rows, int64_t dim, const float* weight, float eps, float* out) {
@@ -50,24 +42,11 @@ void rms_norm(const float* x, int64_t rows, int64_t dim, const float* weight, fl
   }
 }
 
-void silu_mul(float* a, const float* b, int64_t n) {
-  Array& x = aligned_copy(a, n);
-  x = x / (1.0f + (-x).exp());
-  ArrayMap(a, n) = x * ConstArrayMap(b, n);
-}
+// The exp-bound pieces run in the CPU's best instruction set (quant/elementwise.h).
+void silu_mul(float* a, const float* b, int64_t n) { silu_mul_kernel(a, b, n); }
 
-void softmax(float* x, int64_t n) {
-  Array& v = aligned_copy(x, n);
-  v = (v - v.maxCoeff()).exp();  // a maximum is exact in any order
-  const float sum = ordered_sum(v.data(), n, [](float a) { return a; });
-  ArrayMap(x, n) = v / sum;
-}
+void softmax(float* x, int64_t n) { softmax_kernel(x, n); }
 
-float log_sum_exp(const float* x, int64_t n) {
-  thread_local Array shifted;
-  const float m = ConstArrayMap(x, n).maxCoeff();
-  shifted = (ConstArrayMap(x, n) - m).exp();
-  return m + std::log(ordered_sum(shifted.data(), n, [](float a) { return a; }));
-}
+float log_sum_exp(const float* x, int64_t n) { return log_sum_exp_kernel(x, n); }
 
 }  // namespace moec

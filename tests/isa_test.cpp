@@ -16,6 +16,7 @@
 #include "model/thread_pool.h"
 #include "model/tokenizer.h"
 #include "quant/dense_kernels.h"
+#include "quant/elementwise.h"
 #include "quant/gemm.h"
 #include "quant/gptq.h"
 #include "quant/quantized_matrix.h"
@@ -167,6 +168,52 @@ TEST_CASE("packed k-bit and ternary decoding: the same floats on every ISA", "[i
       std::vector<float> got(want.size());
       dequantize_rows(m.view(), 0, rows, got.data());
       REQUIRE(got == want);
+    }
+  }
+}
+
+TEST_CASE("element-wise kernels (SiLU·up, softmax, log-sum-exp) on every ISA equal double precision, for any alignment",
+          "[isa]") {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 4.0f);
+  for (int64_t n : {1, 7, 16, 33, 4096}) {
+    std::vector<float> x(static_cast<size_t>(n)), b(x.size());
+    for (float& v : x) v = normal(rng);
+    for (float& v : b) v = normal(rng);
+    double m = x[0], sum = 0;
+    for (float v : x) m = std::max(m, double(v));
+    for (float v : x) sum += std::exp(double(v) - m);
+    for (Isa isa : supported_isas()) {
+      INFO(isa_name(isa) << ", n " << n);
+      std::vector<float> first_softmax, first_silu;
+      float first_lse = 0;
+      for (size_t offset : {0, 1, 3}) {  // the same values at other alignments
+        std::vector<float> buffer(offset + x.size()), up(offset + x.size());
+        std::copy(x.begin(), x.end(), buffer.begin() + offset);
+        std::copy(b.begin(), b.end(), up.begin() + offset);
+        float* row = buffer.data() + offset;
+        const float lse = log_sum_exp_kernel(row, n, isa);
+        CHECK(lse == Approx(m + std::log(sum)).epsilon(1e-6).margin(1e-6));
+        std::vector<float> p(row, row + n);
+        softmax_kernel(p.data(), n, isa);
+        for (int64_t i = 0; i < n; ++i)
+          CHECK(p[size_t(i)] == Approx(std::exp(double(x[size_t(i)]) - m) / sum).epsilon(1e-5).margin(1e-7));
+        silu_mul_kernel(row, up.data() + offset, n, isa);
+        std::vector<float> s(row, row + n);
+        for (int64_t i = 0; i < n; ++i) {
+          const double v = x[size_t(i)];
+          CHECK(s[size_t(i)] == Approx(v / (1 + std::exp(-v)) * b[size_t(i)]).epsilon(1e-5).margin(1e-6));
+        }
+        if (offset == 0) {
+          first_softmax = p;
+          first_silu = s;
+          first_lse = lse;
+        } else {  // bit for bit whatever the buffers' alignment
+          CHECK(p == first_softmax);
+          CHECK(s == first_silu);
+          CHECK(lse == first_lse);
+        }
+      }
     }
   }
 }

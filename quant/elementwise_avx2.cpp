@@ -1,0 +1,6 @@
+// Compiled with the avx2 flags of quant/CMakeLists.txt; Eigen renamed so none
+// of its instantiations here can replace the portable ones.
+#include "quant/elementwise.h"
+#define Eigen moec_eigen_avx2
+#define MOEC_ELEMENTWISE(name) name##_avx2
+#include "quant/elementwise_eigen.inc"
