@@ -23,13 +23,14 @@
 
 using namespace moec;
 using nlohmann::json;
+namespace fs = std::filesystem;
 
 namespace {
 
 // The fixture model behind a server on 127.0.0.1 at a free port.
 struct TestServer {
-  explicit TestServer(ServerOptions options = {})
-      : source(open_checkpoint(test::fixture_model_dir())),
+  explicit TestServer(ServerOptions options = {}, const fs::path& model_dir = test::fixture_model_dir())
+      : source(open_checkpoint(model_dir)),
         tokenizer(Tokenizer::from_checkpoint(*source)),
         pool(2),
         model(*source, pool) {
@@ -575,4 +576,31 @@ TEST_CASE("moec serve: starts and exits 0 on SIGTERM, bad flags and models fail 
   CHECK(port.err.find("--port") != std::string::npos);
   auto parallel = test::run_moec("serve '" + model + "' --parallel 0");
   CHECK(parallel.exit_code != 0);
+}
+
+TEST_CASE("serve: every architecture's greedy completions equal moec generate with 8 concurrent clients",
+          "[serve][arch]") {
+  for (const char* name : {"tiny-qwen2moe", "tiny-qwen3moe", "tiny-olmoe"}) {
+    INFO(name);
+    const fs::path dir = test::fixtures_dir() / "arch" / name;
+    if (!fs::exists(dir / "config.json")) {
+      WARN(name << " needs ../shared/fixtures/arch; skipped");
+      continue;
+    }
+    TestServer s({}, dir);
+    const auto prompts = test_prompts();
+    std::vector<std::string> expected;
+    for (const auto& p : prompts) expected.push_back(s.generate_text(p, 16));
+    s.start();
+    std::vector<Completion> results(prompts.size());
+    std::vector<std::thread> clients;
+    for (size_t i = 0; i < prompts.size(); ++i)
+      clients.emplace_back([&, i] { results[i] = complete(completion_body(prompts[i], 16, i % 2 == 1), s.port); });
+    for (auto& t : clients) t.join();
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      INFO("prompt " << i);
+      REQUIRE(results[i].status == 200);
+      CHECK(results[i].text == expected[i]);
+    }
+  }
 }
