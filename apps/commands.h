@@ -18,7 +18,7 @@ void add_merge_commands(CLI::App& app);    // merge
 void add_distill_commands(CLI::App& app);  // distill
 void add_serve_commands(CLI::App& app);    // serve
 
-// The flags every calibrating stage (quantize, merge) shares.
+// The flags every calibrating stage (quantize, merge, distill) shares.
 struct CalibrationFlags {
   std::string calib;
   int64_t windows = 0;
@@ -29,6 +29,17 @@ struct CalibrationFlags {
   bool json = false;
 };
 void add_calibration_flags(CLI::App* command, CalibrationFlags& flags);
+// Copies them into a stage's options (calib, calib_windows, ctx, seed,
+// overwrite), with the command line for the output's provenance.
+template <typename StageOptions>
+void apply_calibration_flags(const CalibrationFlags& c, StageOptions& o) {
+  o.calib = c.calib;
+  o.calib_windows = c.windows;
+  o.ctx = c.ctx;
+  o.seed = c.seed;
+  o.overwrite = c.force;
+  o.command_line = command_line();
+}
 // A stage's closing report: JSON, or "wrote OUT" and the text table.
 void print_report(const std::string& out, bool json, const std::string& json_text, const std::string& text);
 

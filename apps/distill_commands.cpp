@@ -20,12 +20,7 @@ void run_distill(DistillFlags& f) {
   distill::DistillOptions& o = f.options;
   const CalibrationFlags& c = f.calibration;
   o.init = distill::parse_mlp_init(f.init);
-  o.calib = c.calib;
-  o.calib_windows = c.windows;
-  o.ctx = c.ctx;
-  o.seed = c.seed;
-  o.overwrite = c.force;
-  o.command_line = command_line();
+  apply_calibration_flags(c, o);
   if (!f.quiet) o.progress = [](const std::string& line) { fmt::print(stderr, "{}\n", line); };
   auto source = open_checkpoint(f.model);
   ThreadPool pool(c.threads);

@@ -22,12 +22,7 @@ void run_merge(const MergeFlags& f) {
   o.method = parse_merge_method(f.method);
   o.experts = f.experts;
   const CalibrationFlags& c = f.calibration;
-  o.calib = c.calib;
-  o.calib_windows = c.windows;
-  o.ctx = c.ctx;
-  o.seed = c.seed;
-  o.overwrite = c.force;
-  o.command_line = command_line();
+  apply_calibration_flags(c, o);
   if (::isatty(STDERR_FILENO))
     o.progress = [](int64_t layer, int64_t layers) {
       fmt::print(stderr, "\rmerge: layer {}/{}", layer + 1, layers);

@@ -38,13 +38,8 @@ void run_quantize(const QuantizeFlags& f) {
   o.gptq_options.damp = f.damp;
   o.gptq_options.act_order = f.act_order;
   const CalibrationFlags& c = f.calibration;
-  o.calib = c.calib;
-  o.calib_windows = c.windows;
-  o.ctx = c.ctx;
-  o.seed = c.seed;
-  o.overwrite = c.force;
+  apply_calibration_flags(c, o);
   o.keep_shared = f.keep_shared;
-  o.command_line = command_line();
   if (::isatty(STDERR_FILENO))
     o.progress = [](int64_t layer, int64_t expert, int64_t experts) {
       fmt::print(stderr, "\rquantize: layer {} expert {}/{}   ", layer, expert + 1, experts);

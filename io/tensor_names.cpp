@@ -69,6 +69,22 @@ Patterns llama_layout(Patterns extra) {
   return p;
 }
 
+// The Qwen MoE families' layers: router `mlp.gate`, experts under
+// `mlp.experts.{E}`, and a dense layer's MLP directly under `mlp.`.
+Patterns qwen_moe_layout(Patterns extra) {
+  const std::pair<TensorRole, std::string> mlp[] = {
+      {TensorRole::Router, "model.layers.{L}.mlp.gate.weight"},
+      {TensorRole::ExpertW1, "model.layers.{L}.mlp.experts.{E}.gate_proj.weight"},
+      {TensorRole::ExpertW2, "model.layers.{L}.mlp.experts.{E}.down_proj.weight"},
+      {TensorRole::ExpertW3, "model.layers.{L}.mlp.experts.{E}.up_proj.weight"},
+      {TensorRole::MlpGate, "model.layers.{L}.mlp.gate_proj.weight"},
+      {TensorRole::MlpUp, "model.layers.{L}.mlp.up_proj.weight"},
+      {TensorRole::MlpDown, "model.layers.{L}.mlp.down_proj.weight"},
+  };
+  extra.insert(extra.end(), std::begin(mlp), std::end(mlp));
+  return llama_layout(std::move(extra));
+}
+
 // Qwen3-MoE: Mixtral's layout under other names, per-head q/k norms,
 // `num_experts` experts of width `moe_intermediate_size`, norm_topk_prob
 // false unless the config says so (Hugging Face's Qwen3MoeConfig default).
@@ -82,16 +98,9 @@ ArchitectureNames qwen3_moe() {
   a.default_norm_topk_prob = false;
   a.qk_norm = QkNorm::PerHead;
   a.dense_layer_keys = true;
-  a.patterns = llama_layout({
+  a.patterns = qwen_moe_layout({
       {TensorRole::AttnQNorm, "model.layers.{L}.self_attn.q_norm.weight"},
       {TensorRole::AttnKNorm, "model.layers.{L}.self_attn.k_norm.weight"},
-      {TensorRole::Router, "model.layers.{L}.mlp.gate.weight"},
-      {TensorRole::ExpertW1, "model.layers.{L}.mlp.experts.{E}.gate_proj.weight"},
-      {TensorRole::ExpertW2, "model.layers.{L}.mlp.experts.{E}.down_proj.weight"},
-      {TensorRole::ExpertW3, "model.layers.{L}.mlp.experts.{E}.up_proj.weight"},
-      {TensorRole::MlpGate, "model.layers.{L}.mlp.gate_proj.weight"},
-      {TensorRole::MlpUp, "model.layers.{L}.mlp.up_proj.weight"},
-      {TensorRole::MlpDown, "model.layers.{L}.mlp.down_proj.weight"},
   });
   return a;
 }
@@ -110,21 +119,14 @@ ArchitectureNames qwen2_moe() {
   a.attention_bias = true;
   a.shared_expert_width_key = "shared_expert_intermediate_size";
   a.dense_layer_keys = true;
-  a.patterns = llama_layout({
+  a.patterns = qwen_moe_layout({
       {TensorRole::AttnQBias, "model.layers.{L}.self_attn.q_proj.bias"},
       {TensorRole::AttnKBias, "model.layers.{L}.self_attn.k_proj.bias"},
       {TensorRole::AttnVBias, "model.layers.{L}.self_attn.v_proj.bias"},
-      {TensorRole::Router, "model.layers.{L}.mlp.gate.weight"},
-      {TensorRole::ExpertW1, "model.layers.{L}.mlp.experts.{E}.gate_proj.weight"},
-      {TensorRole::ExpertW2, "model.layers.{L}.mlp.experts.{E}.down_proj.weight"},
-      {TensorRole::ExpertW3, "model.layers.{L}.mlp.experts.{E}.up_proj.weight"},
       {TensorRole::SharedW1, "model.layers.{L}.mlp.shared_expert.gate_proj.weight"},
       {TensorRole::SharedW2, "model.layers.{L}.mlp.shared_expert.down_proj.weight"},
       {TensorRole::SharedW3, "model.layers.{L}.mlp.shared_expert.up_proj.weight"},
       {TensorRole::SharedGate, "model.layers.{L}.mlp.shared_expert_gate.weight"},
-      {TensorRole::MlpGate, "model.layers.{L}.mlp.gate_proj.weight"},
-      {TensorRole::MlpUp, "model.layers.{L}.mlp.up_proj.weight"},
-      {TensorRole::MlpDown, "model.layers.{L}.mlp.down_proj.weight"},
   });
   return a;
 }

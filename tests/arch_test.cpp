@@ -16,6 +16,8 @@
 #include "model/thread_pool.h"
 #include "model/tokenizer.h"
 #include "tests/reference.h"
+#include "tests/arch_fixtures.h"
+#include "tests/greedy_check.h"
 #include "tests/test_paths.h"
 
 using namespace moec;
@@ -132,13 +134,8 @@ TEST_CASE("unknown architectures are refused in one line naming the supported on
 }
 
 TEST_CASE("every stage runs on every architecture: convert/export round trip, quantize, merge", "[model][arch][stages]") {
-  for (const char* name : {"tiny-qwen2moe", "tiny-qwen3moe", "tiny-olmoe"}) {
+  for (const auto& [name, dir] : test::arch_fixtures()) {
     INFO(name);
-    const fs::path dir = test::fixtures_dir() / "arch" / name;
-    if (!fs::exists(dir / "config.json")) {
-      WARN(name << " needs ../shared/fixtures/arch; skipped");
-      continue;
-    }
     test::TempDir tmp;
     const std::string text = test::text_file("validation").string(), calib = test::text_file("train").string();
     auto ppl = [&](const fs::path& model) {
@@ -214,13 +211,8 @@ TEST_CASE("every stage runs on every architecture: convert/export round trip, qu
 
 TEST_CASE("every architecture generates with the KV cache exactly as full forward passes do; distill refuses what a "
           "Mistral student cannot hold", "[model][arch][stages]") {
-  for (const char* name : {"tiny-qwen2moe", "tiny-qwen3moe", "tiny-olmoe"}) {
+  for (const auto& [name, dir] : test::arch_fixtures()) {
     INFO(name);
-    const fs::path dir = test::fixtures_dir() / "arch" / name;
-    if (!fs::exists(dir / "config.json")) {
-      WARN(name << " needs ../shared/fixtures/arch; skipped");
-      continue;
-    }
     auto source = open_checkpoint(dir);
     ThreadPool pool(2);
     Model model(*source, pool);
@@ -229,18 +221,8 @@ TEST_CASE("every architecture generates with the KV cache exactly as full forwar
     options.max_new_tokens = 10;
     const GenerateResult r = generate(model, prompt, options);
     REQUIRE(r.tokens.size() == 10);
-    // Greedy: each token is the argmax of a fresh forward pass over the
-    // whole sequence (biases, q/k norms and the cache agree).
-    std::vector<int32_t> sequence = prompt;
-    const int64_t V = model.config().vocab_size, H = model.config().hidden_size;
-    std::vector<float> logits(static_cast<size_t>(V));
-    for (int32_t token : r.tokens) {
-      KvCache cache = model.make_cache(1, int64_t(sequence.size()));
-      const auto& hidden = model.forward(sequence, int64_t(sequence.size()), cache);
-      model.logits(&hidden[(sequence.size() - 1) * size_t(H)], 1, logits.data());
-      CHECK(std::max_element(logits.begin(), logits.end()) - logits.begin() == token);
-      sequence.push_back(token);
-    }
+    // Biases, q/k norms and the cache agree with cache-free forward passes.
+    CHECK(test::first_greedy_mismatch(model, prompt, r.tokens) == -1);
     // The CLI too.
     auto g = test::run_moec("generate '" + dir.string() + "' --prompt 'The jury said' -n 10");
     INFO(g.err);

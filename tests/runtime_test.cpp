@@ -12,6 +12,7 @@
 #include "model/sampler.h"
 #include "model/thread_pool.h"
 #include "model/tokenizer.h"
+#include "tests/greedy_check.h"
 #include "tests/reference.h"
 #include "tests/test_paths.h"
 
@@ -94,16 +95,7 @@ TEST_CASE("decoding with the KV cache equals re-running the whole sequence", "[r
   GenerateResult r = generate(model, prompt, options);
   REQUIRE(r.tokens.size() == 12);
   // Greedy: each generated token is the argmax of a fresh full forward pass.
-  std::vector<int32_t> sequence = prompt;
-  const int64_t V = model.config().vocab_size, H = model.config().hidden_size;
-  std::vector<float> logits(static_cast<size_t>(V));
-  for (int32_t token : r.tokens) {
-    KvCache cache = model.make_cache(1, int64_t(sequence.size()));
-    const auto& hidden = model.forward(sequence, int64_t(sequence.size()), cache);
-    model.logits(&hidden[(sequence.size() - 1) * size_t(H)], 1, logits.data());
-    REQUIRE(std::max_element(logits.begin(), logits.end()) - logits.begin() == token);
-    sequence.push_back(token);
-  }
+  CHECK(test::first_greedy_mismatch(model, prompt, r.tokens) == -1);
 }
 
 TEST_CASE("sampling: greedy, seeded, nucleus", "[runtime]") {

@@ -19,6 +19,7 @@
 #include "model/thread_pool.h"
 #include "model/tokenizer.h"
 #include "serve/server.h"
+#include "tests/arch_fixtures.h"
 #include "tests/test_paths.h"
 
 using namespace moec;
@@ -580,13 +581,8 @@ TEST_CASE("moec serve: starts and exits 0 on SIGTERM, bad flags and models fail 
 
 TEST_CASE("serve: every architecture's greedy completions equal moec generate with 8 concurrent clients",
           "[serve][arch]") {
-  for (const char* name : {"tiny-qwen2moe", "tiny-qwen3moe", "tiny-olmoe"}) {
+  for (const auto& [name, dir] : test::arch_fixtures()) {
     INFO(name);
-    const fs::path dir = test::fixtures_dir() / "arch" / name;
-    if (!fs::exists(dir / "config.json")) {
-      WARN(name << " needs ../shared/fixtures/arch; skipped");
-      continue;
-    }
     TestServer s({}, dir);
     const auto prompts = test_prompts();
     std::vector<std::string> expected;
