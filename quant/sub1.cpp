@@ -86,6 +86,30 @@ void dequantize_sub1_rows(const Sub1View& w, int64_t row0, int64_t n, float* out
   }
 }
 
+namespace {
+
+// The dictionary is rebuilt from the stored trit counts, so counts that lie
+// give another dictionary whose codewords cover other numbers of trits. Each
+// block's codewords must cover exactly its rows · cols trits (the last one may
+// run past the end, by less than its own length): a lying count or a damaged
+// stream is refused here, before it can decode into other weights.
+void check_block_coverage(const Sub1View& v, const TunstallDictionary& dict, const std::string& name) {
+  const std::vector<uint8_t>& lengths = dict.lengths();
+  for (int64_t b = 0; b < v.n_blocks(); ++b) {
+    const uint64_t need = uint64_t(v.rows_in_block(b) * v.cols);
+    uint64_t covered = 0, last = 0;
+    for (uint32_t k = v.blocks[b]; k < v.blocks[b + 1]; ++k) {
+      last = lengths[v.words[k]];
+      covered += last;
+    }
+    if (covered < need || covered - last >= need)
+      fail("tensor '{}': block {}'s codewords cover {} weights where its {} rows hold {} (trit_counts or codes do "
+           "not match the encoding)", name, b, covered, v.rows_in_block(b), need);
+  }
+}
+
+}  // namespace
+
 Sub1View sub1_view(const TensorData& tensor) {
   const TensorInfo& info = tensor.info();
   if (info.encoding != "sub1") fail("tensor '{}': encoding '{}' is not sub1", info.name, info.encoding);
@@ -122,6 +146,7 @@ Sub1View sub1_view(const TensorData& tensor) {
   const uint16_t largest = v.n_words ? *std::max_element(v.words, v.words + v.n_words) : 0;
   if (largest >= dict.size())
     fail("tensor '{}': codeword {} is outside its {}-word dictionary", info.name, largest, dict.size());
+  check_block_coverage(v, dict, info.name);
   v.codebook = dict.codebook();
   return v;
 }

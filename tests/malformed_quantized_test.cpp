@@ -5,6 +5,7 @@
 
 #include <hdf5.h>
 
+#include <array>
 #include <cstring>
 
 #include "io/checkpoint.h"
@@ -152,6 +153,34 @@ TEST_CASE("malformed sub1 containers", "[malformed][quantized][sub1]") {
       {w1, "level_scale nan is not a finite non-negative number"});
   require_quantized_error("sub1", [](hid_t f, const char* t) { replace_part(f, t, "trit_counts", H5T_STD_U64LE, {2}); },
                           {w1, "'trit_counts' holds 16 bytes"});
+  // Counts that lie rebuild another dictionary: refused, not decoded into
+  // other weights. (All-zero or all-2^63 counts give the uniform dictionary,
+  // which a real layer's skewed counts never do; this small random matrix's
+  // counts are close to uniform, so the test lies with skewed ones.)
+  for (const std::array<uint64_t, 3> lie : {std::array<uint64_t, 3>{1, 1000000, 1}, {uint64_t{1} << 63, 0, uint64_t{1} << 63}}) {
+    INFO(lie[0] << " " << lie[1] << " " << lie[2]);
+    require_quantized_error("sub1",
+                            [&](hid_t f, const char* t) {
+                              hid_t g = H5Gopen2(f, t, H5P_DEFAULT);
+                              hid_t set = H5Dopen2(g, "trit_counts", H5P_DEFAULT);
+                              H5Dwrite(set, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, lie.data());
+                              H5Dclose(set);
+                              H5Gclose(g);
+                            },
+                            {w1, "trit_counts or codes do not match"});
+  }
+  require_quantized_error("sub1",
+                          [](hid_t f, const char* t) {  // one codeword fewer in block 0
+                            hid_t g = H5Gopen2(f, t, H5P_DEFAULT);
+                            hid_t set = H5Dopen2(g, "blocks", H5P_DEFAULT);
+                            uint32_t offsets[3];
+                            H5Dread(set, H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, offsets);
+                            offsets[1] -= 1;
+                            H5Dwrite(set, H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, offsets);
+                            H5Dclose(set);
+                            H5Gclose(g);
+                          },
+                          {w1, "block 0's codewords cover"});
   require_quantized_error("sub1",
                           [](hid_t f, const char* t) {
                             hid_t g = H5Gopen2(f, t, H5P_DEFAULT);
