@@ -10,6 +10,7 @@
 #include "io/process_stats.h"
 #include "io/summary.h"
 #include "model/dequantized_export.h"
+#include "model/tensor_check.h"
 
 namespace moec::cli {
 namespace {
@@ -24,6 +25,7 @@ struct IoFlags {
 
 void run_inspect(const IoFlags& f) {
   auto source = open_checkpoint(f.path);
+  check_encoded_tensors(*source);  // a lying quantized tensor is an error, not a summary
   auto summary = summarize(*source);
   if (f.json)
     fmt::print("{}\n", to_json(summary).dump(2));

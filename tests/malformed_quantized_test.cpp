@@ -5,6 +5,7 @@
 
 #include <hdf5.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -56,6 +57,13 @@ void require_quantized_error(const std::string& spec, const std::function<void(h
   REQUIRE(file >= 0);
   damage(file, "/tensors/layers/1/experts/2/w1");
   H5Fclose(file);
+  // moec inspect refuses it too, in one line naming the file and the tensor.
+  const auto inspect = test::run_moec("inspect '" + (tmp / "q.h5").string() + "'");
+  INFO(inspect.err);
+  CHECK(inspect.exit_code == 1);
+  CHECK(std::count(inspect.err.begin(), inspect.err.end(), '\n') == 1);
+  CHECK_THAT(inspect.err, Catch::Contains("q.h5"));
+  for (const auto& p : phrases) CHECK_THAT(inspect.err, Catch::Contains(p));
   try {
     auto source = open_checkpoint(tmp / "q.h5");
     ThreadPool pool(1);
