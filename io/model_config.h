@@ -29,7 +29,7 @@ struct ModelConfig {
   bool moe() const { return num_experts > 0; }
   // Layer l runs a sparse MoE block (else a dense SwiGLU MLP of width
   // dense_intermediate_size).
-  bool moe_layer(int64_t l) const { return moe() && (l < int64_t(dense_layers.size()) ? !dense_layers[size_t(l)] : true); }
+  bool moe_layer(int64_t l) const { return moe() && !(l < int64_t(dense_layers.size()) && dense_layers[size_t(l)]); }
   int64_t dense_intermediate_size = 0;  // width of dense MLP layers (dense models: = intermediate_size)
   std::vector<bool> dense_layers;       // MoE models: the layers that are dense MLPs instead (Qwen's mlp_only_layers)
   int64_t shared_expert_size = 0;       // width of the shared expert in every MoE layer (0: none)

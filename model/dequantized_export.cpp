@@ -6,24 +6,20 @@
 #include "io/error.h"
 #include "io/tensor_names.h"
 #include "model/linear.h"
-#include "quant/sub1.h"
 
 namespace moec {
 
 std::vector<uint16_t> dequantized_bf16(const TensorData& tensor) {
   const WeightView w = weight_view(tensor);
   std::vector<uint16_t> out(size_t(w.rows * w.cols));
-  // Rows are decoded in bounded chunks so that no f32 copy of a whole
+  // Decoded in chunks of whole sub1 blocks, so that no f32 copy of a whole
   // matrix is held (a Mixtral expert is 235 MB in f32).
-  constexpr int64_t kChunkRows = 256;
-  std::vector<float> rows(size_t(std::min(kChunkRows, w.rows) * w.cols));
+  constexpr int64_t kChunkRows = 16 * kSub1BlockRows;
+  std::vector<float> scratch;
   for (int64_t r0 = 0; r0 < w.rows; r0 += kChunkRows) {
     const int64_t n = std::min(kChunkRows, w.rows - r0);
-    if (w.kind == WeightKind::Sub1)
-      dequantize_sub1_rows(w.sub1, r0, n, rows.data());
-    else
-      dequantize_rows(w.quant, r0, n, rows.data());
-    for (int64_t i = 0; i < n * w.cols; ++i) out[size_t(r0 * w.cols + i)] = f32_to_bf16(rows[size_t(i)]);
+    const float* rows = widen_rows(w, r0, n, scratch);
+    for (int64_t i = 0; i < n * w.cols; ++i) out[size_t(r0 * w.cols + i)] = f32_to_bf16(rows[i]);
   }
   return out;
 }
@@ -40,10 +36,7 @@ HfWriteResult write_dequantized_hf(const CheckpointSource& source, const std::fi
       writer.write(hf_name(arch, t.key), data.bytes());
       continue;
     }
-    if (t.shape.size() != 2)
-      fail("{}: tensor '{}': an encoded tensor must be a 2-D matrix, has {} dimensions", source.path().string(), t.name,
-           t.shape.size());
-    const std::vector<uint16_t> bf16 = dequantized_bf16(data);
+    const std::vector<uint16_t> bf16 = dequantized_bf16(data);  // weight_view checks the tensor
     writer.write(hf_name(arch, t.key), std::as_bytes(std::span(bf16)));
   }
   return writer.commit();

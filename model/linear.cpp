@@ -38,24 +38,6 @@ int64_t gemm_row_tile(int64_t cols) {
   return std::clamp<int64_t>(rows, 16, 256);
 }
 
-const float* widen_rows(const WeightView& w, int64_t row0, int64_t rows, std::vector<float>& scratch) {
-  if (w.kind == WeightKind::Quantized) {
-    scratch.resize(size_t(rows * w.cols));
-    dequantize_rows(w.quant, row0, rows, scratch.data());
-    return scratch.data();
-  }
-  if (w.kind == WeightKind::Sub1) {  // row0 and rows are whole blocks (tiles are multiples of 16 rows)
-    scratch.resize(size_t(rows * w.cols));
-    for (int64_t r = 0; r < rows; r += kSub1BlockRows)
-      sub1_dequantize_block(w.sub1, (row0 + r) / kSub1BlockRows, scratch.data() + r * w.cols);
-    return scratch.data();
-  }
-  const size_t offset = size_t(row0) * size_t(w.cols) * dtype_size(w.dtype);
-  if (w.dtype == DType::F32) return reinterpret_cast<const float*>(w.data + offset);
-  scratch.resize(size_t(rows * w.cols));
-  convert_to_f32(w.dtype, w.data + offset, scratch.data(), scratch.size());
-  return scratch.data();
-}
 
 void gemm_tile(const LinearProblem& p, int64_t t0, int64_t tn, int64_t n0, int64_t nn) {
   thread_local std::vector<float> scratch;
@@ -149,6 +131,25 @@ void add_tiles(const LinearProblem& p, std::vector<Tile>& tiles, HeldLists& held
 }
 
 }  // namespace
+
+const float* widen_rows(const WeightView& w, int64_t row0, int64_t rows, std::vector<float>& scratch) {
+  if (w.kind == WeightKind::Quantized) {
+    scratch.resize(size_t(rows * w.cols));
+    dequantize_rows(w.quant, row0, rows, scratch.data());
+    return scratch.data();
+  }
+  if (w.kind == WeightKind::Sub1) {  // row0 and rows are whole blocks (tiles are multiples of 16 rows)
+    scratch.resize(size_t(rows * w.cols));
+    for (int64_t r = 0; r < rows; r += kSub1BlockRows)
+      sub1_dequantize_block(w.sub1, (row0 + r) / kSub1BlockRows, scratch.data() + r * w.cols);
+    return scratch.data();
+  }
+  const size_t offset = size_t(row0) * size_t(w.cols) * dtype_size(w.dtype);
+  if (w.dtype == DType::F32) return reinterpret_cast<const float*>(w.data + offset);
+  scratch.resize(size_t(rows * w.cols));
+  convert_to_f32(w.dtype, w.data + offset, scratch.data(), scratch.size());
+  return scratch.data();
+}
 
 WeightView weight_view(const TensorData& tensor) {
   const TensorInfo& info = tensor.info();

@@ -94,4 +94,9 @@ inline void linear(ThreadPool& pool, const LinearProblem& problem) { linear(pool
 // Reference: the same product in plain double-accumulated loops (tests).
 void linear_reference(const LinearProblem& problem);
 
+// Rows [row0, row0 + rows) of w as f32 [rows, cols]: a pointer into w itself
+// when it is f32, else into `scratch` (widened, dequantized or sub1-decoded
+// with the CPU's kernels). Sub1: row0 is a multiple of kSub1BlockRows.
+const float* widen_rows(const WeightView& w, int64_t row0, int64_t rows, std::vector<float>& scratch);
+
 }  // namespace moec
