@@ -9,6 +9,7 @@
 #include <fmt/ranges.h>
 
 #include "io/error.h"
+#include "io/limits.h"
 
 namespace moec {
 
@@ -112,20 +113,31 @@ void HfCheckpoint::index_tensors() {
                         entry.end - entry.begin, {}, {}});
   }
   if (locations_.size() != tensors_.size())  // e.g. lm_head in a tied model
-    for (const auto& [key, loc] : locations_)
-      if (std::find_if(tensors_.begin(), tensors_.end(), [&](auto& t) { return t.key == key; }) == tensors_.end())
-        fail("{}: tensor '{}': not expected by the config", loc.shard->path().string(), loc.entry->name);
+    for (const auto& located : locations_)
+      if (std::find_if(tensors_.begin(), tensors_.end(), [&](auto& t) { return t.key == located.first; }) ==
+          tensors_.end())
+        fail("{}: tensor '{}': not expected by the config", located.second.shard->path().string(),
+             located.second.entry->name);
 }
 
 TensorData HfCheckpoint::read(const TensorKey& key) const {
   auto it = locations_.find(key);
   if (it == locations_.end()) fail("{}: tensor '{}': not in this checkpoint", path_.string(), logical_name(key));
-  return TensorData(info(key), it->second.shard->bytes(*it->second.entry));
+  auto bytes = it->second.shard->bytes(*it->second.entry);
+  // Kernels read weights in place as u16/f32 arrays. Some published files
+  // have headers of odd length, which puts every tensor at an odd offset:
+  // such a tensor is copied into (aligned) memory instead of being mapped.
+  if (reinterpret_cast<uintptr_t>(bytes.data()) % dtype_size(it->second.entry->dtype) != 0)
+    return TensorData(info(key), std::vector<std::byte>(bytes.begin(), bytes.end()));
+  return TensorData(info(key), bytes);
 }
 
 namespace {
 std::optional<std::vector<std::byte>> read_optional_file(const fs::path& p) {
   if (!fs::exists(p)) return std::nullopt;
+  if (fs::file_size(p) > limits::kMaxTokenizerBytes)
+    fail("{}: {} bytes is over the {} byte limit for a tokenizer file", p.string(), fs::file_size(p),
+         limits::kMaxTokenizerBytes);
   std::ifstream in(p, std::ios::binary);
   if (!in) fail("{}: cannot open", p.string());
   std::vector<char> chars((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

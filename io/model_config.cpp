@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/error.h"
+#include "io/limits.h"
 #include "io/tensor_names.h"
 
 namespace moec {
@@ -13,9 +14,9 @@ namespace {
 
 using json = nlohmann::json;
 
-// Sizes beyond this are not a real model but a lying file; they would
-// overflow shape products or ask for absurd allocations.
-constexpr int64_t kMaxDimension = int64_t{1} << 24;
+// Sizes beyond these (io/limits.h) are not a real model but a lying file;
+// they would overflow shape products or ask for absurd allocations.
+constexpr int64_t kMaxDimension = limits::kMaxConfigDimension;
 
 int64_t positive_int(const json& config, const char* field, const std::string& source) {
   if (!config.contains(field)) fail("{}: missing '{}'", source, field);
@@ -88,6 +89,8 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
   c.hidden_size = positive_int(config, "hidden_size", source);
   c.intermediate_size = positive_int(config, arch->moe ? arch->expert_width_key.c_str() : "intermediate_size", source);
   c.num_layers = positive_int(config, "num_hidden_layers", source);
+  if (c.num_layers > limits::kMaxLayers)
+    fail("{}: 'num_hidden_layers' = {} is implausibly large (limit {})", source, c.num_layers, limits::kMaxLayers);
   c.num_heads = positive_int(config, "num_attention_heads", source);
   c.num_kv_heads = config.contains("num_key_value_heads") ? positive_int(config, "num_key_value_heads", source)
                                                           : c.num_heads;
@@ -140,8 +143,10 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
   if (config.contains("hidden_act") && config["hidden_act"] != "silu")
     fail("{}: hidden_act {} is not supported (only silu)", source, config["hidden_act"].dump());
   check_mixtral(c, source);
-  if (c.num_layers > 65536 || c.num_experts > 65536)
-    fail("{}: {} layers of {} experts is implausibly large", source, c.num_layers, c.num_experts);
+  if (c.num_layers > limits::kMaxLayers || c.num_experts > limits::kMaxExperts ||
+      c.num_layers * c.num_experts > limits::kMaxExpertsPerModel)
+    fail("{}: {} layers of {} experts is implausibly large (limits: {} layers, {} experts, {} in all)", source,
+         c.num_layers, c.num_experts, limits::kMaxLayers, limits::kMaxExperts, limits::kMaxExpertsPerModel);
   return c;
 }
 

@@ -4,6 +4,7 @@
 #include <set>
 #include <tuple>
 
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "io/error.h"
@@ -44,6 +45,8 @@ std::map<std::string, std::string> parse_metadata(const json& value, const std::
 
 std::vector<int64_t> parse_shape(const json& value, const std::string& file, const std::string& name) {
   if (!value.is_array()) fail("{}: tensor '{}': shape is not an array", file, name);
+  if (value.size() > limits::kMaxRank)
+    fail("{}: tensor '{}': {} dimensions (limit {})", file, name, value.size(), limits::kMaxRank);
   std::vector<int64_t> shape;
   for (const auto& dim : value) {
     if (!dim.is_number_integer()) fail("{}: tensor '{}': shape has a non-integer dimension", file, name);
@@ -54,6 +57,9 @@ std::vector<int64_t> parse_shape(const json& value, const std::string& file, con
 }
 
 SafetensorsEntry parse_entry(const std::string& name, const json& value, const std::string& file) {
+  if (name.size() > limits::kMaxNameBytes)
+    fail("{}: tensor '{}...': name of {} bytes (limit {})", file, name.substr(0, 64), name.size(),
+         limits::kMaxNameBytes);
   if (!value.is_object()) fail("{}: tensor '{}': entry is not an object", file, name);
   for (const char* field : {"dtype", "shape", "data_offsets"})
     if (!value.contains(field)) fail("{}: tensor '{}': missing '{}'", file, name, field);
@@ -72,7 +78,9 @@ SafetensorsEntry parse_entry(const std::string& name, const json& value, const s
   if (entry.end < entry.begin) fail("{}: tensor '{}': data_offsets end before they begin", file, name);
 
   uint64_t numel = shape_numel(entry.shape);
-  if (numel == UINT64_MAX) fail("{}: tensor '{}': shape is too large", file, name);
+  if (numel == UINT64_MAX || numel > limits::kMaxTensorElements)
+    fail("{}: tensor '{}': shape [{}] is too large (limit {} elements)", file, name, fmt::join(entry.shape, ", "),
+         limits::kMaxTensorElements);
   if (entry.end - entry.begin != numel * dtype_size(entry.dtype))
     fail("{}: tensor '{}': holds {} bytes but its shape and dtype need {}", file, name,
          entry.end - entry.begin, numel * dtype_size(entry.dtype));

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/error.h"
+#include "io/limits.h"
 
 namespace moec {
 
@@ -126,8 +127,18 @@ class Regex {
            reinterpret_cast<const char*>(message));
     }
     pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE);  // optional: falls back to the interpreter
+    // A pattern from a downloaded file may backtrack exponentially: bound the
+    // work of one match (real pre-tokenizer patterns need a few hundred
+    // steps per piece) so such a file fails instead of hanging.
+    context_ = pcre2_match_context_create(nullptr);
+    pcre2_set_match_limit(context_, kMatchLimit);
+    pcre2_set_depth_limit(context_, kMatchLimit);
+    what_ = what;
   }
-  ~Regex() { pcre2_code_free(code_); }
+  ~Regex() {
+    pcre2_match_context_free(context_);
+    pcre2_code_free(code_);
+  }
   Regex(const Regex&) = delete;
   Regex& operator=(const Regex&) = delete;
 
@@ -137,8 +148,14 @@ class Regex {
     size_t offset = 0, last = 0;
     while (offset <= text.size()) {
       const int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), offset,
-                                 PCRE2_NO_UTF_CHECK, match, nullptr);
-      if (rc < 0) break;
+                                 PCRE2_NO_UTF_CHECK, match, context_);  // text checked by encode()
+      if (rc == PCRE2_ERROR_NOMATCH) break;
+      if (rc < 0) {  // a match limit, JIT stack, ...: never cut the text silently otherwise
+        pcre2_match_data_free(match);
+        PCRE2_UCHAR message[256];
+        pcre2_get_error_message(rc, message, sizeof message);
+        fail("{}: pre-tokenizer regex failed at byte {}: {}", what_, offset, reinterpret_cast<const char*>(message));
+      }
       const PCRE2_SIZE* v = pcre2_get_ovector_pointer(match);
       const size_t start = v[0], end = v[1];
       if (end == start) {  // an empty match: step over one character
@@ -155,7 +172,10 @@ class Regex {
   }
 
  private:
+  static constexpr uint32_t kMatchLimit = 1'000'000;
   pcre2_code* code_ = nullptr;
+  pcre2_match_context* context_ = nullptr;
+  std::string what_;
 };
 
 }  // namespace
@@ -207,6 +227,14 @@ struct BpeTokenizer::Impl {
     }
   }
 
+  // A token id: an integer below the vocabulary cap (io/limits.h), which
+  // keeps a lying file from making the id table gigabytes long.
+  int32_t token_id(const json& v, std::string_view where) const {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= limits::kMaxConfigDimension)
+      fail("{}: {} id {} is not an integer in [0, {})", what, where, v.dump(), limits::kMaxConfigDimension);
+    return int32_t(v.get<int64_t>());
+  }
+
   void parse(const json& j) {
     const json& model = j.at("model");
     if (model.value("type", "BPE") != "BPE") fail("{}: model type '{}' is not BPE", what, model.value("type", ""));
@@ -217,13 +245,12 @@ struct BpeTokenizer::Impl {
       if (model.contains(key) && !model[key].is_null() && !model[key].get<std::string>().empty())
         fail("{}: model.{} is not supported", what, key);
     for (const auto& [token, id] : model.at("vocab").items()) {
-      const int32_t i = id.get<int32_t>();
-      if (i < 0) fail("{}: vocab entry '{}' has a negative id", what, token);
+      const int32_t i = token_id(id, "vocab entry '" + token + "'");
       vocab.emplace(token, i);
       vocab_size = std::max<int64_t>(vocab_size, int64_t(i) + 1);
     }
     for (const json& a : j.value("added_tokens", json::array())) {
-      added.push_back({a.at("content").get<std::string>(), a.at("id").get<int32_t>(), a.value("special", false)});
+      added.push_back({a.at("content").get<std::string>(), token_id(a.at("id"), "added token"), a.value("special", false)});
       if (!added.back().content.empty()) added_first_byte[static_cast<unsigned char>(added.back().content[0])] = true;
       added_by_id[added.back().id] = added.size() - 1;
       vocab_size = std::max<int64_t>(vocab_size, int64_t(added.back().id) + 1);

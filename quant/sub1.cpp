@@ -142,7 +142,13 @@ Sub1View sub1_view(const TensorData& tensor) {
     fail("tensor '{}': block offsets must run from 0 to the {} codewords", info.name, v.n_words);
   for (int64_t b = 0; b < v.n_blocks(); ++b)
     if (v.blocks[b] > v.blocks[b + 1]) fail("tensor '{}': block offsets decrease at block {}", info.name, b);
-  const TunstallDictionary& dict = shared_dictionary(counts);
+  const TunstallDictionary& dict = [&]() -> const TunstallDictionary& {
+    try {
+      return shared_dictionary(counts);
+    } catch (const Error& e) {
+      fail("tensor '{}': {}", info.name, e.what());
+    }
+  }();
   const uint16_t largest = v.n_words ? *std::max_element(v.words, v.words + v.n_words) : 0;
   if (largest >= dict.size())
     fail("tensor '{}': codeword {} is outside its {}-word dictionary", info.name, largest, dict.size());

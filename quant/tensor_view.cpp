@@ -34,6 +34,13 @@ QuantizedView quantized_view(const TensorData& tensor) {
       expect("scales", uint64_t(rows * format.groups(cols) * format.scales_per_group()) * 2));
   if (format.has_zeros())
     view.zeros = reinterpret_cast<const uint8_t*>(expect("zeros", uint64_t(rows * format.groups(cols))));
+  // Scales (ternary: levels) decide every decoded weight: an infinite or NaN
+  // one would turn a row into non-numbers without a word.
+  const int64_t n_scales = rows * format.groups(cols) * format.scales_per_group();
+  for (int64_t i = 0; i < n_scales; ++i)
+    if ((view.scales[i] & 0x7c00) == 0x7c00)
+      fail("tensor '{}': 'scales' value {} (row {}) is not a finite number", info.name, i,
+           i / (format.groups(cols) * format.scales_per_group()));
   return view;
 }
 

@@ -192,13 +192,29 @@ void TunstallDictionary::encode(const uint8_t* trits, int64_t n, std::vector<uin
   while (node != 0) step(fill_symbol_);  // complete the last codeword; the decoder drops the excess
 }
 
+namespace {
+std::mutex dictionaries_mutex;
+std::map<TritCounts, std::unique_ptr<TunstallDictionary>> dictionaries;
+}  // namespace
+
 const TunstallDictionary& shared_dictionary(const TritCounts& counts) {
-  static std::mutex mutex;
-  static std::map<TritCounts, std::unique_ptr<TunstallDictionary>> dictionaries;
-  std::lock_guard lock(mutex);
-  auto& slot = dictionaries[counts];
-  if (!slot) slot = std::make_unique<TunstallDictionary>(counts);
-  return *slot;
+  std::lock_guard lock(dictionaries_mutex);
+  auto it = dictionaries.find(counts);
+  if (it != dictionaries.end()) return *it->second;
+  if (dictionaries.size() >= kMaxSharedDictionaries)
+    fail("more than {} distinct sub1 dictionaries (trit_counts) in one process: not a file moec wrote",
+         kMaxSharedDictionaries);
+  return *dictionaries.emplace(counts, std::make_unique<TunstallDictionary>(counts)).first->second;
+}
+
+size_t shared_dictionary_count() {
+  std::lock_guard lock(dictionaries_mutex);
+  return dictionaries.size();
+}
+
+void release_shared_dictionaries() {
+  std::lock_guard lock(dictionaries_mutex);
+  dictionaries.clear();
 }
 
 }  // namespace moec

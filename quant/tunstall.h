@@ -93,7 +93,15 @@ class TunstallDictionary {
 };
 
 // The dictionary of these counts, built once per process and shared (a
-// model's tensors that share counts share one 1 MiB decoding table).
+// model's tensors that share counts share one decoding table of 1-3 MiB).
+// moec's quantizer writes one set of counts per model; a file that asks for
+// more than kMaxSharedDictionaries distinct ones is refused (moec::Error)
+// instead of building gigabytes of tables.
+inline constexpr size_t kMaxSharedDictionaries = 64;
 const TunstallDictionary& shared_dictionary(const TritCounts& counts);
+// Frees every shared dictionary. Only when no view into one is alive (the
+// fuzz targets call it between inputs).
+void release_shared_dictionaries();
+size_t shared_dictionary_count();
 
 }  // namespace moec

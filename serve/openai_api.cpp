@@ -83,7 +83,7 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const std::st
   json body;
   try {
     body = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
     return invalid("", fmt::format("the request body is not valid JSON: {}", e.what()), "invalid_json");
   }
   if (!body.is_object()) return invalid("", fmt::format("the request body must be a JSON object, got {}", body.type_name()), "invalid_json");

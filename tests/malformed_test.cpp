@@ -105,7 +105,15 @@ TEST_CASE("malformed safetensors headers", "[malformed][safetensors]") {
   require_safetensors_error(R"({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", 8,
                             {"tensor 'w'", "holds 8 bytes but its shape and dtype need 12"});
   require_safetensors_error(R"({"w": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 8]}})",
-                            8, {"shape is too large"});
+                            8, {"is too large"});
+  // 10^12 elements whose offsets even agree with the claim: refused by the cap, nothing allocated
+  require_safetensors_error(
+      R"({"w": {"dtype": "U8", "shape": [1000000, 1000000], "data_offsets": [0, 1000000000000]}})", 8,
+      {"tensor 'w'", "shape [1000000, 1000000] is too large (limit 68719476736 elements)"});
+  require_safetensors_error(R"({"w": {"dtype": "U8", "shape": [1,1,1,1,1,1,1,1,1], "data_offsets": [0, 1]}})", 8,
+                            {"tensor 'w'", "9 dimensions (limit 8)"});
+  require_safetensors_error(R"({")" + std::string(2000, 'n') + R"(": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}})",
+                            8, {"name of 2000 bytes (limit 1024)"});
   require_safetensors_error("{" + ok_entry + "}", 4, {"tensor 'w'", "run past the data area"});
   require_safetensors_error("{" + ok_entry + R"(, "v": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
                             12, {"tensor 'v'", "overlaps"});
@@ -135,6 +143,9 @@ TEST_CASE("malformed config.json", "[malformed][config]") {
   with_config([](json& c) { c["num_local_experts"] = 0; }, {"'num_local_experts' must be a positive integer"});
   with_config([](json& c) { c["num_hidden_layers"] = "4"; }, {"'num_hidden_layers' must be a positive integer"});
   with_config([](json& c) { c["num_experts_per_tok"] = 9; }, {"num_experts_per_tok 9 exceeds num_local_experts 4"});
+  // each within its own cap, together a tensor list of 3 · 2^28 experts
+  with_config([](json& c) { c["num_hidden_layers"] = 4096; c["num_local_experts"] = 65536; },
+              {"4096 layers of 65536 experts is implausibly large"});
   with_config([](json& c) { c["num_key_value_heads"] = 3; }, {"not a multiple of num_key_value_heads 3"});
   with_config([](json& c) { c["hidden_act"] = "gelu"; }, {"hidden_act \"gelu\" is not supported"});
   with_config([](json& c) { c["rope_theta"] = -1; }, {"'rope_theta' must be a positive number"});
@@ -279,6 +290,14 @@ TEST_CASE("malformed containers", "[malformed][container]") {
         H5Sclose(space);
       },
       {"m.h5", "format version 99 is not supported"});
+  require_container_error(
+      [](hid_t f) {
+        int64_t v = 1;
+        hid_t attr = H5Aopen(f, "format_version", H5P_DEFAULT);
+        H5Awrite(attr, H5T_NATIVE_INT64, &v);
+        H5Aclose(attr);
+      },
+      {"m.h5", "container format version 1 (variable-length strings) is no longer read"});
   require_container_error([](hid_t f) { test::set_h5_string(f, "/", "config", "{oops"); }, {"config attribute is not valid JSON"});
   require_container_error([](hid_t f) { test::set_h5_string(f, "/", "config", R"({"model_type": "dbrx"})"); },
                           {"model_type 'dbrx' is not supported"});
@@ -356,4 +375,48 @@ TEST_CASE("the CLI reports bad input in one line and leaves no output", "[malfor
   check_one_line(test::run_moec("inspect x --no-such-flag"));     // unknown flag
   check_one_line(test::run_moec("export x -o y --max-shard-size -1"));  // bad value
   check_one_line(test::run_moec("convert '" + (tmp / "nope").string() + "' -o '" + (tmp / "o.h5").string() + "'"));
+}
+
+TEST_CASE("container datasets that claim more than they store are refused before allocation", "[malformed][container]") {
+  TempDir tmp;
+  test::write_tiny_checkpoint(tmp / "hf", test::tiny_config());
+  convert_to_container(*open_checkpoint(tmp / "hf"), tmp / "m.h5", false, "test");
+  hid_t file = H5Fopen((tmp / "m.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  REQUIRE(file >= 0);
+  // A chunked tokenizer.json of 512 MiB with no chunk written: HDF5 would
+  // hand back fill values for all of it.
+  hsize_t extent = hsize_t{1} << 29, chunk = hsize_t{1} << 20;
+  hid_t space = H5Screate_simple(1, &extent, nullptr);
+  hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_chunk(plist, 1, &chunk);
+  hid_t set = H5Dcreate2(file, "tokenizer.json", H5T_STD_U8LE, space, H5P_DEFAULT, plist, H5P_DEFAULT);
+  REQUIRE(set >= 0);
+  H5Dclose(set);
+  H5Pclose(plist);
+  H5Sclose(space);
+  H5Fclose(file);
+  auto source = open_checkpoint(tmp / "m.h5");
+  require_error([&] { (void)source->tokenizer_json(); }, {"m.h5", "tokenizer.json claims 536870912 bytes"});
+}
+
+TEST_CASE("inspect --verify decodes every tensor and names the first non-finite value", "[malformed][cli]") {
+  TempDir tmp;
+  test::write_tiny_checkpoint(tmp / "hf", test::tiny_config());
+  const std::string h5 = (tmp / "m.h5").string();
+  convert_to_container(*open_checkpoint(tmp / "hf"), tmp / "m.h5", false, "test");
+  auto fine = test::run_moec("inspect --verify '" + h5 + "'");
+  CHECK(fine.exit_code == 0);
+  CHECK_THAT(fine.err, Catch::Contains("verified:") && Catch::Contains("decode to finite numbers"));
+  // A NaN in the stored final norm: data, not structure, so only --verify looks.
+  hid_t file = H5Fopen(h5.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t set = H5Dopen2(file, "/tensors/norm", H5P_DEFAULT);
+  std::vector<uint16_t> values(16, 0x3f80);  // bf16 1.0
+  values[5] = 0x7fc0;                        // bf16 NaN
+  REQUIRE(H5Dwrite(set, H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) >= 0);
+  H5Dclose(set);
+  H5Fclose(file);
+  CHECK(test::run_moec("inspect '" + h5 + "'").exit_code == 0);
+  auto bad = test::run_moec("inspect --verify '" + h5 + "'");
+  CHECK(bad.exit_code != 0);
+  CHECK_THAT(bad.err, Catch::Contains("m.h5: tensor 'norm': element 5 is nan"));
 }
