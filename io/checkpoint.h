@@ -53,6 +53,11 @@ class TensorData {
   // An encoded tensor: one view per part, in info.parts order.
   TensorData(const TensorInfo& info, std::vector<std::span<const std::byte>> parts)
       : info_(&info), parts_(std::move(parts)) {}
+  // An encoded tensor whose parts it owns (copies of misaligned parts).
+  TensorData(const TensorInfo& info, std::vector<std::vector<std::byte>> owned_parts)
+      : info_(&info), owned_parts_(std::move(owned_parts)) {
+    for (const auto& p : owned_parts_) parts_.emplace_back(p);
+  }
   TensorData(TensorData&&) = default;
   TensorData(const TensorData&) = delete;
 
@@ -69,6 +74,7 @@ class TensorData {
   std::vector<std::byte> owned_;
   std::span<const std::byte> bytes_;
   std::vector<std::span<const std::byte>> parts_;
+  std::vector<std::vector<std::byte>> owned_parts_;
 };
 
 // The tokenizer files a checkpoint carries: sentencepiece's tokenizer.model

@@ -6,6 +6,7 @@
 #include <fmt/ranges.h>
 
 #include "io/error.h"
+#include "io/limits.h"
 #include "io/safetensors.h"
 
 #ifndef MOEC_VERSION
@@ -247,12 +248,18 @@ ContainerReader::ContainerReader(const fs::path& path) {
   file_ = Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
   if (!file_.valid()) fail("{}: not a readable HDF5 file (truncated or corrupt?)", file);
   hid_t root = file_.get();
+  // The version first: version 1 stored strings in HDF5's global heap, whose
+  // parser (libhdf5 1.10) can be made to loop forever by a damaged file
+  // (found by fuzzing), so such files are not read at all.
+  auto version = h5::read_int_attribute(root, "format_version");
+  if (version == 1)
+    fail("{}: container format version 1 (variable-length strings) is no longer read; write it again with this "
+         "moec from its source (convert, quantize, merge)", file);
   if (h5::read_string_attribute(root, "moec_format") != kContainerMagic)
     fail("{}: HDF5 file is not a moec container (no moec_format=\"moec\" attribute)", file);
-  auto version = h5::read_int_attribute(root, "format_version");
   if (!version) fail("{}: missing format_version", file);
-  if (*version < 1 || *version > kContainerVersion)
-    fail("{}: container format version {} is not supported (this moec reads 1..{})", file, *version,
+  if (*version < kContainerVersion || *version > kContainerVersion)
+    fail("{}: container format version {} is not supported (this moec reads {})", file, *version,
          kContainerVersion);
   version_ = *version;
   auto config = h5::read_string_attribute(root, "config");
@@ -294,7 +301,13 @@ void ContainerReader::open_tensor(const TensorKey& key) {
 std::optional<uint64_t> ContainerReader::mapped_offset(hid_t set, uint64_t nbytes, const std::string& what) const {
   haddr_t offset = H5Dget_offset(set);
   if (offset == HADDR_UNDEF) {
-    if (nbytes > 0 && H5Dget_storage_size(set) == 0) fail("{}: dataset has no data written", what);
+    // Chunked or filtered (another tool's file): read() will allocate nbytes,
+    // so a few stored bytes may not claim gigabytes (io/limits.h).
+    const uint64_t stored = H5Dget_storage_size(set);
+    if (nbytes > 0 && stored == 0) fail("{}: dataset has no data written", what);
+    if (nbytes / limits::kMaxInflation > stored)
+      fail("{}: {} bytes stored for {} bytes of data (more than {}:1); not a real compressed tensor", what, stored,
+           nbytes, limits::kMaxInflation);
     return std::nullopt;
   }
   if (offset > mapping_.size() || nbytes > mapping_.size() - offset)
@@ -348,13 +361,29 @@ void ContainerReader::open_encoded(TensorInfo& info, hid_t group) {
 TensorData ContainerReader::read(const TensorKey& key) const {
   const TensorInfo& meta = info(key);
   auto it = offsets_.find(key);
+  // Kernels read parts in place as u16/u32/f32 arrays. Containers align
+  // every object to 64 bytes, but files written before that (format 1 as
+  // well) may not: a misaligned array is copied instead of mapped.
+  auto aligned = [](std::span<const std::byte> bytes, size_t element) {
+    return reinterpret_cast<uintptr_t>(bytes.data()) % element == 0;
+  };
   if (it != offsets_.end() && meta.encoded()) {
     std::vector<std::span<const std::byte>> parts;
-    for (size_t i = 0; i < meta.parts.size(); ++i)
+    bool all_aligned = true;
+    for (size_t i = 0; i < meta.parts.size(); ++i) {
       parts.push_back(mapping_.bytes().subspan(it->second[i], meta.parts[i].nbytes()));
-    return TensorData(meta, std::move(parts));
+      all_aligned = all_aligned && aligned(parts.back(), dtype_size(meta.parts[i].dtype));
+    }
+    if (all_aligned) return TensorData(meta, std::move(parts));
+    std::vector<std::vector<std::byte>> copies;
+    for (auto p : parts) copies.emplace_back(p.begin(), p.end());
+    return TensorData(meta, std::move(copies));
   }
-  if (it != offsets_.end()) return TensorData(meta, mapping_.bytes().subspan(it->second[0], meta.nbytes));
+  if (it != offsets_.end()) {
+    auto bytes = mapping_.bytes().subspan(it->second[0], meta.nbytes);
+    if (aligned(bytes, dtype_size(*meta.dense_dtype()))) return TensorData(meta, bytes);
+    return TensorData(meta, std::vector<std::byte>(bytes.begin(), bytes.end()));
+  }
   // Chunked or filtered datasets (written by other tools) cannot be mapped.
   std::vector<std::byte> buffer(meta.nbytes);
   Handle set(H5Dopen2(file_.get(), meta.stored_name.c_str(), H5P_DEFAULT), H5Dclose);
@@ -371,6 +400,9 @@ std::optional<std::vector<std::byte>> read_bytes(hid_t file, const char* name, c
   Handle space(H5Dget_space(set.get()), H5Sclose);
   hssize_t n = set.valid() ? H5Sget_simple_extent_npoints(space.get()) : -1;
   if (n < 0) fail("{}: {} is unreadable", what, name);
+  if (uint64_t(n) > limits::kMaxTokenizerBytes || uint64_t(n) / limits::kMaxInflation > H5Dget_storage_size(set.get()))
+    fail("{}: {} claims {} bytes (limit {}, or stored bytes × {})", what, name, n, limits::kMaxTokenizerBytes,
+         limits::kMaxInflation);
   std::vector<std::byte> bytes(static_cast<size_t>(n));
   if (n && H5Dread(set.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0)
     fail("{}: {} read failed", what, name);

@@ -26,7 +26,9 @@
 namespace moec {
 
 inline constexpr const char* kContainerMagic = "moec";
-inline constexpr int64_t kContainerVersion = 1;
+// 2: string attributes are fixed-length. Version 1 (variable-length strings,
+// in HDF5's global heap) is refused: see docs/container.md §7.
+inline constexpr int64_t kContainerVersion = 2;
 
 // True when `path` is an HDF5 file (by its signature), container or not.
 bool is_container_file(const std::filesystem::path& path);

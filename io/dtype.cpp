@@ -1,6 +1,7 @@
 #include "io/dtype.h"
 
 #include <array>
+#include <cstring>
 
 #include "io/cpu_isa.h"
 #include "io/x86_simd.h"
@@ -32,43 +33,51 @@ constexpr std::array<DTypeRow, 10> kDTypes{{
 const DTypeRow& row(DType dtype) { return kDTypes[static_cast<size_t>(dtype)]; }
 
 // Widening loops for the GEMM path, one per instruction set
-// (io/cpu_isa.h); a bf16 is the top half of an f32.
-void bf16_to_f32_portable(const uint16_t* src, float* dst, size_t n) {
-  for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
+// (io/cpu_isa.h); a bf16 is the top half of an f32. Sources may have any
+// alignment (safetensors files in the wild have odd headers), so they are
+// bytes, loaded with memcpy / unaligned vector loads.
+uint16_t load_u16(const unsigned char* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
 }
 
-void f16_to_f32_portable(const uint16_t* src, float* dst, size_t n) {
-  for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
+void bf16_to_f32_portable(const unsigned char* src, float* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(load_u16(src + 2 * i));
+}
+
+void f16_to_f32_portable(const unsigned char* src, float* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(load_u16(src + 2 * i));
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx2,f16c"))) void bf16_to_f32_avx2(const uint16_t* src, float* dst, size_t n) {
+__attribute__((target("avx2,f16c"))) void bf16_to_f32_avx2(const unsigned char* src, float* dst, size_t n) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i));
     _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
   }
-  for (; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
+  for (; i < n; ++i) dst[i] = bf16_to_f32(load_u16(src + 2 * i));
 }
 
-__attribute__((target("avx2,f16c"))) void f16_to_f32_avx2(const uint16_t* src, float* dst, size_t n) {
+__attribute__((target("avx2,f16c"))) void f16_to_f32_avx2(const unsigned char* src, float* dst, size_t n) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
-  for (; i < n; ++i) dst[i] = f16_to_f32(src[i]);
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i))));
+  for (; i < n; ++i) dst[i] = f16_to_f32(load_u16(src + 2 * i));
 }
 
-__attribute__((target("avx512f,avx512bw"))) void bf16_to_f32_avx512(const uint16_t* src, float* dst, size_t n) {
+__attribute__((target("avx512f,avx512bw"))) void bf16_to_f32_avx512(const unsigned char* src, float* dst, size_t n) {
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 2 * i));
     _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
   }
-  for (; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
+  for (; i < n; ++i) dst[i] = bf16_to_f32(load_u16(src + 2 * i));
 }
 #endif
 
-void bf16_to_f32_n(const uint16_t* src, float* dst, size_t n) {
+void bf16_to_f32_n(const unsigned char* src, float* dst, size_t n) {
 #if defined(__x86_64__)
   const Isa isa = active_isa();
   if (isa == Isa::Avx512) return bf16_to_f32_avx512(src, dst, n);
@@ -77,7 +86,7 @@ void bf16_to_f32_n(const uint16_t* src, float* dst, size_t n) {
   bf16_to_f32_portable(src, dst, n);
 }
 
-void f16_to_f32_n(const uint16_t* src, float* dst, size_t n) {
+void f16_to_f32_n(const unsigned char* src, float* dst, size_t n) {
 #if defined(__x86_64__)
   if (active_isa() != Isa::Portable) return f16_to_f32_avx2(src, dst, n);
 #endif
@@ -86,8 +95,12 @@ void f16_to_f32_n(const uint16_t* src, float* dst, size_t n) {
 
 template <typename T>
 void cast_n(const void* src, float* dst, size_t n) {
-  const T* s = static_cast<const T*>(src);
-  for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(s[i]);
+  const auto* s = static_cast<const unsigned char*>(src);
+  for (size_t i = 0; i < n; ++i) {
+    T v;
+    std::memcpy(&v, s + i * sizeof(T), sizeof(T));
+    dst[i] = static_cast<float>(v);
+  }
 }
 
 }  // namespace
@@ -112,8 +125,8 @@ bool dtype_is_float(DType dtype) { return row(dtype).is_float; }
 void convert_to_f32(DType dtype, const void* src, float* dst, size_t n) {
   switch (dtype) {
     case DType::F32: std::memcpy(dst, src, n * sizeof(float)); return;
-    case DType::BF16: bf16_to_f32_n(static_cast<const uint16_t*>(src), dst, n); return;
-    case DType::F16: f16_to_f32_n(static_cast<const uint16_t*>(src), dst, n); return;
+    case DType::BF16: bf16_to_f32_n(static_cast<const unsigned char*>(src), dst, n); return;
+    case DType::F16: f16_to_f32_n(static_cast<const unsigned char*>(src), dst, n); return;
     case DType::I8: cast_n<int8_t>(src, dst, n); return;
     case DType::U8: cast_n<uint8_t>(src, dst, n); return;
     case DType::U16: cast_n<uint16_t>(src, dst, n); return;

@@ -23,17 +23,12 @@ std::optional<std::string> read_string_attribute(hid_t object, const char* name)
   Handle type(H5Aget_type(attr.get()), H5Tclose);
   Handle space(H5Aget_space(attr.get()), H5Sclose);
   if (H5Tget_class(type.get()) != H5T_STRING || H5Sget_simple_extent_npoints(space.get()) != 1) return std::nullopt;
-  if (H5Tis_variable_str(type.get()) > 0) {
-    Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
-    H5Tset_size(mem.get(), H5T_VARIABLE);
-    H5Tset_cset(mem.get(), H5Tget_cset(type.get()));
-    char* value = nullptr;
-    if (H5Aread(attr.get(), mem.get(), &value) < 0 || !value) return std::nullopt;
-    std::string out(value);
-    H5free_memory(value);
-    return out;
-  }
+  // Variable-length strings live in HDF5's global heap, whose parser
+  // (libhdf5 1.10) loops forever on some damaged files (found by fuzzing):
+  // never read.
+  if (H5Tis_variable_str(type.get()) != 0) return std::nullopt;
   size_t size = H5Tget_size(type.get());
+  if (size == 0 || size > kMaxStringAttributeBytes) return std::nullopt;
   std::string out(size, '\0');
   Handle mem(H5Tcopy(type.get()), H5Tclose);
   if (H5Aread(attr.get(), mem.get(), out.data()) < 0) return std::nullopt;
@@ -61,13 +56,17 @@ std::optional<int64_t> read_int_attribute(hid_t object, const char* name) {
 }
 
 void write_string_attribute(hid_t object, const char* name, const std::string& value, const std::string& what) {
+  // Fixed length (value + NUL), UTF-8: no global heap (see read_string_attribute).
+  if (value.size() + 1 > kMaxStringAttributeBytes)
+    fail("{}: attribute '{}' of {} bytes is over the {} byte limit", what, name, value.size(),
+         kMaxStringAttributeBytes);
   Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
-  H5Tset_size(type.get(), H5T_VARIABLE);
+  H5Tset_size(type.get(), value.size() + 1);
+  H5Tset_strpad(type.get(), H5T_STR_NULLTERM);
   H5Tset_cset(type.get(), H5T_CSET_UTF8);
   Handle space(H5Screate(H5S_SCALAR), H5Sclose);
   Handle attr(H5Acreate2(object, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-  const char* data = value.c_str();
-  if (!attr.valid() || H5Awrite(attr.get(), type.get(), &data) < 0)
+  if (!attr.valid() || H5Awrite(attr.get(), type.get(), value.c_str()) < 0)
     fail("{}: cannot write attribute '{}'", what, name);
 }
 

@@ -47,11 +47,17 @@ class Handle {
 void silence_errors();
 
 bool has_attribute(hid_t object, const char* name);
-// Variable- or fixed-length string attribute; nullopt if absent or not a string.
+// Longest string attribute read or written (config and provenance JSON are a
+// few kB; 16 MiB keeps a lying type size from allocating more).
+inline constexpr size_t kMaxStringAttributeBytes = size_t{16} << 20;
+// A fixed-length string attribute; nullopt if absent, not a string, or a
+// variable-length string (never read: HDF5's global heap parser is not safe
+// on damaged files).
 std::optional<std::string> read_string_attribute(hid_t object, const char* name);
 std::optional<int64_t> read_int_attribute(hid_t object, const char* name);
 std::optional<std::vector<int64_t>> read_int_array_attribute(hid_t object, const char* name);
 // Writers throw moec::Error on failure; `what` names the file for the message.
+// Strings are written fixed-length (UTF-8, NUL-terminated).
 void write_string_attribute(hid_t object, const char* name, const std::string& value, const std::string& what);
 void write_int_attribute(hid_t object, const char* name, int64_t value, const std::string& what);
 void write_int_array_attribute(hid_t object, const char* name, const std::vector<int64_t>& value,

@@ -11,22 +11,27 @@ import numpy as np
 from hf_safetensors import safetensors_tensors
 
 
+def text(value):
+    """A string attribute: fixed-length ones (container version 2) come back as bytes."""
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
 def main(container, hf_dir):
     source = safetensors_tensors(f"{hf_dir}/model.safetensors")
     seen = 0
     with h5py.File(container, "r") as f:
-        assert f.attrs["moec_format"] == "moec", "not a moec container"
-        config = json.loads(f.attrs["config"])
+        assert text(f.attrs["moec_format"]) == "moec", "not a moec container"
+        config = json.loads(text(f.attrs["config"]))
         assert config["model_type"] == "mixtral"
 
         def visit(name, obj):
             nonlocal seen
             if not isinstance(obj, h5py.Dataset):
                 return
-            hf_name = obj.attrs["hf_name"]
+            hf_name = text(obj.attrs["hf_name"])
             dtype, shape, raw = source[hf_name]
             assert list(obj.attrs["shape"]) == shape, hf_name
-            assert obj.attrs["encoding"] == dtype.lower(), hf_name
+            assert text(obj.attrs["encoding"]) == dtype.lower(), hf_name
             values = obj[...]
             if dtype == "BF16":  # stored as bit patterns; widen to f32 exactly
                 as_f32 = (values.astype(np.uint32) << 16).view(np.float32)

@@ -13,6 +13,11 @@ import numpy as np
 
 from hf_safetensors import safetensors_tensors
 
+
+def text(value):
+    """A string attribute: fixed-length ones (container version 2) come back as bytes."""
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
 BLOCK_ROWS = 16
 # f32 nearest to 2^(-j/16), as the spec's table
 F = np.array([1.0, 0.957603281, 0.917004043, 0.87812608, 0.840896415, 0.805245166, 0.771105413, 0.738413073,
@@ -98,13 +103,13 @@ def main(container, hf_dir):
     source = bf16_tensors(f"{hf_dir}/model.safetensors")
     checked, cache = 0, {}
     with h5py.File(container, "r") as f:
-        assert f.attrs["moec_format"] == "moec"
+        assert text(f.attrs["moec_format"]) == "moec"
 
         def visit(name, obj):
             nonlocal checked
-            if not isinstance(obj, h5py.Group) or obj.attrs.get("encoding") != "sub1":
+            if not isinstance(obj, h5py.Group) or text(obj.attrs.get("encoding", "")) != "sub1":
                 return
-            w = source[obj.attrs["hf_name"]]
+            w = source[text(obj.attrs["hf_name"])]
             rows, cols = (int(n) for n in obj.attrs["shape"])
             scale = np.float32(obj["level_scale"][0])
             assert scale == np.abs(w).max(), f"{name}: level_scale is not the largest |weight|"
