@@ -1,7 +1,13 @@
 // Outputs appear complete or not at all: everything is written under a
 // temporary name beside the target and renamed over it on commit(). If the
 // writer is destroyed before commit() (an error was thrown), the temporary is
-// removed, so a failed run never leaves a partial file behind.
+// removed, so a failed run never leaves a partial file behind. commit()
+// fsyncs the data (every file of a folder) before the rename and the parent
+// directory after it. A run killed outright (SIGKILL, power loss) may leave
+// its temporary (target.moec-tmp-PID), never a partial target: the next
+// AtomicOutput for the same target removes temporaries of dead processes and
+// puts back a previous folder that a killed replacement had moved aside
+// (target.moec-old-PID).
 #pragma once
 #include <filesystem>
 
