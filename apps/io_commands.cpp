@@ -20,12 +20,19 @@ struct IoFlags {
   bool json = false;
   bool force = false;
   bool dequantize = false;
+  bool verify = false;
   double max_shard_gb = 5.0;
 };
 
 void run_inspect(const IoFlags& f) {
   auto source = open_checkpoint(f.path);
   check_encoded_tensors(*source);  // a lying quantized tensor is an error, not a summary
+  if (f.verify) {
+    Stopwatch clock;
+    const uint64_t values = verify_all_tensors(*source);
+    fmt::print(stderr, "verified: {} values of {} tensors decode to finite numbers ({:.2f} s)\n", values,
+               source->tensors().size(), clock.seconds());
+  }
   auto summary = summarize(*source);
   if (f.json)
     fmt::print("{}\n", to_json(summary).dump(2));
@@ -67,6 +74,8 @@ void add_io_commands(CLI::App& app) {
   auto* inspect = app.add_subcommand("inspect", "Summarize a checkpoint (HF folder or .h5 container)");
   inspect->add_option("path", flags->path, "Model folder or .h5 container")->required();
   inspect->add_flag("--json", flags->json, "Machine-readable output");
+  inspect->add_flag("--verify", flags->verify,
+                    "Also decode every tensor once and report the first value that is not a finite number");
   inspect->callback([flags] { run_inspect(*flags); });
 
   auto* convert = app.add_subcommand("convert", "Convert a Hugging Face folder to a moec .h5 container (lossless)");

@@ -10,4 +10,10 @@ namespace moec {
 // Throws moec::Error naming the file and the first bad tensor.
 void check_encoded_tensors(const CheckpointSource& source);
 
+// `moec inspect --verify`: decodes every tensor once, as the runtime would
+// (dense ones widened to f32, encoded ones through the CPU's kernels, a block
+// of rows at a time), and throws naming the file, tensor and position of the
+// first value that is not a finite number. Returns the values checked.
+uint64_t verify_all_tensors(const CheckpointSource& source);
+
 }  // namespace moec
