@@ -255,6 +255,11 @@ struct BpeTokenizer::Impl {
       added_by_id[added.back().id] = added.size() - 1;
       vocab_size = std::max<int64_t>(vocab_size, int64_t(added.back().id) + 1);
     }
+    // Ids are dense in real files (0..n-1, added tokens after): a table much
+    // longer than the ids defined would be a lying file's allocation.
+    const int64_t defined = int64_t(vocab.size() + added.size());
+    if (vocab_size > 2 * defined + 1024)
+      fail("{}: largest token id {} but only {} tokens defined", what, vocab_size - 1, defined);
     tokens.assign(size_t(vocab_size), {});
     for (const auto& [token, id] : vocab) tokens[size_t(id)] = token;
     const auto code_points = byte_code_points();
