@@ -19,6 +19,7 @@ namespace {
 
 constexpr const char* kIndexName = "model.safetensors.index.json";
 constexpr const char* kSingleName = "model.safetensors";
+constexpr size_t kMaxShardNameBytes = 255;  // NAME_MAX of Linux file systems
 
 // The shard files listed by an index, each once, in first-mention order,
 // and the tensor -> shard map it promises.
@@ -32,8 +33,10 @@ std::vector<std::string> read_index(const fs::path& index_path, std::map<std::st
   for (const auto& [tensor, shard] : index["weight_map"].items()) {
     if (!shard.is_string()) fail("{}: tensor '{}': shard name is not a string", file, tensor);
     std::string name = shard.get<std::string>();
-    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
-      fail("{}: tensor '{}': shard name '{}' is not a file in this folder", file, tensor, name);
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == ".." ||
+        name.find('\0') != std::string::npos || name.size() > kMaxShardNameBytes)
+      fail("{}: tensor '{}': shard name '{}' is not a file in this folder", file, tensor,
+           name.substr(0, 64) + (name.size() > 64 ? "..." : ""));
     weight_map[tensor] = name;
     if (seen.insert(name).second) shards.push_back(name);
   }
@@ -63,7 +66,9 @@ void HfCheckpoint::open_shards() {
   }
   std::map<std::string, std::string> weight_map;
   for (const auto& name : read_index(index_path, weight_map)) {
-    if (!fs::exists(path_ / name)) fail("{}: shard '{}' listed in the index does not exist", index_path.string(), name);
+    std::error_code ec;
+    if (!fs::is_regular_file(path_ / name, ec))
+      fail("{}: shard '{}' listed in the index does not exist (or is not a file)", index_path.string(), name);
     shards_.push_back(std::make_unique<SafetensorsFile>(path_ / name));
   }
   // The index and the shards must agree tensor for tensor.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs moec's libFuzzer targets (tests/fuzz/README.md) and prints one line per
 # target: executions, speed, coverage (edges), corpus size, findings.
-#   scripts/fuzz.sh [--seconds N | --runs N] [--jobs J] [TARGET...]
+#   scripts/fuzz.sh [--seconds N | --runs N] [--jobs J] [--seed S] [TARGET...]
 # Default: every target for 60 s. Builds $MOEC_BUILD_DIR (build-fuzz) with
 # clang, -DMOEC_FUZZ=ON, when it is not configured yet. Each target starts from
 # the committed corpus (tests/fuzz/corpus/TARGET, read only) plus what earlier
@@ -14,12 +14,14 @@ cd "$(dirname "$0")/.."
 build=${MOEC_BUILD_DIR:-build-fuzz}
 limit=(-max_total_time=60)
 jobs=1
+seed=()  # libFuzzer's default: a new random seed each run
 targets=()
 while (($#)); do
   case $1 in
     --seconds) limit=(-max_total_time="$2"); shift 2 ;;
     --runs) limit=(-runs="$2"); shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
+    --seed) seed=(-seed="$2"); shift 2 ;;  # CI: the same mutations every run
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -31,7 +33,9 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
 fi
 cmake --build "$build" --target "${targets[@]/%/_fuzz}" >/dev/null
 mkdir -p "$build/fuzz-findings" "$build/fuzz-logs"
-export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# quarantine_size_mb: ASan's default quarantine (256 MB of freed memory kept
+# back) alone would use half of the 512 MB limit over a long run.
+export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1:quarantine_size_mb=64 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS=suppressions=$PWD/tests/fuzz/lsan.supp
 status=0
 printf '%-15s %12s %9s %7s %7s %7s %s\n' target executions exec/s edges features corpus findings
@@ -44,7 +48,7 @@ for t in "${targets[@]}"; do
   parallel=()
   ((jobs > 1)) && parallel=(-fork="$jobs")  # several processes share one corpus
   rc=0
-  "$build/tests/fuzz/${t}_fuzz" "$work" "tests/fuzz/corpus/$t" "${dict[@]}" "${limit[@]}" "${parallel[@]}" \
+  "$build/tests/fuzz/${t}_fuzz" "$work" "tests/fuzz/corpus/$t" "${dict[@]}" "${limit[@]}" "${parallel[@]}" "${seed[@]}" \
     -rss_limit_mb=512 -malloc_limit_mb=512 -timeout=1 -print_final_stats=1 \
     -artifact_prefix="$build/fuzz-findings/$t-" >"$log" 2>&1 || rc=$?
   execs=$(awk '/stat::number_of_executed_units/ {s += $2} END {print s + 0}' "$log")

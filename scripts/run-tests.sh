@@ -17,4 +17,4 @@ MOEC_BUILD_DIR=build-asan MOEC_BUILD_TARGETS=sanitizer_suite bash scripts/build.
 # without ASan; moec's own code never gets that far (io/limits.h).
 ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 LSAN_OPTIONS=suppressions=$PWD/tests/fuzz/lsan.supp \
   ctest --test-dir build-asan --output-on-failure -j"$(nproc)" -L 'malformed|serve|fuzz'
-MOEC_BUILD_DIR=build-asan bash scripts/fuzz.sh --seconds 6
+MOEC_BUILD_DIR=build-asan bash scripts/fuzz.sh --seconds 6 --seed 1
