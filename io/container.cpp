@@ -1,6 +1,8 @@
 #include "io/container.h"
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 #include <ctime>
 
 #include <fmt/ranges.h>
@@ -146,6 +148,11 @@ ContainerWriter::ContainerWriter(const fs::path& target, bool overwrite, const n
   // Costs under 64 bytes per object.
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   H5Pset_alignment(fapl.get(), 1, 64);
+  // HDF5 1.8's file format: superblock 2 and object headers 2, whose
+  // metadata carries checksums that libhdf5 verifies before parsing, so a
+  // damaged header is an error instead of input to a parser that fuzzing
+  // showed to read freed memory (docs/reliability.md). h5py reads it.
+  H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_V18);
   file_ = Handle(H5Fcreate(output_.temp_path().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose);
   if (!file_.valid()) fail("{}: cannot create HDF5 file", output_.temp_path().string());
   hid_t root = file_.get();
@@ -248,6 +255,12 @@ ContainerReader::ContainerReader(const fs::path& path) {
   file_ = Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
   if (!file_.valid()) fail("{}: not a readable HDF5 file (truncated or corrupt?)", file);
   hid_t root = file_.get();
+  // Metadata without checksums (superblock 0/1: HDF5's 1.6 format) is not
+  // parsed any further: moec writes checksummed metadata only.
+  H5F_info2_t file_info{};
+  if (H5Fget_info2(root, &file_info) < 0 || file_info.super.version < 2)
+    fail("{}: not a moec container (HDF5 superblock version {} has no metadata checksums; moec writes 2 or later)",
+         file, file_info.super.version);
   // The version first: version 1 stored strings in HDF5's global heap, whose
   // parser (libhdf5 1.10) can be made to loop forever by a damaged file
   // (found by fuzzing), so such files are not read at all.
@@ -353,6 +366,14 @@ void ContainerReader::open_encoded(TensorInfo& info, hid_t group) {
     if (!offset) fail("{}: '{}' is not stored contiguously", what, part);
     offsets.push_back(*offset);
     info.nbytes += p.nbytes();
+    if (info.encoding == "sub1" && part == "trit_counts" && p.nbytes() == 24) {
+      std::array<uint64_t, 3> counts;
+      std::memcpy(counts.data(), mapping_.bytes().data() + *offset, sizeof counts);
+      sub1_dictionaries_.insert(counts);
+      if (sub1_dictionaries_.size() > limits::kMaxSub1DictionariesPerFile)
+        fail("{}: more than {} distinct sub1 dictionaries (trit_counts) in one file; moec writes one per model",
+             what, limits::kMaxSub1DictionariesPerFile);
+    }
     info.parts.push_back(std::move(p));
   }
   offsets_[info.key] = std::move(offsets);

@@ -14,7 +14,9 @@
 // (zero-copy, like safetensors) instead of reading it into memory.
 #pragma once
 #include <filesystem>
+#include <array>
 #include <map>
+#include <set>
 #include <memory>
 #include <span>
 
@@ -95,6 +97,7 @@ class ContainerReader final : public CheckpointSource {
   nlohmann::json provenance_;
   // File offsets of mappable tensors: one for dense, one per part if encoded.
   std::map<TensorKey, std::vector<uint64_t>> offsets_;
+  std::set<std::array<uint64_t, 3>> sub1_dictionaries_;  // distinct trit_counts seen (io/limits.h)
 };
 
 }  // namespace moec

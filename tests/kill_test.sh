@@ -52,7 +52,12 @@ for name in "${commands[@]}"; do
     pid=$!  # moec itself: the subshell exec'd it
     sleep "$(printf '0.%03d' $((delay % 1000)))"
     ((delay >= 1000)) && sleep $((delay / 1000))
-    if kill -KILL "$pid" 2>/dev/null; then killed=$((killed + 1)); else finished=$((finished + 1)); fi
+    state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)  # Z: done, not yet reaped
+    if [ -n "$state" ] && [ "$state" != Z ] && kill -KILL "$pid" 2>/dev/null; then
+      killed=$((killed + 1))
+    else
+      finished=$((finished + 1))
+    fi
     wait "$pid" 2>/dev/null || true
     if [ -e "$out" ]; then
       valid || { partial=$((partial + 1)); echo "$name run $i (killed after ${delay} ms): $out is not a valid output"; }

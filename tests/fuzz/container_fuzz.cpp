@@ -29,6 +29,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)reader.tokenizer_model();
     (void)reader.tokenizer_json();
   });
-  if (moec::shared_dictionary_count() > 8) moec::release_shared_dictionaries();  // no view outlives the input
+  if (moec::shared_dictionary_count() > 4) moec::release_shared_dictionaries();  // no view outlives the input
   return 0;
 }

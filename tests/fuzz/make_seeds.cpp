@@ -145,6 +145,7 @@ fs::path write_container(const fs::path& hf_dir, const fs::path& path, const std
     writer.write_tokenizer_json(std::as_bytes(std::span(tok)));
   }
   const ArchitectureNames& arch = *find_architecture(source->config().model_type);
+  const TunstallDictionary* dictionary = nullptr;  // one per model, from its first expert (as quantize does)
   for (const TensorInfo& t : source->tensors()) {
     TensorData data = source->read(t.key);
     const bool expert = component_of(t.key.role) == Component::Experts;
@@ -157,7 +158,8 @@ fs::path write_container(const fs::path& hf_dir, const fs::path& path, const std
     const QuantizedMatrix m = quantize_rtn(w.data(), t.shape[0], t.shape[1], f);
     TensorInfo info = t;
     if (f.kind == GridKind::Sub1) {
-      const Sub1Matrix coded = encode_sub1(m, shared_dictionary(count_trits(trits_of(m))));
+      if (!dictionary) dictionary = &shared_dictionary(count_trits(trits_of(m)));
+      const Sub1Matrix coded = encode_sub1(m, *dictionary);
       writer.write_encoded(info, hf_name(arch, t.key), describe_sub1(coded, info));
     } else {
       writer.write_encoded(info, hf_name(arch, t.key), describe_quantized(m, info));

@@ -88,6 +88,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   });
   // No view outlives this input; keeping a few dictionaries saves rebuilding
   // the seeds' one (milliseconds) for every input.
-  if (shared_dictionary_count() > 8) release_shared_dictionaries();
+  if (shared_dictionary_count() > 4) release_shared_dictionaries();
   return 0;
 }
