@@ -15,7 +15,8 @@ QuantizedView quantized_view(const TensorData& tensor) {
   }
   if (std::string_view(format.encoding()) != info.encoding)
     fail("tensor '{}': format '{}' does not belong to encoding '{}'", info.name, info.format, info.encoding);
-  if (info.shape.size() != 2) fail("tensor '{}': a quantized tensor must be a matrix", info.name);
+  if (info.shape.size() != 2 || info.shape[0] <= 0 || info.shape[1] <= 0)
+    fail("tensor '{}': a quantized tensor must be a non-empty matrix", info.name);
   const int64_t rows = info.shape[0], cols = info.shape[1];
   auto expect = [&](const char* part, uint64_t bytes) {
     auto data = tensor.part(part);
