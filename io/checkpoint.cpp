@@ -11,6 +11,27 @@ uint64_t TensorInfo::numel() const { return shape_numel(shape); }
 
 uint64_t TensorPart::nbytes() const { return shape_numel(dims) * dtype_size(dtype); }
 
+namespace {
+bool aligned(std::span<const std::byte> bytes, size_t element_size) {
+  return reinterpret_cast<uintptr_t>(bytes.data()) % element_size == 0;
+}
+}  // namespace
+
+TensorData TensorData::mapped(const TensorInfo& info, std::span<const std::byte> bytes, size_t element_size) {
+  if (aligned(bytes, element_size)) return TensorData(info, bytes);
+  return TensorData(info, std::vector<std::byte>(bytes.begin(), bytes.end()));
+}
+
+TensorData TensorData::mapped(const TensorInfo& info, std::vector<std::span<const std::byte>> parts) {
+  bool all_aligned = true;
+  for (size_t i = 0; i < parts.size() && i < info.parts.size(); ++i)
+    all_aligned = all_aligned && aligned(parts[i], dtype_size(info.parts[i].dtype));
+  if (all_aligned) return TensorData(info, std::move(parts));
+  std::vector<std::vector<std::byte>> copies;
+  for (auto p : parts) copies.emplace_back(p.begin(), p.end());
+  return TensorData(info, std::move(copies));
+}
+
 std::span<const std::byte> TensorData::part(std::string_view name) const {
   for (size_t i = 0; i < parts_.size() && i < info_->parts.size(); ++i)
     if (info_->parts[i].name == name) return parts_[i];

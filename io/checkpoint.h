@@ -60,6 +60,12 @@ class TensorData {
   }
   TensorData(TensorData&&) = default;
   TensorData(const TensorData&) = delete;
+  // Mapped bytes as they are, or copied when not aligned to their element
+  // type (kernels read tensors in place as u16/u32/f32 arrays; some published
+  // safetensors files put every tensor at an odd offset). Encoded tensors:
+  // one span per part of info.parts, each checked against its part's dtype.
+  static TensorData mapped(const TensorInfo& info, std::span<const std::byte> bytes, size_t element_size);
+  static TensorData mapped(const TensorInfo& info, std::vector<std::span<const std::byte>> parts);
 
   const TensorInfo& info() const { return *info_; }
   // A dense tensor's bytes (empty for encoded tensors).

@@ -271,7 +271,7 @@ ContainerReader::ContainerReader(const fs::path& path) {
   if (h5::read_string_attribute(root, "moec_format") != kContainerMagic)
     fail("{}: HDF5 file is not a moec container (no moec_format=\"moec\" attribute)", file);
   if (!version) fail("{}: missing format_version", file);
-  if (*version < kContainerVersion || *version > kContainerVersion)
+  if (*version != kContainerVersion)
     fail("{}: container format version {} is not supported (this moec reads {})", file, *version,
          kContainerVersion);
   version_ = *version;
@@ -382,29 +382,17 @@ void ContainerReader::open_encoded(TensorInfo& info, hid_t group) {
 TensorData ContainerReader::read(const TensorKey& key) const {
   const TensorInfo& meta = info(key);
   auto it = offsets_.find(key);
-  // Kernels read parts in place as u16/u32/f32 arrays. Containers align
-  // every object to 64 bytes, but files written before that (format 1 as
-  // well) may not: a misaligned array is copied instead of mapped.
-  auto aligned = [](std::span<const std::byte> bytes, size_t element) {
-    return reinterpret_cast<uintptr_t>(bytes.data()) % element == 0;
-  };
+  // moec aligns every object to 64 bytes; another writer's file may not,
+  // and then TensorData::mapped copies the misaligned arrays.
   if (it != offsets_.end() && meta.encoded()) {
     std::vector<std::span<const std::byte>> parts;
-    bool all_aligned = true;
-    for (size_t i = 0; i < meta.parts.size(); ++i) {
+    for (size_t i = 0; i < meta.parts.size(); ++i)
       parts.push_back(mapping_.bytes().subspan(it->second[i], meta.parts[i].nbytes()));
-      all_aligned = all_aligned && aligned(parts.back(), dtype_size(meta.parts[i].dtype));
-    }
-    if (all_aligned) return TensorData(meta, std::move(parts));
-    std::vector<std::vector<std::byte>> copies;
-    for (auto p : parts) copies.emplace_back(p.begin(), p.end());
-    return TensorData(meta, std::move(copies));
+    return TensorData::mapped(meta, std::move(parts));
   }
-  if (it != offsets_.end()) {
-    auto bytes = mapping_.bytes().subspan(it->second[0], meta.nbytes);
-    if (aligned(bytes, dtype_size(*meta.dense_dtype()))) return TensorData(meta, bytes);
-    return TensorData(meta, std::vector<std::byte>(bytes.begin(), bytes.end()));
-  }
+  if (it != offsets_.end())
+    return TensorData::mapped(meta, mapping_.bytes().subspan(it->second[0], meta.nbytes),
+                              dtype_size(*meta.dense_dtype()));
   // Chunked or filtered datasets (written by other tools) cannot be mapped.
   std::vector<std::byte> buffer(meta.nbytes);
   Handle set(H5Dopen2(file_.get(), meta.stored_name.c_str(), H5P_DEFAULT), H5Dclose);

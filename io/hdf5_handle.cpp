@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "io/error.h"
+#include "io/limits.h"
 
 namespace moec::h5 {
 
@@ -28,7 +29,7 @@ std::optional<std::string> read_string_attribute(hid_t object, const char* name)
   // never read.
   if (H5Tis_variable_str(type.get()) != 0) return std::nullopt;
   size_t size = H5Tget_size(type.get());
-  if (size == 0 || size > kMaxStringAttributeBytes) return std::nullopt;
+  if (size == 0 || size > limits::kMaxStringAttributeBytes) return std::nullopt;
   std::string out(size, '\0');
   Handle mem(H5Tcopy(type.get()), H5Tclose);
   if (H5Aread(attr.get(), mem.get(), out.data()) < 0) return std::nullopt;
@@ -57,9 +58,9 @@ std::optional<int64_t> read_int_attribute(hid_t object, const char* name) {
 
 void write_string_attribute(hid_t object, const char* name, const std::string& value, const std::string& what) {
   // Fixed length (value + NUL), UTF-8: no global heap (see read_string_attribute).
-  if (value.size() + 1 > kMaxStringAttributeBytes)
+  if (value.size() + 1 > limits::kMaxStringAttributeBytes)
     fail("{}: attribute '{}' of {} bytes is over the {} byte limit", what, name, value.size(),
-         kMaxStringAttributeBytes);
+         limits::kMaxStringAttributeBytes);
   Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
   H5Tset_size(type.get(), value.size() + 1);
   H5Tset_strpad(type.get(), H5T_STR_NULLTERM);

@@ -47,9 +47,6 @@ class Handle {
 void silence_errors();
 
 bool has_attribute(hid_t object, const char* name);
-// Longest string attribute read or written (config and provenance JSON are a
-// few kB; 16 MiB keeps a lying type size from allocating more).
-inline constexpr size_t kMaxStringAttributeBytes = size_t{16} << 20;
 // A fixed-length string attribute; nullopt if absent, not a string, or a
 // variable-length string (never read: HDF5's global heap parser is not safe
 // on damaged files).

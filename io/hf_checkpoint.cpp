@@ -19,7 +19,6 @@ namespace {
 
 constexpr const char* kIndexName = "model.safetensors.index.json";
 constexpr const char* kSingleName = "model.safetensors";
-constexpr size_t kMaxShardNameBytes = 255;  // NAME_MAX of Linux file systems
 
 // The shard files listed by an index, each once, in first-mention order,
 // and the tensor -> shard map it promises.
@@ -34,7 +33,7 @@ std::vector<std::string> read_index(const fs::path& index_path, std::map<std::st
     if (!shard.is_string()) fail("{}: tensor '{}': shard name is not a string", file, tensor);
     std::string name = shard.get<std::string>();
     if (name.empty() || name.find('/') != std::string::npos || name == "." || name == ".." ||
-        name.find('\0') != std::string::npos || name.size() > kMaxShardNameBytes)
+        name.find('\0') != std::string::npos || name.size() > limits::kMaxShardNameBytes)
       fail("{}: tensor '{}': shard name '{}' is not a file in this folder", file, tensor,
            name.substr(0, 64) + (name.size() > 64 ? "..." : ""));
     weight_map[tensor] = name;
@@ -128,13 +127,8 @@ void HfCheckpoint::index_tensors() {
 TensorData HfCheckpoint::read(const TensorKey& key) const {
   auto it = locations_.find(key);
   if (it == locations_.end()) fail("{}: tensor '{}': not in this checkpoint", path_.string(), logical_name(key));
-  auto bytes = it->second.shard->bytes(*it->second.entry);
-  // Kernels read weights in place as u16/f32 arrays. Some published files
-  // have headers of odd length, which puts every tensor at an odd offset:
-  // such a tensor is copied into (aligned) memory instead of being mapped.
-  if (reinterpret_cast<uintptr_t>(bytes.data()) % dtype_size(it->second.entry->dtype) != 0)
-    return TensorData(info(key), std::vector<std::byte>(bytes.begin(), bytes.end()));
-  return TensorData(info(key), bytes);
+  return TensorData::mapped(info(key), it->second.shard->bytes(*it->second.entry),
+                            dtype_size(it->second.entry->dtype));
 }
 
 namespace {

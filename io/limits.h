@@ -33,6 +33,10 @@ inline constexpr uint64_t kMaxTokenizerBytes = uint64_t{256} << 20;
 // (zlib's best ratio is ~1032:1), so a small file cannot ask for gigabytes.
 inline constexpr uint64_t kMaxInflation = 1100;
 
+// Shard file names in an index (NAME_MAX of Linux file systems).
+inline constexpr size_t kMaxShardNameBytes = 255;
+// Container string attributes (config and provenance JSON are a few kB).
+inline constexpr size_t kMaxStringAttributeBytes = size_t{16} << 20;
 // Distinct sub1 dictionaries (trit_counts) in one container: moec writes one
 // per model, and each costs a build of ~65k codewords at load.
 inline constexpr size_t kMaxSub1DictionariesPerFile = 4;

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/error.h"
+#include "io/limits.h"
 
 namespace moec {
 namespace {
@@ -121,7 +122,7 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
   if (bytes.size() < 8) fail("{}: {} bytes is too short for a safetensors file", file, bytes.size());
   uint64_t header_size = 0;
   for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | static_cast<uint8_t>(bytes[i]);
-  if (header_size > kSafetensorsMaxHeader)
+  if (header_size > limits::kSafetensorsHeaderBytes)
     fail("{}: header length {} is over the 100 MB limit", file, header_size);
   if (header_size > bytes.size() - 8)
     fail("{}: header length {} runs past the end of the file ({} bytes)", file, header_size, bytes.size());

@@ -13,14 +13,10 @@
 #include <vector>
 
 #include "io/dtype.h"
-#include "io/limits.h"
 #include "io/mapped_file.h"
 
 namespace moec {
 
-// The format's own cap on the header, which keeps a lying length from making
-// us allocate or parse gigabytes.
-inline constexpr uint64_t kSafetensorsMaxHeader = limits::kSafetensorsHeaderBytes;
 
 struct SafetensorsEntry {
   std::string name;

@@ -2,10 +2,7 @@
 // then everything a stage would touch is read: every tensor (dense widened to
 // f32, encoded ones viewed and decoded like `moec inspect` does) and the
 // tokenizer files. Seeds are real containers (dense, k-bit, ternary, sub1).
-#include <vector>
-
 #include "io/container.h"
-#include "model/linear.h"
 #include "model/tensor_check.h"
 #include "quant/tunstall.h"
 #include "tests/fuzz/fuzz_support.h"
@@ -15,17 +12,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   moec::fuzz::accept_or_refuse([&] {
     moec::ContainerReader reader(file.path());
     moec::check_encoded_tensors(reader);
-    std::vector<float> scratch;
-    for (const moec::TensorInfo& t : reader.tensors()) {
-      moec::TensorData d = reader.read(t.key);
-      if (!t.encoded()) {
-        (void)d.to_f32();
-        continue;
-      }
-      const moec::WeightView w = moec::weight_view(d);
-      const int64_t step = w.kind == moec::WeightKind::Sub1 ? moec::kSub1BlockRows : w.rows;
-      for (int64_t r0 = 0; r0 < w.rows; r0 += step) moec::widen_rows(w, r0, std::min(step, w.rows - r0), scratch);
-    }
+    (void)moec::verify_all_tensors(reader);  // reads and decodes every tensor, as `moec inspect --verify`
     (void)reader.tokenizer_model();
     (void)reader.tokenizer_json();
   });
