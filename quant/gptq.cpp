@@ -35,15 +35,16 @@ void fit_group_at(QuantizedMatrix& m, const RowMatrixF& wt, int64_t c, std::vect
 }
 
 // Quantizes column c of wt in place (wt[c] becomes the dequantized values),
-// writing its codes; returns nothing, errors are wt_before - wt_after.
+// writing its codes; the error is wt_before - wt_after. `penalty` (ternary,
+// rate-aware: three values) adds each trit's rate cost to its squared error.
 void quantize_column(QuantizedMatrix& m, float* column, int64_t c, const std::vector<GroupGrid>& grids,
-                     const std::vector<std::vector<GroupGrid>>* static_grids) {
+                     const std::vector<std::vector<GroupGrid>>* static_grids, const float* penalty = nullptr) {
   const int64_t row_bytes = m.format.row_bytes(m.cols);
   const int64_t group = c / m.format.group_columns(m.cols);
   for (int64_t r = 0; r < m.rows; ++r) {
     const GroupGrid& g = static_grids ? (*static_grids)[group][r] : grids[r];
     float value;
-    int q = quantize_value(m.format, g, column[r], &value);
+    int q = penalty ? quantize_trit_with_rate(g, column[r], penalty, &value) : quantize_value(m.format, g, column[r], &value);
     pack_code(m.format, m.codes.data() + r * row_bytes, c, q);
     column[r] = value;
   }
@@ -99,6 +100,127 @@ QuantizedMatrix quantize_rtn(const float* w, int64_t rows, int64_t cols, const Q
   return m;
 }
 
+namespace {
+
+// What every GPTQ pass over one matrix shares: the column order and U, the
+// upper Cholesky factor of the damped H⁻¹ (H⁻¹ = UᵀU), in that order.
+struct Factorization {
+  std::vector<int64_t> order;
+  Eigen::MatrixXf u;
+  std::vector<double> diag;  // the damped H's diagonal, in order
+};
+
+// One pass of GPTQ's column loop over wt (transposed weights, dead inputs
+// zeroed): dynamic grids fitted per group as columns arrive, or the fixed
+// grids given.
+QuantizedMatrix gptq_pass(const RowMatrixF& wt, const Factorization& f, const QuantFormat& format,
+                          const GptqOptions& options, const std::vector<std::vector<GroupGrid>>* fixed) {
+  const int64_t cols = wt.rows(), rows = wt.cols();
+  const std::vector<int64_t>& order = f.order;
+  const Eigen::MatrixXf& u = f.u;
+  const std::vector<double>& diag = f.diag;
+  // Work on the permuted columns: pw[i] is column order[i].
+  RowMatrixF pw(cols, rows);
+  for (int64_t i = 0; i < cols; ++i) pw.row(i) = wt.row(order[i]);
+  QuantizedMatrix m(format, rows, cols);
+  std::vector<GroupGrid> grids(static_cast<size_t>(rows));
+  if (fixed)
+    for (int64_t g = 0; g < format.groups(cols); ++g)
+      for (int64_t r = 0; r < rows; ++r) store_grid(m, r, g, (*fixed)[g][r]);
+  const int64_t width = format.group_columns(cols);
+
+  // Rate-aware ternary rounding: penalty λ · S · bits / H_ii in the squared
+  // error's units (gptq.h), S = mean(w² · H_ii) of this matrix.
+  const bool rate = format.ternary() && options.rate.lambda > 0;
+  double unit = 0;
+  if (rate) {
+    for (int64_t i = 0; i < cols; ++i) unit += double(pw.row(i).squaredNorm()) * diag[size_t(i)];
+    unit /= double(rows * cols);
+  }
+  float penalty[3];
+
+  RowMatrixF err(options.block, rows);
+  std::vector<float> before(static_cast<size_t>(rows));
+  for (int64_t i1 = 0; i1 < cols; i1 += options.block) {
+    const int64_t i2 = std::min(i1 + options.block, cols);
+    for (int64_t i = i1; i < i2; ++i) {
+      const int64_t c = order[i];
+      float* column = pw.data() + i * rows;
+      if (!fixed && c % width == 0) {
+        // Fit from the current weights of this group's columns (in original
+        // order these are pw rows i..i+width, since order is the identity).
+        const int64_t n = std::min(width, cols - c);
+        for (int64_t r = 0; r < rows; ++r) {
+          grids[r] = fit_grid(format, column + r, n, rows);
+          store_grid(m, r, c / width, grids[r]);
+        }
+      }
+      const float d = u(i, i);
+      if (rate)
+        for (int t = 0; t < 3; ++t) penalty[t] = float(options.rate.lambda * unit * options.rate.bits[t] / diag[size_t(i)]);
+      std::copy(column, column + rows, before.begin());
+      quantize_column(m, column, c, grids, fixed, rate ? penalty : nullptr);
+      float* e = err.data() + (i - i1) * rows;
+      for (int64_t r = 0; r < rows; ++r) e[r] = (before[r] - column[r]) / d;
+      for (int64_t j = i + 1; j < i2; ++j) {  // spread the error within the block
+        const float fj = u(i, j);
+        float* target = pw.data() + j * rows;
+        for (int64_t r = 0; r < rows; ++r) target[r] -= e[r] * fj;
+      }
+    }
+    if (i2 < cols)  // and lazily over the rest of the matrix
+      pw.bottomRows(cols - i2).noalias() -=
+          u.block(i1, i2, i2 - i1, cols - i2).transpose() * err.topRows(i2 - i1);
+  }
+  return m;
+}
+
+// Each row's ternary levels refitted to its trits: with a = [trit = high],
+// b = [trit = low] and q = high·a + low·b, the (high, low) minimizing
+// (w − q)ᵀ H (w − q) — the row's share of ‖(W − Q)X‖² — solve a 2×2 system
+// (one unknown for the symmetric grid). A level with no trits, or a
+// solution of the wrong sign, keeps its previous value. Rounded to what the
+// format stores.
+std::vector<GroupGrid> fitted_levels(const QuantizedMatrix& m, const RowMatrixF& wt, const Eigen::MatrixXf& h,
+                                     const std::vector<GroupGrid>& current) {
+  const int64_t rows = m.rows, cols = m.cols, row_bytes = m.format.row_bytes(cols);
+  RowMatrixF a = RowMatrixF::Zero(rows, cols), b = RowMatrixF::Zero(rows, cols);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const int t = ternary_code(m.codes.data() + r * row_bytes, c);
+      if (t == 2) a(r, c) = 1.0f;
+      if (t == 0) b(r, c) = 1.0f;
+    }
+  const RowMatrixF ah = a * h, bh = b * h;  // h is symmetric: rows of A·H are aᵀH
+  const RowMatrixF w = wt.transpose();
+  std::vector<GroupGrid> out(current);
+  for (int64_t r = 0; r < rows; ++r) {
+    const double aha = ah.row(r).dot(a.row(r)), ahb = ah.row(r).dot(b.row(r)), bhb = bh.row(r).dot(b.row(r));
+    const double ahw = ah.row(r).dot(w.row(r)), bhw = bh.row(r).dot(w.row(r));
+    double high = current[r].high, low = current[r].low;
+    if (m.format.kind == GridKind::TernarySym) {
+      const double den = aha - 2 * ahb + bhb;
+      if (den > 0 && (ahw - bhw) / den > 0) high = (ahw - bhw) / den;
+      low = -high;
+    } else {
+      const double det = aha * bhb - ahb * ahb;
+      if (aha > 0 && bhb > 0 && det > 1e-9 * aha * bhb) {
+        const double hi = (ahw * bhb - ahb * bhw) / det, lo = (aha * bhw - ahb * ahw) / det;
+        if (hi > 0) high = hi;
+        if (lo < 0) low = lo;
+      } else if (aha > 0 && ahw / aha > 0) {
+        high = ahw / aha;
+      } else if (bhb > 0 && bhw / bhb < 0) {
+        low = bhw / bhb;
+      }
+    }
+    out[r] = ternary_grid(m.format, float(low), float(high));
+  }
+  return out;
+}
+
+}  // namespace
+
 QuantizeOutcome quantize_gptq(const float* w, int64_t rows, int64_t cols, const HessianAccumulator& inputs,
                               const QuantFormat& format, const GptqOptions& options) {
   if (inputs.cols() != cols) fail("GPTQ: Hessian of {} inputs for a matrix of {} columns", inputs.cols(), cols);
@@ -113,16 +235,17 @@ QuantizeOutcome quantize_gptq(const float* w, int64_t rows, int64_t cols, const 
       h(c, c) = 1;
       wt.row(c).setZero();
     }
-  std::vector<int64_t> order(static_cast<size_t>(cols));
-  std::iota(order.begin(), order.end(), 0);
+  Factorization f;
+  f.order.resize(static_cast<size_t>(cols));
+  std::iota(f.order.begin(), f.order.end(), 0);
   if (options.act_order)
-    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return h(a, a) > h(b, b); });
+    std::stable_sort(f.order.begin(), f.order.end(), [&](int64_t a, int64_t b) { return h(a, a) > h(b, b); });
   MatrixD hp(cols, cols);
   for (int64_t i = 0; i < cols; ++i)
-    for (int64_t j = 0; j < cols; ++j) hp(i, j) = h(order[i], order[j]);
+    for (int64_t j = 0; j < cols; ++j) hp(i, j) = h(f.order[i], f.order[j]);
   hp.diagonal().array() += options.damp * hp.diagonal().mean();
+  for (int64_t i = 0; i < cols; ++i) f.diag.push_back(hp(i, i));
 
-  // U: upper Cholesky factor of H⁻¹ (H⁻¹ = UᵀU).
   Eigen::LLT<MatrixD> llt(hp);
   if (llt.info() != Eigen::Success)
     return {quantize_rtn(w, rows, cols, format), true, "Hessian not positive definite"};
@@ -130,48 +253,25 @@ QuantizeOutcome quantize_gptq(const float* w, int64_t rows, int64_t cols, const 
   Eigen::LLT<MatrixD> llt_inv(hinv);
   if (llt_inv.info() != Eigen::Success)
     return {quantize_rtn(w, rows, cols, format), true, "inverse Hessian not positive definite"};
-  Eigen::MatrixXf u = MatrixD(llt_inv.matrixU()).cast<float>();
+  f.u = MatrixD(llt_inv.matrixU()).cast<float>();
 
-  // Work on the permuted columns: pw[i] is column order[i].
-  RowMatrixF pw(cols, rows);
-  for (int64_t i = 0; i < cols; ++i) pw.row(i) = wt.row(order[i]);
-  QuantizedMatrix m(format, rows, cols);
+  // Ternary grids and GPTQ with act-order use grids fitted up front on the
+  // original weights; affine grids without act-order follow the columns.
   const bool dynamic = !options.act_order && !format.ternary();
-  std::vector<GroupGrid> grids(static_cast<size_t>(rows));
-  std::vector<std::vector<GroupGrid>> fixed;
-  if (!dynamic) fixed = static_grids(m, wt);
-  const int64_t width = format.group_columns(cols);
-
-  RowMatrixF err(options.block, rows);
-  std::vector<float> before(static_cast<size_t>(rows));
-  for (int64_t i1 = 0; i1 < cols; i1 += options.block) {
-    const int64_t i2 = std::min(i1 + options.block, cols);
-    for (int64_t i = i1; i < i2; ++i) {
-      const int64_t c = order[i];
-      float* column = pw.data() + i * rows;
-      if (dynamic && c % width == 0) {
-        // Fit from the current weights of this group's columns (in original
-        // order these are pw rows i..i+width, since order is the identity).
-        const int64_t n = std::min(width, cols - c);
-        for (int64_t r = 0; r < rows; ++r) {
-          grids[r] = fit_grid(format, column + r, n, rows);
-          store_grid(m, r, c / width, grids[r]);
-        }
-      }
-      std::copy(column, column + rows, before.begin());
-      quantize_column(m, column, c, grids, dynamic ? nullptr : &fixed);
-      const float d = u(i, i);
-      float* e = err.data() + (i - i1) * rows;
-      for (int64_t r = 0; r < rows; ++r) e[r] = (before[r] - column[r]) / d;
-      for (int64_t j = i + 1; j < i2; ++j) {  // spread the error within the block
-        const float f = u(i, j);
-        float* target = pw.data() + j * rows;
-        for (int64_t r = 0; r < rows; ++r) target[r] -= e[r] * f;
+  if (dynamic) return {gptq_pass(wt, f, format, options, nullptr), false, {}};
+  QuantizedMatrix scratch(format, rows, cols);
+  std::vector<std::vector<GroupGrid>> fixed = static_grids(scratch, wt);
+  QuantizedMatrix m = gptq_pass(wt, f, format, options, &fixed);
+  if (format.ternary() && options.level_fits > 0) {
+    const Eigen::MatrixXf hf = h.cast<float>();
+    for (int fit = 0; fit < options.level_fits; ++fit) {
+      fixed[0] = fitted_levels(m, wt, hf, fixed[0]);
+      if (fit + 1 < options.level_fits) {
+        m = gptq_pass(wt, f, format, options, &fixed);
+      } else {  // the last fit only replaces the levels of the final trits
+        for (int64_t r = 0; r < rows; ++r) store_grid(m, r, 0, fixed[0][r]);
       }
     }
-    if (i2 < cols)  // and lazily over the rest of the matrix
-      pw.bottomRows(cols - i2).noalias() -=
-          u.block(i1, i2, i2 - i1, cols - i2).transpose() * err.topRows(i2 - i1);
   }
   return {std::move(m), false, {}};
 }

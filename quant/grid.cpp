@@ -56,30 +56,39 @@ GroupGrid fit_grid(const QuantFormat& f, const float* v, int64_t n, int64_t stri
   switch (f.kind) {
     case GridKind::Affine: return fit_affine(f, v, n, stride);
     case GridKind::TernarySym: return fit_ternary_sym(v, n, stride);
-    case GridKind::TernaryQmoe: {
-      GroupGrid g;
-      for (int64_t i = 0; i < n; ++i) {
-        g.low = std::min(g.low, v[i * stride]);
-        g.high = std::max(g.high, v[i * stride]);
-      }
-      g.low = round_f16(g.low);
-      g.high = round_f16(g.high);
-      return g;
-    }
+    case GridKind::TernaryQmoe:
     case GridKind::Sub1: {
-      GroupGrid g;
+      float low = 0.0f, high = 0.0f;
       for (int64_t i = 0; i < n; ++i) {
-        g.low = std::min(g.low, v[i * stride]);
-        g.high = std::max(g.high, v[i * stride]);
+        low = std::min(low, v[i * stride]);
+        high = std::max(high, v[i * stride]);
       }
-      g.low_code = sub1_level_code(-g.low, f.level_scale);
-      g.high_code = sub1_level_code(g.high, f.level_scale);
-      g.low = -sub1_level(g.low_code, f.level_scale);
-      g.high = sub1_level(g.high_code, f.level_scale);
-      return g;
+      return ternary_grid(f, low, high);
     }
   }
   return {};
+}
+
+GroupGrid ternary_grid(const QuantFormat& f, float low, float high) {
+  GroupGrid g;
+  switch (f.kind) {
+    case GridKind::Affine: break;
+    case GridKind::TernaryQmoe:
+      g.low = round_f16(low);
+      g.high = round_f16(high);
+      break;
+    case GridKind::TernarySym:
+      g.high = round_f16(high);
+      g.low = -g.high;
+      break;
+    case GridKind::Sub1:
+      g.low_code = sub1_level_code(-low, f.level_scale);
+      g.high_code = sub1_level_code(high, f.level_scale);
+      g.low = -sub1_level(g.low_code, f.level_scale);
+      g.high = sub1_level(g.high_code, f.level_scale);
+      break;
+  }
+  return g;
 }
 
 void store_grid(QuantizedMatrix& m, int64_t row, int64_t group, const GroupGrid& g) {

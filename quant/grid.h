@@ -24,6 +24,11 @@ struct GroupGrid {
 //         relative to format.level_scale
 GroupGrid fit_grid(const QuantFormat& format, const float* v, int64_t n, int64_t stride);
 
+// A ternary grid with levels (low ≤ 0 ≤ high) rounded to what the format
+// stores: f16 (qmoe), one f16 for sym (levels −high, high),
+// 8-bit log codes relative to format.level_scale (sub1).
+GroupGrid ternary_grid(const QuantFormat& format, float low, float high);
+
 // The code of v on the grid; *value gets the code's dequantized value.
 inline int quantize_value(const QuantFormat& format, const GroupGrid& g, float v, float* value) {
   if (format.ternary()) {
@@ -34,6 +39,19 @@ inline int quantize_value(const QuantFormat& format, const GroupGrid& g, float v
   float code = __builtin_roundf(v / g.scale) + g.zero;
   int q = int(code < 0.0f ? 0.0f : (code > float(format.max_code()) ? float(format.max_code()) : code));
   *value = g.scale * (float(q) - g.zero);
+  return q;
+}
+
+// Rate-aware ternary rounding (quant/gptq.h, TernaryRate): the trit
+// minimizing (v − level)² + penalty[trit]; ties go to zero, then low.
+inline int quantize_trit_with_rate(const GroupGrid& g, float v, const float* penalty, float* value) {
+  const float cost_low = (v - g.low) * (v - g.low) + penalty[0], cost_zero = v * v + penalty[1],
+              cost_high = (v - g.high) * (v - g.high) + penalty[2];
+  int q = 1;
+  float best = cost_zero;
+  if (cost_low < best) q = 0, best = cost_low;
+  if (cost_high < best) q = 2;
+  *value = q == 0 ? g.low : (q == 2 ? g.high : 0.0f);
   return q;
 }
 

@@ -77,6 +77,22 @@ TunstallDictionary::TunstallDictionary(const TritCounts& counts, uint32_t max_wo
   build(p, 1, kMaxTrits, max_words);
 }
 
+double TunstallDictionary::mean_weights_per_word(const TritCounts& source) const {
+  if (symbol_trits_ != 1) fail("mean_weights_per_word(counts): a trit dictionary only");
+  const double total = double(source[0]) + double(source[1]) + double(source[2]) + 3.0;
+  const double p[3] = {(double(source[0]) + 1.0) / total, (double(source[1]) + 1.0) / total,
+                       (double(source[2]) + 1.0) / total};
+  // The codewords are the leaves of a complete ternary tree: their
+  // probabilities under any i.i.d. source sum to one.
+  double mean = 0;
+  for (uint32_t w = 0; w < size(); ++w) {
+    double prob = 1;
+    for (int i = 0; i < lengths_[w]; ++i) prob *= p[trit(w, i)];
+    mean += prob * lengths_[w];
+  }
+  return mean;
+}
+
 TunstallDictionary TunstallDictionary::pairs(const PairCounts& counts, int max_pairs, uint32_t max_words) {
   std::array<double, 9> p{};
   double total = 0;

@@ -64,6 +64,9 @@ class TunstallDictionary {
   void encode(const uint8_t* trits, int64_t n, std::vector<uint16_t>& out) const;
   // Expected weights per codeword under the counts (for bits-per-weight estimates).
   double mean_weights_per_word() const { return mean_trits_; }
+  // The same for i.i.d. trits of other counts (a shared dictionary coding
+  // another layer's trits): Σ over codewords of P(word) · length.
+  double mean_weights_per_word(const TritCounts& source) const;
 
  private:
   TunstallDictionary() = default;

@@ -8,6 +8,8 @@
 #include "quant/gptq.h"
 #include "quant/grid.h"
 #include "quant/quantized_matrix.h"
+#include "quant/sub1.h"
+#include "quant/tunstall.h"
 
 using namespace moec;
 
@@ -67,6 +69,14 @@ double output_error(const std::vector<float>& w, const std::vector<float>& q, co
       den += a * a;
     }
   return std::sqrt(num / den);
+}
+
+GptqOptions gptq_options(bool act_order) {
+  GptqOptions o;
+  o.damp = 0.01;
+  o.block = 128;
+  o.act_order = act_order;
+  return o;
 }
 
 }  // namespace
@@ -154,7 +164,7 @@ TEST_CASE("GPTQ beats round-to-nearest on correlated inputs", "[quant]") {
     QuantFormat f = QuantFormat::parse(spec);
     auto rtn = dequantized(quantize_rtn(w.data(), rows, cols, f));
     for (bool act_order : {false, true}) {
-      QuantizeOutcome g = quantize_gptq(w.data(), rows, cols, h, f, {0.01, 128, act_order});
+      QuantizeOutcome g = quantize_gptq(w.data(), rows, cols, h, f, gptq_options(act_order));
       REQUIRE_FALSE(g.used_rtn);
       double e_rtn = output_error(w, rtn, x, rows, cols), e_gptq = output_error(w, dequantized(g.matrix), x, rows, cols);
       INFO(spec << " act_order " << act_order << ": RTN " << e_rtn << ", GPTQ " << e_gptq);
@@ -201,4 +211,58 @@ TEST_CASE("Hessian: f32 chunk products summed in double match all-double accumul
   // f32 chunk products summed in double by 6e-8. Both are far below the 1e-2
   // dampening GPTQ adds; the double sum costs nothing, so moec uses it.
   CHECK(std::sqrt(diff / norm) < 1e-6);
+}
+
+TEST_CASE("fitted ternary levels lower the output error of the same trits", "[quant]") {
+  const int64_t rows = 48, cols = 192;
+  auto w = random_matrix(rows, cols, 11);
+  auto x = correlated_inputs(3000, cols, 12);
+  HessianAccumulator h(cols);
+  h.add(x.data(), 3000, cols);
+  for (const char* spec : {"ternary-qmoe", "ternary-sym", "sub1"}) {
+    QuantFormat f = QuantFormat::parse(spec);
+    if (f.kind == GridKind::Sub1) f.level_scale = 0.1f;
+    for (bool act_order : {false, true}) {
+      GptqOptions o = gptq_options(act_order);
+      QuantizeOutcome plain = quantize_gptq(w.data(), rows, cols, h, f, o);
+      o.level_fits = 1;  // refit the levels of the same trits
+      QuantizeOutcome fitted = quantize_gptq(w.data(), rows, cols, h, f, o);
+      CHECK(fitted.matrix.codes == plain.matrix.codes);
+      const double e_plain = output_error(w, dequantized(plain.matrix), x, rows, cols);
+      const double e_fitted = output_error(w, dequantized(fitted.matrix), x, rows, cols);
+      INFO(spec << " act_order " << act_order << ": " << e_plain << " -> " << e_fitted);
+      CHECK(e_fitted < e_plain);
+    }
+  }
+}
+
+TEST_CASE("rate-aware ternary GPTQ buys zeros with error as lambda grows", "[quant]") {
+  const int64_t rows = 64, cols = 256;
+  auto w = random_matrix(rows, cols, 21);
+  auto x = correlated_inputs(3000, cols, 22);
+  HessianAccumulator h(cols);
+  h.add(x.data(), 3000, cols);
+  for (const char* spec : {"ternary-qmoe", "sub1"}) {
+    QuantFormat f = QuantFormat::parse(spec);
+    if (f.kind == GridKind::Sub1) f.level_scale = 0.1f;
+    GptqOptions o = gptq_options(true);
+    const QuantizeOutcome plain = quantize_gptq(w.data(), rows, cols, h, f, o);
+    o.rate.bits = {4.0, 0.3, 4.0};  // zeros cheap, as with p(0) ≈ 0.8
+    // λ = 0 is plain GPTQ whatever the code lengths.
+    CHECK(quantize_gptq(w.data(), rows, cols, h, f, o).matrix.codes == plain.matrix.codes);
+    double last_zeros = -1, last_error = -1, last_entropy = 10;
+    for (double lambda : {0.0, 0.05, 0.2, 0.8}) {
+      o.rate.lambda = lambda;
+      const QuantizedMatrix m = quantize_gptq(w.data(), rows, cols, h, f, o).matrix;
+      const TritCounts counts = count_trits(trits_of(m));
+      const double zeros = double(counts[1]) / double(rows * cols), entropy = trit_entropy_bits_per_weight(counts);
+      const double error = output_error(w, dequantized(m), x, rows, cols);
+      INFO(spec << " lambda " << lambda << ": zeros " << zeros << ", entropy " << entropy << ", error " << error);
+      CHECK(zeros > last_zeros);
+      CHECK(entropy < last_entropy);
+      CHECK(error > last_error);
+      CHECK(error < 1.0);  // still an approximation, not an all-zero matrix
+      last_zeros = zeros, last_error = error, last_entropy = entropy;
+    }
+  }
 }
