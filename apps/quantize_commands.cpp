@@ -17,6 +17,9 @@ struct QuantizeFlags {
   int64_t group = 128;
   double damp = 0.01;
   bool act_order = true;
+  double rate_lambda = 0, target_bits = 0;
+  int fit_levels = 0;
+  std::string non_expert = "keep";
   bool keep_shared = false;
   CalibrationFlags calibration{.calib = {}, .windows = 128};
 };
@@ -37,6 +40,12 @@ void run_quantize(const QuantizeFlags& f) {
   o.gptq = f.method == "gptq";
   o.gptq_options.damp = f.damp;
   o.gptq_options.act_order = f.act_order;
+  o.gptq_options.rate.lambda = f.rate_lambda;
+  o.gptq_options.level_fits = f.fit_levels;
+  o.target_bits = f.target_bits;
+  o.non_expert = parse_non_expert(f.non_expert);
+  if (f.rate_lambda > 0 && f.target_bits > 0) fail("--rate-lambda and --target-bits exclude each other: give one");
+  if (f.fit_levels > 0 && f.bits != "ternary") fail("--fit-levels fits ternary levels: use --bits ternary");
   const CalibrationFlags& c = f.calibration;
   apply_calibration_flags(c, o);
   o.keep_shared = f.keep_shared;
@@ -80,6 +89,22 @@ void add_quantize_commands(CLI::App& app) {
       ->capture_default_str();
   q->add_flag("--act-order,!--no-act-order", f->act_order,
              "GPTQ: quantize columns by descending Hessian diagonal (default on)");
+  q->add_option("--rate-lambda", f->rate_lambda,
+                "sub1: rate-aware GPTQ, each trit chosen by error + lambda x its code length (0: nearest level)")
+      ->check(CLI::Range(0.0, 1000.0))
+      ->capture_default_str();
+  q->add_option("--target-bits", f->target_bits,
+                "sub1: search each layer's --rate-lambda so its experts take about this many bits per weight")
+      ->check(CLI::Range(0.0, 2.0));
+  q->add_option("--fit-levels", f->fit_levels,
+                "Ternary: refit each row's levels to its trits (least squares on the Hessian) this many times, "
+                "re-running GPTQ between fits")
+      ->check(CLI::Range(0, 8))
+      ->capture_default_str();
+  q->add_option("--non-expert", f->non_expert,
+                "Attention (GPTQ), embedding and lm_head (round-to-nearest): keep as stored, or q8 / q4 in groups of 128")
+      ->check(CLI::IsMember({"keep", "q8", "q4"}))
+      ->capture_default_str();
   q->callback([f] { run_quantize(*f); });
 }
 

@@ -17,8 +17,8 @@ Model::Model(const CheckpointSource& source, ThreadPool& pool)
       rope_(config_.head_dim, config_.rope_theta) {
   const ModelConfig& c = config_;
   embed_ = view({TensorRole::Embed});
-  if (!embed_.dense())  // rows are looked up, not multiplied: keep them dense
-    fail("{}: tensor 'embed': a quantized embedding is not supported", source.path().string());
+  if (embed_.kind == WeightKind::Sub1)  // rows are looked up: dense or packed rows only
+    fail("{}: tensor 'embed': a sub1-coded embedding is not supported", source.path().string());
   lm_head_ = c.tie_word_embeddings ? embed_ : view({TensorRole::LmHead});
   final_norm_ = vector({TensorRole::FinalNorm});
   for (int l = 0; l < c.num_layers; ++l) {
@@ -89,8 +89,27 @@ void Model::embed(std::span<const int32_t> tokens, std::vector<float>& x) const 
   for (size_t t = 0; t < tokens.size(); ++t) {
     if (tokens[t] < 0 || tokens[t] >= config_.vocab_size)
       fail("token id {} is outside the vocabulary (size {})", tokens[t], config_.vocab_size);
-    convert_to_f32(embed_.dtype, embed_.data + size_t(tokens[t]) * row_bytes, &x[t * h], size_t(h));
+    if (embed_.dense())
+      convert_to_f32(embed_.dtype, embed_.data + size_t(tokens[t]) * row_bytes, &x[t * h], size_t(h));
+    else  // a packed embedding (quantize --non-expert): its row decoded
+      dequantize_rows(embed_.quant, tokens[t], 1, &x[t * h]);
   }
+}
+
+Model::AttentionWeights Model::attention_weights(int64_t layer) const {
+  const Layer& l = layers_.at(size_t(layer));
+  return {l.q, l.k, l.v, l.o};
+}
+
+void Model::set_attention_weights(int64_t layer, const AttentionWeights& w) {
+  Layer& l = layers_.at(size_t(layer));
+  const auto same_shape = [](const WeightView& a, const WeightView& b) { return a.rows == b.rows && a.cols == b.cols; };
+  if (!same_shape(w.q, l.q) || !same_shape(w.k, l.k) || !same_shape(w.v, l.v) || !same_shape(w.o, l.o))
+    fail("set_attention_weights: layer {}: the new projections' shapes differ from the model's", layer);
+  l.q = w.q;
+  l.k = w.k;
+  l.v = w.v;
+  l.o = w.o;
 }
 
 namespace {
@@ -154,6 +173,7 @@ void Model::attention_layer(int64_t index, float* x, std::span<const SequenceSpa
     }
   const AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim, c.sliding_window.value_or(0)};
   attention(pool_, cache, cache_layer, shape, q_.data(), spans, attn_.data());
+  if (attention_tap_) attention_tap_(h_.data(), attn_.data(), n);
   linear(pool_, LinearProblem{attn_.data(), qd, n, layer.o, out_.data(), hd});
   for (int64_t i = 0; i < n * hd; ++i) x[i] += out_[i];
 }

@@ -4,6 +4,7 @@
 // their stored dtype and in the source's mapping (bf16 stays bf16); only the
 // norm vectors (hidden_size floats each) are widened at load.
 #pragma once
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -56,6 +57,18 @@ class Model {
   void attention_layer(int64_t layer, float* x, int64_t length, KvCache& cache, int64_t cache_layer);
   void attention_layer(int64_t layer, float* x, std::span<const SequenceSpan> spans, KvCache& cache,
                        int64_t cache_layer);
+  // Calibration of attention (quantize/): attention_layer calls the tap, when
+  // set, with its normalized input [n, H] (the input of q/k/v) and the
+  // attention context [n, heads·head_dim] (the input of o).
+  using AttentionTap = std::function<void(const float* normed, const float* context, int64_t n)>;
+  void set_attention_tap(AttentionTap tap) { attention_tap_ = std::move(tap); }
+  // A layer's attention projections, and replacing them (quantized ones
+  // while calibrating the rest of the layer); the views must outlive their use.
+  struct AttentionWeights {
+    WeightView q, k, v, o;
+  };
+  AttentionWeights attention_weights(int64_t layer) const;
+  void set_attention_weights(int64_t layer, const AttentionWeights& weights);
   const MoeWeights& moe_weights(int64_t layer) const { return layers_[layer].moe; }
   // A dense layer's MLP (dense models, Qwen's mlp_only_layers): adds
   // down(silu(gate·h) ⊙ up·h) of n normalized rows h to x.
@@ -94,6 +107,7 @@ class Model {
   std::vector<Layer> layers_;
   WeightView embed_, lm_head_;
   std::vector<float> final_norm_;
+  AttentionTap attention_tap_;
   Rope rope_;
   MoeBlock moe_;
   // Activations, reused between calls (no per-token allocation).

@@ -23,6 +23,7 @@
 #include "quant/sub1.h"
 #include "quant/tensor_view.h"
 #include "model/calibration.h"
+#include "quantize/rate_control.h"
 
 namespace moec {
 namespace {
@@ -99,6 +100,32 @@ QuantizedMatrix quantize_matrix(const RowMatrix& w, const HessianAccumulator& h,
   return std::move(out.matrix);
 }
 
+QuantFormat non_expert_format(NonExpert n) { return QuantFormat::parse(n == NonExpert::Q8 ? "q8g128" : "q4g128"); }
+
+// Round-to-nearest of a large matrix (the embedding, lm_head) a slice of
+// rows at a time: grids are per row and group, so slices quantize alone and
+// no f32 copy of the whole matrix is made.
+QuantizedMatrix quantize_rtn_rows(const CheckpointSource& source, const TensorKey& key, const QuantFormat& format) {
+  TensorData data = source.read(key);
+  const TensorInfo& info = data.info();
+  const int64_t rows = info.shape[0], cols = info.shape[1], row_bytes = format.row_bytes(cols),
+                groups = format.groups(cols);
+  QuantizedMatrix out(format, rows, cols);
+  constexpr int64_t kSlice = 1024;
+  std::vector<float> slice;
+  const size_t in_row = size_t(cols) * dtype_size(*info.dense_dtype());
+  for (int64_t r0 = 0; r0 < rows; r0 += kSlice) {
+    const int64_t n = std::min(kSlice, rows - r0);
+    slice.resize(size_t(n * cols));
+    convert_to_f32(*info.dense_dtype(), data.bytes().data() + size_t(r0) * in_row, slice.data(), slice.size());
+    const QuantizedMatrix part = quantize_rtn(slice.data(), n, cols, format);
+    std::copy(part.codes.begin(), part.codes.end(), out.codes.begin() + r0 * row_bytes);
+    std::copy(part.scales.begin(), part.scales.end(), out.scales.begin() + r0 * groups * format.scales_per_group());
+    std::copy(part.zeros.begin(), part.zeros.end(), out.zeros.begin() + r0 * groups);
+  }
+  return out;
+}
+
 // The three matrices of one SwiGLU MLP: an expert's w1/w2/w3, or a dense
 // model's gate/down/up (quantized the same way: the dense MLP is one expert
 // that every token reaches).
@@ -140,14 +167,16 @@ ExpertResult quantize_expert(const CheckpointSource& source, const MlpKeys& keys
 // table resident instead of one per layer, and layers' statistics differ
 // little (`moec bench sub1` measures per-model, per-layer and per-tensor
 // dictionaries: the difference is under 1%).
-TritCounts layer_trit_counts(const std::vector<ExpertResult>& experts) {
-  TritCounts counts{};
+Sub1Census layer_census(const std::vector<ExpertResult>& experts) {
+  Sub1Census census;
   for (const auto& e : experts)
     for (const QuantizedMatrix* m : {&e.w1, &e.w2, &e.w3}) {
       TritCounts c = count_trits(trits_of(*m));
-      for (int i = 0; i < 3; ++i) counts[i] += c[i];
+      for (int i = 0; i < 3; ++i) census.trits[i] += c[i];
+      census.rows += m->rows;
+      ++census.matrices;
     }
-  return counts;
+  return census;
 }
 
 double zero_share(const QuantizedMatrix& m) {
@@ -170,10 +199,27 @@ class LayerQuantizer {
     writer_.write_dense(data.info(), hf_name(arch_, key), data.bytes());
   }
 
+  // The embedding or lm_head: as stored, or (--non-expert) RTN-quantized.
+  // Returns the quantized matrix (empty when kept).
+  QuantizedMatrix write_embedding_like(const TensorKey& key) {
+    if (o_.non_expert == NonExpert::Keep) {
+      write_dense(key);
+      return {};
+    }
+    QuantizedMatrix m = quantize_rtn_rows(source_, key, non_expert_format(o_.non_expert));
+    write_quantized(key, m);
+    return m;
+  }
+
   // Runs layer `l` on the calibration stream x (in place) and writes it.
   void run(int64_t l, std::vector<float>& x, int64_t windows) {
     Stopwatch clock;
     const ModelConfig& c = source_.config();
+    LayerReport layer;
+    layer.layer = l;
+    std::vector<QuantizedMatrix> attention;
+    const Model::AttentionWeights stored_attention = model_.attention_weights(l);
+    if (o_.non_expert != NonExpert::Keep) attention = quantize_attention(l, x, windows, layer.fallbacks);
     const bool sparse = c.moe_layer(l);
     const bool shared = sparse && c.shared_expert_size > 0 && !o_.keep_shared;
     // The MLPs quantized here: the routed experts (then the shared one), or
@@ -203,20 +249,33 @@ class LayerQuantizer {
         for (int64_t j = 0; j < c.top_k; ++j) rows[routing.chosen[t * c.top_k + j]].push_back(t0 + t);
     }
 
-    LayerReport layer{l, 0, {}, {}, 0};
-    std::vector<ExpertResult> results(static_cast<size_t>(experts));
-    model_.pool().parallel_for(size_t(experts), [&](size_t e, int) {
-      ExpertTokens tokens(x, rows[e], model_.moe_norm(l), eps);
-      results[e] = quantize_expert(source_, mlp_keys(c, int(l), int(e)), tokens, o_);
-      if (o_.progress) o_.progress(l, int64_t(e), experts);
-    });
+    auto quantize_experts = [&](const QuantizeOptions& o) {
+      std::vector<ExpertResult> results(static_cast<size_t>(experts));
+      model_.pool().parallel_for(size_t(experts), [&](size_t e, int) {
+        ExpertTokens tokens(x, rows[e], model_.moe_norm(l), eps);
+        results[e] = quantize_expert(source_, mlp_keys(c, int(l), int(e)), tokens, o);
+        if (o.progress) o.progress(l, int64_t(e), experts);
+      });
+      return results;
+    };
+    const bool rate_aware = o_.gptq && (o_.gptq_options.rate.lambda > 0 || o_.target_bits > 0);
+    std::vector<ExpertResult> results = rate_aware ? quantize_rate_aware(layer, quantize_experts) : quantize_experts(o_);
+    if (o_.format.ternary()) {
+      const Sub1Census census = layer_census(results);
+      layer.zero_fraction = double(census.trits[1]) / double(std::max<int64_t>(1, census.weights()));
+    }
     for (int64_t e = 0; e < experts; ++e) {
       if (e < routed) layer.tokens_per_expert.push_back(int64_t(rows[e].size()));
       for (auto& f : results[e].fallbacks) layer.fallbacks.push_back(f);
     }
     layer.relative_error = propagate(l, x, results);
-    if (o_.format.kind == GridKind::Sub1 && !dictionary_) dictionary_ = &shared_dictionary(layer_trit_counts(results));
+    if (o_.format.kind == GridKind::Sub1 && !dictionary_) dictionary_ = &shared_dictionary(layer_census(results).trits);
     std::set<TensorKey> quantized;
+    for (size_t i = 0; i < attention.size(); ++i) {
+      write_quantized(attention_keys(l)[i], attention[i]);
+      quantized.insert(attention_keys(l)[i]);
+    }
+    model_.set_attention_weights(l, stored_attention);  // the quantized views die with `attention`
     for (int64_t e = 0; e < experts; ++e) {
       write_expert(l, e, results[e]);
       const MlpKeys keys = mlp_keys(c, int(l), int(e));
@@ -231,6 +290,108 @@ class LayerQuantizer {
   }
 
  private:
+  static std::array<TensorKey, 4> attention_keys(int64_t l) {
+    const int i = int(l);
+    return {TensorKey{TensorRole::AttnQ, i, -1}, TensorKey{TensorRole::AttnK, i, -1},
+            TensorKey{TensorRole::AttnV, i, -1}, TensorKey{TensorRole::AttnO, i, -1}};
+  }
+
+  void write_quantized(const TensorKey& key, const QuantizedMatrix& m) {
+    TensorInfo info = source_.info(key);
+    writer_.write_encoded(info, hf_name(arch_, key), describe_quantized(m, info));
+    report_.non_expert_params += uint64_t(m.rows * m.cols);
+    report_.non_expert_bytes += m.bytes();
+  }
+
+  // Runs the layer's attention over a copy of the calibration stream (x is
+  // left alone), handing the tap each batch's inputs.
+  void attention_inputs(int64_t l, const std::vector<float>& x, int64_t windows, Model::AttentionTap tap) {
+    const ModelConfig& c = source_.config();
+    const int64_t h = c.hidden_size;
+    std::vector<float> scratch;
+    model_.set_attention_tap(std::move(tap));
+    for (int64_t w0 = 0; w0 < windows; w0 += kWindowBatch) {
+      const int64_t batch = std::min(kWindowBatch, windows - w0);
+      scratch.assign(x.begin() + w0 * o_.ctx * h, x.begin() + (w0 + batch) * o_.ctx * h);
+      KvCache cache(1, batch, o_.ctx, c.num_kv_heads * c.head_dim);
+      model_.attention_layer(l, scratch.data(), o_.ctx, cache, 0);
+    }
+    model_.set_attention_tap(nullptr);
+  }
+
+  // --non-expert: the layer's attention projections by GPTQ, before the
+  // calibration stream runs through them (GPTQ's sequential order): q, k, v
+  // from the Hessian of their normalized input, then o from the context the
+  // quantized q, k, v produce. The model runs the quantized projections for
+  // the rest of the layer (run() puts the stored ones back). Returns q, k, v, o.
+  std::vector<QuantizedMatrix> quantize_attention(int64_t l, const std::vector<float>& x, int64_t windows,
+                                                  std::vector<std::string>& fallbacks) {
+    const ModelConfig& c = source_.config();
+    const int64_t h = c.hidden_size, qd = c.num_heads * c.head_dim;
+    const QuantFormat format = non_expert_format(o_.non_expert);
+    const auto keys = attention_keys(l);
+    auto gptq = [&](const TensorKey& key, const HessianAccumulator& hessian) {
+      const RowMatrix w = to_f32(source_, key);
+      if (!o_.gptq) return quantize_rtn(w.data(), w.rows(), w.cols(), format);
+      QuantizeOutcome out = quantize_gptq(w.data(), w.rows(), w.cols(), hessian, format, o_.gptq_options);
+      if (out.used_rtn) fallbacks.push_back(fmt::format("{}: {} (RTN used)", logical_name(key), out.note));
+      return std::move(out.matrix);
+    };
+    HessianAccumulator input(h), context(qd);
+    attention_inputs(l, x, windows, [&](const float* normed, const float*, int64_t n) { input.add(normed, n, h); });
+    std::vector<QuantizedMatrix> q;
+    for (int i = 0; i < 3; ++i) q.push_back(gptq(keys[size_t(i)], input));
+    Model::AttentionWeights w = model_.attention_weights(l);
+    w.q = quantized_weights(q[0].view());
+    w.k = quantized_weights(q[1].view());
+    w.v = quantized_weights(q[2].view());
+    model_.set_attention_weights(l, w);
+    attention_inputs(l, x, windows, [&](const float*, const float* ctx, int64_t n) { context.add(ctx, n, qd); });
+    q.push_back(gptq(keys[3], context));
+    w.o = quantized_weights(q[3].view());
+    model_.set_attention_weights(l, w);
+    return q;
+  }
+
+  // Rate-aware GPTQ over the layer's experts (sub1 only): one pass at a
+  // fixed λ, or a search for the λ meeting the target bits. The trits' code
+  // lengths are those of the model's dictionary once layer 0 has fixed it;
+  // on layer 0 they are re-estimated after each pass, starting from a prior
+  // of p(0) = 0.8, and the layer runs at least twice.
+  template <typename QuantizeExperts>
+  std::vector<ExpertResult> quantize_rate_aware(LayerReport& layer, QuantizeExperts&& quantize_experts) {
+    QuantizeOptions o = o_;
+    TritCounts counts = dictionary_ ? dictionary_->counts() : TritCounts{1, 8, 1};
+    const bool search = o_.target_bits > 0;
+    double lambda = search ? search_lambda_ : o_.gptq_options.rate.lambda;
+    LambdaSearch lambdas(o_.target_bits, lambda);
+    std::vector<ExpertResult> kept;
+    for (layer.passes = 1;; ++layer.passes) {
+      o.gptq_options.rate = {lambda, trit_code_lengths(counts)};
+      std::vector<ExpertResult> results = quantize_experts(o);
+      const Sub1Census census = layer_census(results);
+      const double bits = dictionary_ ? expected_sub1_bits(*dictionary_, census)
+                                      : expected_sub1_bits(TunstallDictionary(census.trits), census);
+      const bool own_statistics = dictionary_ || layer.passes > 1;
+      if (!dictionary_) counts = census.trits;
+      bool keep = true;
+      if (search && own_statistics) {  // layer 0's first pass only estimates the statistics
+        layer.trials.emplace_back(lambda, bits);
+        lambdas.observe(lambda, bits);
+        keep = lambdas.best() == lambdas.trials() - 1;
+      }
+      if (keep) {
+        kept = std::move(results);
+        layer.rate_lambda = lambda;
+        layer.expected_bits = bits;
+      }
+      if (own_statistics && (!search || lambdas.done())) break;
+      if (search && own_statistics) lambda = lambdas.next();
+    }
+    if (search) search_lambda_ = layer.rate_lambda > 0 ? layer.rate_lambda : 1.0;
+    return kept;
+  }
+
   // Runs the layer's MoE block over the calibration stream twice per batch of
   // windows, with the original and the quantized experts (the runtime's own
   // kernels), adds the quantized output to x, and returns the relative error
@@ -304,15 +465,30 @@ class LayerQuantizer {
   QuantizeReport& report_;
   const ArchitectureNames& arch_;
   const TunstallDictionary* dictionary_ = nullptr;  // sub1: from the first layer
+  double search_lambda_ = 0.2;  // --target-bits: where the next layer's search starts (about 1 bit on the shipped model)
 };
 
 }  // namespace
+
+NonExpert parse_non_expert(std::string_view name) {
+  if (name == "keep") return NonExpert::Keep;
+  if (name == "q8") return NonExpert::Q8;
+  if (name == "q4") return NonExpert::Q4;
+  fail("--non-expert '{}': expected keep, q8 or q4", name);
+}
 
 QuantizeReport quantize_model(const CheckpointSource& source, const std::filesystem::path& out,
                               const QuantizeOptions& o, ThreadPool& pool) {
   Stopwatch clock;
   for (const TensorInfo& t : source.tensors())
     if (t.encoded()) fail("{}: tensor '{}' is already quantized; quantize from a dense checkpoint", source.path().string(), t.name);
+  const bool rate_aware = o.gptq_options.rate.lambda > 0 || o.target_bits > 0;
+  if (rate_aware && o.format.kind != GridKind::Sub1)
+    fail("--rate-lambda / --target-bits trade bits of the sub1 code: use --bits ternary --code sub1 "
+         "(packed ternary codes take 1.6 bits whatever the trits)");
+  if (rate_aware && !o.gptq) fail("--rate-lambda / --target-bits need --method gptq");
+  if (o.gptq_options.level_fits > 0 && !(o.format.ternary() && o.gptq))
+    fail("--fit-levels refits ternary levels inside GPTQ: use --bits ternary with --method gptq");
   Tokenizer tokenizer = Tokenizer::from_checkpoint(source);
   const std::string calib_text = read_text_file(o.calib);
   std::vector<int32_t> calib = calibration_windows(tokenizer.encode(calib_text), o.calib_windows, o.ctx, o.seed);
@@ -321,6 +497,7 @@ QuantizeReport quantize_model(const CheckpointSource& source, const std::filesys
   const int64_t windows = int64_t(calib.size()) / o.ctx;
 
   QuantizeReport report;
+  report.non_expert = o.non_expert == NonExpert::Keep ? "keep" : non_expert_format(o.non_expert).spec();
   report.format = o.format.spec();
   report.method = o.gptq ? "gptq" : "rtn";
   report.calib_tokens = int64_t(calib.size());
@@ -332,6 +509,10 @@ QuantizeReport quantize_model(const CheckpointSource& source, const std::filesys
                              {"block", o.gptq_options.block},
                              {"act_order", o.gptq_options.act_order},
                              {"shared_experts", o.keep_shared ? "kept" : "quantized"},
+                             {"non_expert", report.non_expert},
+                             {"rate_lambda", o.gptq_options.rate.lambda},
+                             {"target_bits", o.target_bits},
+                             {"level_fits", o.gptq_options.level_fits},
                              {"code", o.format.kind == GridKind::Sub1 ? "sub1: Tunstall dictionary from layer 0's trit counts"
                                                                       : "packed"},
                              {"calibration", {{"file", std::filesystem::absolute(o.calib).string()},
@@ -344,12 +525,15 @@ QuantizeReport quantize_model(const CheckpointSource& source, const std::filesys
 
   Model model(source, pool);
   LayerQuantizer layers(source, model, o, writer, report);
-  layers.write_dense({TensorRole::Embed});
+  const QuantizedMatrix embedding = layers.write_embedding_like({TensorRole::Embed});
   std::vector<float> x;
   model.embed(calib, x);
+  if (!embedding.codes.empty())  // the calibration stream starts from the quantized rows
+    for (size_t t = 0; t < calib.size(); ++t)
+      dequantize_rows(embedding.view(), calib[t], 1, &x[t * size_t(source.config().hidden_size)]);
   for (int64_t l = 0; l < source.config().num_layers; ++l) layers.run(l, x, windows);
   layers.write_dense({TensorRole::FinalNorm});
-  if (!source.config().tie_word_embeddings) layers.write_dense({TensorRole::LmHead});
+  if (!source.config().tie_word_embeddings) layers.write_embedding_like({TensorRole::LmHead});
   writer.commit();
 
   report.zero_fraction = o.format.ternary() ? report.zero_fraction / double(report.expert_params) : 0.0;
@@ -367,9 +551,11 @@ nlohmann::ordered_json to_json(const QuantizeReport& r) {
                            {"expert_bits_per_weight", r.expert_bits_per_weight()},
                            {"file_bits_per_weight", r.file_bits_per_weight()},
                            {"expert_bytes", r.expert_bytes},
+                           {"non_expert", r.non_expert},
                            {"file_bytes", r.file_bytes},
                            {"seconds", r.seconds},
                            {"peak_rss_bytes", r.peak_rss}};
+  if (r.non_expert_params > 0) j["non_expert_bits_per_weight"] = r.non_expert_bits_per_weight();
   if (r.zero_fraction > 0) j["zero_fraction"] = r.zero_fraction;
   for (const auto& l : r.layers)
     j["layers"].push_back({{"layer", l.layer},
@@ -377,6 +563,19 @@ nlohmann::ordered_json to_json(const QuantizeReport& r) {
                            {"tokens_per_expert", l.tokens_per_expert},
                            {"rtn_fallbacks", l.fallbacks},
                            {"seconds", l.seconds}});
+  for (size_t i = 0; i < r.layers.size(); ++i) {
+    const LayerReport& l = r.layers[i];
+    if (l.zero_fraction > 0) j["layers"][i]["zero_fraction"] = l.zero_fraction;
+    if (l.expected_bits > 0) {
+      j["layers"][i]["rate_lambda"] = l.rate_lambda;
+      j["layers"][i]["gptq_passes"] = l.passes;
+      j["layers"][i]["expected_expert_bits_per_weight"] = l.expected_bits;
+      if (!l.trials.empty()) {
+        auto& trials = j["layers"][i]["lambda_search"];
+        for (const auto& [lambda, bits] : l.trials) trials.push_back({{"lambda", lambda}, {"bits", bits}});
+      }
+    }
+  }
   return j;
 }
 
@@ -387,10 +586,16 @@ std::string to_text(const QuantizeReport& r) {
     auto [lo, hi] = std::minmax_element(l.tokens_per_expert.begin(), l.tokens_per_expert.end());
     out += fmt::format("  {:>5}  {:>12.5f}  {:>22}  {:>8.2f}\n", l.layer, l.relative_error,
                        fmt::format("{}..{}", *lo, *hi), l.seconds);
+    if (l.expected_bits > 0)
+      out += fmt::format("         rate-aware: lambda {:.4g}, {} GPTQ pass(es), {:.3f} bits/weight expected, {:.1f}% zeros\n",
+                         l.rate_lambda, l.passes, l.expected_bits, 100 * l.zero_fraction);
     for (const auto& f : l.fallbacks) out += fmt::format("         note: {}\n", f);
   }
   out += fmt::format("  experts: {:.3f} bits/weight ({} bytes); whole file: {:.3f} bits/weight ({} bytes)\n",
                      r.expert_bits_per_weight(), r.expert_bytes, r.file_bits_per_weight(), r.file_bytes);
+  if (r.non_expert_params > 0)
+    out += fmt::format("  non-expert tensors ({}): {:.3f} bits/weight over {} weights (routers, norms, biases as stored)\n",
+                       r.non_expert, r.non_expert_bits_per_weight(), r.non_expert_params);
   if (r.zero_fraction > 0) out += fmt::format("  zero codes: {:.1f}% of expert weights\n", 100 * r.zero_fraction);
   out += fmt::format("  time {:.2f} s, peak memory {:.1f} MiB\n", r.seconds, double(r.peak_rss) / (1 << 20));
   return out;

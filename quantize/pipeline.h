@@ -15,6 +15,8 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <utility>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -26,6 +28,13 @@ namespace moec {
 
 class CheckpointSource;
 class ThreadPool;
+
+// Tensors other than the MLPs' (--non-expert): kept at their stored
+// precision, or 8/4-bit codes in groups of 128 columns — attention
+// projections by GPTQ on the calibration stream, the embedding and lm_head
+// by round-to-nearest. Routers, norms and biases always stay as stored.
+enum class NonExpert : uint8_t { Keep, Q8, Q4 };
+NonExpert parse_non_expert(std::string_view name);  // "keep", "q8", "q4"
 
 struct QuantizeOptions {
   QuantFormat format;
@@ -39,6 +48,12 @@ struct QuantizeOptions {
   // Shared experts (Qwen2-MoE) are quantized like routed experts, with a
   // Hessian from every token, unless kept at their stored precision.
   bool keep_shared = false;
+  // sub1 with rate-aware GPTQ (quant/gptq.h): a fixed λ
+  // (gptq_options.rate.lambda), or, when target_bits > 0, the λ of each
+  // layer searched so that its experts take about target_bits per weight
+  // (quantize/rate_control.h).
+  double target_bits = 0;
+  NonExpert non_expert = NonExpert::Keep;
   std::string command_line;
   // After each expert: layer, expert, experts per layer.
   std::function<void(int64_t layer, int64_t expert, int64_t experts)> progress;
@@ -50,6 +65,13 @@ struct LayerReport {
   std::vector<int64_t> tokens_per_expert;  // routed experts (a shared expert sees every token)
   std::vector<std::string> fallbacks;  // "expert 3 w2: no calibration tokens (RTN)"
   double seconds = 0;
+  // Rate-aware sub1: the λ kept, GPTQ passes over the layer's experts, and
+  // the experts' expected stored bits per weight (rate_control.h).
+  double rate_lambda = 0;
+  int passes = 1;
+  double expected_bits = 0;
+  std::vector<std::pair<double, double>> trials;  // --target-bits: (λ, expected bits) of every pass
+  double zero_fraction = 0;  // ternary: share of zero codes in this layer's experts
 };
 
 struct QuantizeReport {
@@ -58,12 +80,17 @@ struct QuantizeReport {
   int64_t calib_tokens = 0;
   std::vector<LayerReport> layers;
   uint64_t expert_params = 0, expert_bytes = 0;  // every quantized MLP matrix (routed, shared, dense layers)
+  std::string non_expert = "keep";
+  uint64_t non_expert_params = 0, non_expert_bytes = 0;  // the quantized non-expert tensors
   uint64_t total_params = 0, file_bytes = 0;
   double zero_fraction = 0;  // ternary: share of zero codes
   double seconds = 0;
   uint64_t peak_rss = 0;
   double expert_bits_per_weight() const { return 8.0 * double(expert_bytes) / double(expert_params); }
   double file_bits_per_weight() const { return 8.0 * double(file_bytes) / double(total_params); }
+  double non_expert_bits_per_weight() const {
+    return non_expert_params ? 8.0 * double(non_expert_bytes) / double(non_expert_params) : 0.0;
+  }
 };
 
 QuantizeReport quantize_model(const CheckpointSource& source, const std::filesystem::path& out,

@@ -1,0 +1,186 @@
+// Rate control for rate-aware sub1 GPTQ (quantize/rate_control.h) and the
+// quantize options built on it: --target-bits, --non-expert, --fit-levels.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "io/checkpoint.h"
+#include "io/summary.h"
+#include "io/text_file.h"
+#include "model/model.h"
+#include "model/perplexity.h"
+#include "model/thread_pool.h"
+#include "model/tokenizer.h"
+#include "quant/sub1.h"
+#include "quant/tunstall.h"
+#include "quantize/pipeline.h"
+#include "quantize/rate_control.h"
+#include "tests/test_paths.h"
+#include "tests/test_random.h"
+
+using namespace moec;
+namespace fs = std::filesystem;
+
+TEST_CASE("trit code lengths are -log2 of the smoothed frequencies", "[rate]") {
+  const auto bits = trit_code_lengths({99, 799, 99});
+  CHECK(bits[0] == Approx(-std::log2(0.1)));
+  CHECK(bits[1] == Approx(-std::log2(0.8)));
+  CHECK(bits[2] == Approx(bits[0]));
+  CHECK(std::isfinite(trit_code_lengths({0, 10, 0})[0]));  // never-seen trits get a finite length
+}
+
+TEST_CASE("expected sub1 bits match what encode_sub1 stores", "[rate]") {
+  for (double p0 : {0.6, 0.8, 0.92}) {
+    const int64_t rows = 300, cols = 704;
+    const auto trits = random_trits(rows * cols, p0, 3);
+    const auto levels = random_level_codes(rows, 4);
+    Sub1Census census;
+    census.trits = count_trits(trits);
+    census.rows = rows;
+    census.matrices = 1;
+    // The layer's own dictionary, and a shared one built from other counts.
+    for (const TritCounts& dict_counts : {census.trits, TritCounts{100, 800, 100}}) {
+      const TunstallDictionary dict(dict_counts);
+      const double actual = encode_sub1(trits, rows, cols, levels, 1.0f, dict).bits_per_weight();
+      const double expected = expected_sub1_bits(dict, census);
+      INFO("p0 " << p0 << ": expected " << expected << ", stored " << actual);
+      CHECK(std::abs(expected - actual) < 0.01 * actual);
+    }
+  }
+}
+
+TEST_CASE("the lambda search brackets the target and lands within tolerance", "[rate]") {
+  // Bits falling smoothly with λ, as measured on the shipped model's
+  // layers; the answer is λ ≈ 1.04 · scale, the start (the previous layer's
+  // λ) up to 10× off.
+  auto bits_at = [](double lambda, double scale) { return std::max(0.3, 1.25 - 0.35 * std::log1p(lambda / scale)); };
+  for (double scale : {0.05, 0.3, 2.0}) {
+    for (double start : {scale / 10, scale, scale * 10}) {
+      LambdaSearch search(1.0, start);
+      while (!search.done()) search.observe(search.next(), bits_at(search.next(), scale));
+      INFO("scale " << scale << ", start " << start << ": " << search.trials() << " trials");
+      const int b = search.best();
+      CHECK(std::abs(search.bits(b) - 1.0) <= 0.005);
+      CHECK(search.trials() <= 6);
+    }
+  }
+  // A target above what λ = 0 gives needs no trade: one trial.
+  LambdaSearch easy(1.5, 0.0);
+  easy.observe(0.0, 1.25);
+  CHECK(easy.done());
+  CHECK(easy.lambda(easy.best()) == 0.0);
+  // An unreachable target stops after max_trials, keeping the closest.
+  LambdaSearch hard(0.1, 1.0, 0.005, 4);
+  while (!hard.done()) hard.observe(hard.next(), bits_at(hard.next(), 1.0));
+  CHECK(hard.trials() == 4);
+  for (int i = 0; i < hard.trials(); ++i) CHECK(hard.bits(hard.best()) <= hard.bits(i));
+}
+
+namespace {
+
+QuantizeOptions sub1_run() {
+  QuantizeOptions o;
+  o.format = QuantFormat::parse("sub1");
+  o.calib = test::text_file("validation");
+  o.calib_windows = 16;
+  o.ctx = 128;
+  o.command_line = "test";
+  return o;
+}
+
+double eval_ppl(const CheckpointSource& source, std::span<const int32_t> ids) {
+  ThreadPool pool(2);
+  Model model(source, pool);
+  PerplexityOptions o;
+  o.max_windows = 8;
+  return evaluate_perplexity(model, ids, o).ppl;
+}
+
+}  // namespace
+
+TEST_CASE("target bits: every layer's experts near the target, fewer bits than plain sub1", "[rate][quantize]") {
+  test::TempDir tmp;
+  auto hf = open_checkpoint(test::fixture_model_dir());
+  ThreadPool pool(2);
+  const QuantizeReport plain = quantize_model(*hf, tmp / "plain.h5", sub1_run(), pool);
+  QuantizeOptions o = sub1_run();
+  o.target_bits = plain.expert_bits_per_weight() - 0.1;
+  const QuantizeReport rated = quantize_model(*hf, tmp / "rated.h5", o, pool);
+  INFO("plain " << plain.expert_bits_per_weight() << ", target " << o.target_bits << ", got "
+                << rated.expert_bits_per_weight());
+  CHECK(std::abs(rated.expert_bits_per_weight() - o.target_bits) < 0.03);
+  CHECK(rated.zero_fraction > plain.zero_fraction);
+  for (const LayerReport& l : rated.layers) {
+    CHECK(l.rate_lambda > 0);
+    CHECK(l.passes == int(l.trials.size()) + (l.layer == 0 ? 1 : 0));  // layer 0 first measures its statistics
+    CHECK(std::abs(l.expected_bits - o.target_bits) < 0.03);
+  }
+  // What the container says is what the report said.
+  auto q = open_checkpoint(tmp / "rated.h5");
+  const auto& experts = summarize(*q).components[size_t(Component::Experts)];
+  CHECK(std::abs(experts.bits_per_weight() - rated.expert_bits_per_weight()) < 1e-9);
+  auto ids = Tokenizer::from_checkpoint(*hf).encode(read_text_file(test::text_file("test")));
+  CHECK(eval_ppl(*q, ids) < eval_ppl(*hf, ids) * 1.1);
+}
+
+TEST_CASE("non-expert q8/q4: attention, embedding and lm_head encoded, the file smaller, eval close", "[rate][quantize]") {
+  test::TempDir tmp;
+  auto hf = open_checkpoint(test::fixture_model_dir());
+  auto ids = Tokenizer::from_checkpoint(*hf).encode(read_text_file(test::text_file("test")));
+  const double baseline = eval_ppl(*hf, ids);
+  ThreadPool pool(2);
+  QuantizeOptions o = sub1_run();
+  o.format = QuantFormat::parse("q4g128");
+  const QuantizeReport keep = quantize_model(*hf, tmp / "keep.h5", o, pool);
+  CHECK(keep.non_expert_params == 0);
+  double last_file_bits = keep.file_bits_per_weight();
+  for (auto [mode, spec, tolerance] : {std::tuple{NonExpert::Q8, "q8g128", 1.02}, std::tuple{NonExpert::Q4, "q4g128", 1.06}}) {
+    o.non_expert = mode;
+    const QuantizeReport r = quantize_model(*hf, tmp / "q.h5", o, pool);
+    INFO(spec);
+    auto q = open_checkpoint(tmp / "q.h5");
+    const CheckpointSummary s = summarize(*q);
+    for (Component c : {Component::Attention, Component::Embedding, Component::LmHead})
+      CHECK(s.components[size_t(c)].encodings == std::set<std::string>{spec});
+    CHECK(s.components[size_t(Component::Router)].encodings != std::set<std::string>{spec});
+    CHECK(r.non_expert_params > 0);
+    CHECK(r.non_expert_bits_per_weight() < (mode == NonExpert::Q8 ? 8.5 : 4.5));
+    CHECK(r.file_bits_per_weight() < last_file_bits);
+    last_file_bits = r.file_bits_per_weight();
+    const double ppl = eval_ppl(*q, ids);
+    INFO("ppl " << ppl << ", bf16 " << baseline);
+    CHECK(ppl < baseline * tolerance);
+    fs::remove(tmp / "q.h5");
+  }
+}
+
+TEST_CASE("rate and level options refuse what they cannot do", "[rate][quantize]") {
+  test::TempDir tmp;
+  auto hf = open_checkpoint(test::fixture_model_dir());
+  ThreadPool pool(1);
+  QuantizeOptions o = sub1_run();
+  o.format = QuantFormat::parse("ternary-qmoe");
+  o.gptq_options.rate.lambda = 0.1;
+  CHECK_THROWS_WITH(quantize_model(*hf, tmp / "q.h5", o, pool), Catch::Contains("--code sub1"));
+  o = sub1_run();
+  o.target_bits = 0.9;
+  o.gptq = false;
+  CHECK_THROWS_WITH(quantize_model(*hf, tmp / "q.h5", o, pool), Catch::Contains("need --method gptq"));
+  o = sub1_run();
+  o.format = QuantFormat::parse("q4g128");
+  o.gptq_options.level_fits = 1;
+  CHECK_THROWS_WITH(quantize_model(*hf, tmp / "q.h5", o, pool), Catch::Contains("--fit-levels"));
+  CHECK_THROWS_WITH(parse_non_expert("q2"), Catch::Contains("expected keep, q8 or q4"));
+  CHECK_FALSE(fs::exists(tmp / "q.h5"));
+  const std::string base = "quantize '" + test::fixture_model_dir().string() + "' -o '" + (tmp / "x.h5").string() +
+                           "' --calib '" + test::text_file("validation").string() + "' --calib-windows 2 ";
+  for (const char* flags : {"--bits ternary --code sub1 --rate-lambda 0.1 --target-bits 0.9",
+                            "--bits 4 --fit-levels 1", "--bits ternary --code sub1 --non-expert q2",
+                            "--bits ternary --code sub1 --rate-lambda -1", "--bits 4 --target-bits 0.9"}) {
+    auto cli = test::run_moec(base + flags);
+    INFO(flags << ": " << cli.err);
+    CHECK(cli.exit_code != 0);
+    CHECK(std::count(cli.err.begin(), cli.err.end(), '\n') == 1);
+  }
+  CHECK_FALSE(fs::exists(tmp / "x.h5"));
+}
