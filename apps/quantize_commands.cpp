@@ -94,7 +94,7 @@ void add_quantize_commands(CLI::App& app) {
       ->check(CLI::Range(0.0, 1000.0))
       ->capture_default_str();
   q->add_option("--target-bits", f->target_bits,
-                "sub1: search each layer's --rate-lambda so its experts take about this many bits per weight")
+                "sub1: search the model's --rate-lambda (on layer 0, steered after) so the experts take about this many bits per weight")
       ->check(CLI::Range(0.0, 2.0));
   q->add_option("--fit-levels", f->fit_levels,
                 "Ternary: refit each row's levels to its trits (least squares on the Hessian) this many times, "

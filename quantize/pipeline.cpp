@@ -259,7 +259,7 @@ class LayerQuantizer {
       return results;
     };
     const bool rate_aware = o_.gptq && (o_.gptq_options.rate.lambda > 0 || o_.target_bits > 0);
-    std::vector<ExpertResult> results = rate_aware ? quantize_rate_aware(layer, quantize_experts) : quantize_experts(o_);
+    std::vector<ExpertResult> results = rate_aware ? quantize_rate_aware(l, layer, quantize_experts) : quantize_experts(o_);
     if (o_.format.ternary()) {
       const Sub1Census census = layer_census(results);
       layer.zero_fraction = double(census.trits[1]) / double(std::max<int64_t>(1, census.weights()));
@@ -354,18 +354,28 @@ class LayerQuantizer {
   }
 
   // Rate-aware GPTQ over the layer's experts (sub1 only): one pass at a
-  // fixed λ, or a search for the λ meeting the target bits. The trits' code
-  // lengths are those of the model's dictionary once layer 0 has fixed it;
-  // on layer 0 they are re-estimated after each pass, starting from a prior
-  // of p(0) = 0.8, and the layer runs at least twice.
+  // fixed λ, or --target-bits. The trits' code lengths are those of the
+  // model's dictionary once layer 0 has fixed it; on layer 0 they are
+  // re-estimated after each pass, starting from a prior of p(0) = 0.8, and
+  // the layer runs at least twice.
+  //
+  // --target-bits keeps one λ for the model, not one per layer: equal λ is
+  // equal slope (the same error bought per bit saved everywhere), and it
+  // measured better than giving every layer the target's bits (shipped
+  // model, QMoE's settings: λ 0.4 everywhere 0.890 bits at perplexity
+  // 122.3, every layer searched to 0.9 bits 0.899 at 123.9). So layer 0
+  // searches λ for the target (LambdaSearch); each later layer runs once, at
+  // a λ moved from the last one just enough that the remaining layers, if
+  // they respond as the last did, bring the model's mean to the target.
   template <typename QuantizeExperts>
-  std::vector<ExpertResult> quantize_rate_aware(LayerReport& layer, QuantizeExperts&& quantize_experts) {
+  std::vector<ExpertResult> quantize_rate_aware(int64_t l, LayerReport& layer, QuantizeExperts&& quantize_experts) {
     QuantizeOptions o = o_;
     TritCounts counts = dictionary_ ? dictionary_->counts() : TritCounts{1, 8, 1};
-    const bool search = o_.target_bits > 0;
-    double lambda = search ? search_lambda_ : o_.gptq_options.rate.lambda;
+    const bool search = o_.target_bits > 0 && !dictionary_;
+    double lambda = o_.target_bits > 0 ? model_lambda_ : o_.gptq_options.rate.lambda;
     LambdaSearch lambdas(o_.target_bits, lambda);
     std::vector<ExpertResult> kept;
+    int64_t weights = 0;
     for (layer.passes = 1;; ++layer.passes) {
       o.gptq_options.rate = {lambda, trit_code_lengths(counts)};
       std::vector<ExpertResult> results = quantize_experts(o);
@@ -375,7 +385,7 @@ class LayerQuantizer {
       const bool own_statistics = dictionary_ || layer.passes > 1;
       if (!dictionary_) counts = census.trits;
       bool keep = true;
-      if (search && own_statistics) {  // layer 0's first pass only estimates the statistics
+      if (o_.target_bits > 0 && own_statistics) {  // layer 0's first pass only estimates the statistics
         layer.trials.emplace_back(lambda, bits);
         lambdas.observe(lambda, bits);
         keep = lambdas.best() == lambdas.trials() - 1;
@@ -384,12 +394,49 @@ class LayerQuantizer {
         kept = std::move(results);
         layer.rate_lambda = lambda;
         layer.expected_bits = bits;
+        weights = census.weights();
       }
       if (own_statistics && (!search || lambdas.done())) break;
       if (search && own_statistics) lambda = lambdas.next();
     }
-    if (search) search_lambda_ = layer.rate_lambda > 0 ? layer.rate_lambda : 1.0;
+    if (o_.target_bits > 0) {
+      if (search) slope_ = measured_slope(lambdas);
+      steer_model_lambda(l, layer, weights);
+    }
     return kept;
+  }
+
+  // Bits per unit of log λ between the two trials nearest the target
+  // (negative); −0.1 when the search had no two (measured on the shipped
+  // model: −0.09 to −0.12).
+  static double measured_slope(const LambdaSearch& s) {
+    std::vector<int> trials;
+    for (int i = 0; i < s.trials(); ++i)
+      if (s.lambda(i) > 0) trials.push_back(i);
+    std::sort(trials.begin(), trials.end(), [&](int a, int b) {
+      return std::abs(s.bits(a) - s.bits(s.best())) < std::abs(s.bits(b) - s.bits(s.best()));
+    });
+    for (size_t j = 1; j < trials.size(); ++j) {
+      const int a = trials[0], b = trials[j];
+      if (s.lambda(a) == s.lambda(b)) continue;
+      const double slope = (s.bits(a) - s.bits(b)) / (std::log(s.lambda(a)) - std::log(s.lambda(b)));
+      return slope < -0.01 ? slope : -0.1;
+    }
+    return -0.1;
+  }
+
+  // The λ of the next layer: what the remaining layers must average for the
+  // model to land on the target, reached from this layer's bits along the
+  // slope; moved by a factor of at most 4.
+  void steer_model_lambda(int64_t l, const LayerReport& layer, int64_t weights) {
+    spent_bits_ += layer.expected_bits * double(weights);
+    spent_weights_ += double(weights);
+    const double remaining = double(source_.config().num_layers - 1 - l) * double(weights);
+    model_lambda_ = layer.rate_lambda > 0 ? layer.rate_lambda : model_lambda_;
+    if (remaining <= 0) return;
+    const double need = (o_.target_bits * (spent_weights_ + remaining) - spent_bits_) / remaining;
+    const double step = 0.5 * std::clamp((need - layer.expected_bits) / slope_, -std::log(4.0), std::log(4.0));
+    model_lambda_ *= std::exp(step);
   }
 
   // Runs the layer's MoE block over the calibration stream twice per batch of
@@ -465,7 +512,10 @@ class LayerQuantizer {
   QuantizeReport& report_;
   const ArchitectureNames& arch_;
   const TunstallDictionary* dictionary_ = nullptr;  // sub1: from the first layer
-  double search_lambda_ = 0.2;  // --target-bits: where the next layer's search starts (about 1 bit on the shipped model)
+  // --target-bits: the model's λ (layer 0's search starts at 0.2, about
+  // 1 bit on the shipped model), bits per log λ, bits and weights so far.
+  double model_lambda_ = 0.2, slope_ = -0.1;
+  double spent_bits_ = 0, spent_weights_ = 0;
 };
 
 }  // namespace

@@ -49,9 +49,9 @@ struct QuantizeOptions {
   // Hessian from every token, unless kept at their stored precision.
   bool keep_shared = false;
   // sub1 with rate-aware GPTQ (quant/gptq.h): a fixed λ
-  // (gptq_options.rate.lambda), or, when target_bits > 0, the λ of each
-  // layer searched so that its experts take about target_bits per weight
-  // (quantize/rate_control.h).
+  // (gptq_options.rate.lambda), or, when target_bits > 0, one λ for the
+  // model, searched on layer 0 and steered on later layers, so that the
+  // experts take about target_bits per weight (quantize/rate_control.h).
   double target_bits = 0;
   NonExpert non_expert = NonExpert::Keep;
   std::string command_line;

@@ -2,10 +2,10 @@
 // sub1 codes: the trits' code lengths, a layer's expected stored bits, and
 // the search for the λ that meets a bits-per-weight target.
 //
-// Why per layer and warm-started: bits fall monotonically as λ grows, but
-// how fast differs by layer; each trial is one more GPTQ pass over the
-// layer's experts, so the search starts from the previous layer's λ and
-// usually ends after one or two passes.
+// Bits fall monotonically as λ grows; each trial is one more GPTQ pass over
+// a layer's experts, so the search is cheap in trials: the pipeline runs it
+// on layer 0 only and keeps that λ for the model (quantize/pipeline.cpp says
+// why one λ and not one per layer).
 #pragma once
 #include <array>
 #include <cstdint>

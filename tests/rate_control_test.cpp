@@ -98,7 +98,7 @@ double eval_ppl(const CheckpointSource& source, std::span<const int32_t> ids) {
 
 }  // namespace
 
-TEST_CASE("target bits: every layer's experts near the target, fewer bits than plain sub1", "[rate][quantize]") {
+TEST_CASE("target bits: the model's experts near the target with one lambda, fewer bits than plain sub1", "[rate][quantize]") {
   test::TempDir tmp;
   auto hf = open_checkpoint(test::fixture_model_dir());
   ThreadPool pool(2);
@@ -110,10 +110,15 @@ TEST_CASE("target bits: every layer's experts near the target, fewer bits than p
                 << rated.expert_bits_per_weight());
   CHECK(std::abs(rated.expert_bits_per_weight() - o.target_bits) < 0.03);
   CHECK(rated.zero_fraction > plain.zero_fraction);
+  // One λ for the model: layer 0 searches it, later layers run once at a λ
+  // steered only as far as the model's mean needs.
+  const LayerReport& first = rated.layers[0];
+  CHECK(first.passes == int(first.trials.size()) + 1);  // its first pass measures its statistics
+  CHECK(std::abs(first.expected_bits - o.target_bits) < 0.03);
   for (const LayerReport& l : rated.layers) {
-    CHECK(l.rate_lambda > 0);
-    CHECK(l.passes == int(l.trials.size()) + (l.layer == 0 ? 1 : 0));  // layer 0 first measures its statistics
-    CHECK(std::abs(l.expected_bits - o.target_bits) < 0.03);
+    CHECK(l.rate_lambda > first.rate_lambda / 4);
+    CHECK(l.rate_lambda < first.rate_lambda * 4);
+    if (l.layer > 0) CHECK(l.passes == 1);
   }
   // What the container says is what the report said.
   auto q = open_checkpoint(tmp / "rated.h5");
