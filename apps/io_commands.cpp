@@ -9,6 +9,7 @@
 #include "io/hf_writer.h"
 #include "io/process_stats.h"
 #include "io/summary.h"
+#include "io/synthetic_checkpoint.h"
 #include "model/dequantized_export.h"
 #include "model/tensor_check.h"
 
@@ -22,6 +23,7 @@ struct IoFlags {
   bool dequantize = false;
   bool verify = false;
   double max_shard_gb = 5.0;
+  SyntheticOptions synth;
 };
 
 void run_inspect(const IoFlags& f) {
@@ -66,6 +68,17 @@ void run_export(const IoFlags& f) {
   print_cost(clock.seconds());
 }
 
+void run_synth(IoFlags& f) {
+  Stopwatch clock;
+  f.synth.write.overwrite = f.force;
+  f.synth.write.max_shard_bytes = static_cast<uint64_t>(f.max_shard_gb * 1e9);
+  auto result = write_synthetic_checkpoint(f.out, f.synth);
+  fmt::print("wrote {}: {} ({} layers), {} tensors in {} shards, {} bytes\n", f.out, f.synth.shape,
+             synthetic_config(f.synth.shape, f.synth.layers)["num_hidden_layers"].get<int>(), result.tensors,
+             result.shards, result.bytes);
+  print_cost(clock.seconds());
+}
+
 }  // namespace
 
 void add_io_commands(CLI::App& app) {
@@ -94,6 +107,21 @@ void add_io_commands(CLI::App& app) {
   exporter->add_flag("--dequantize", flags->dequantize,
                      "Decode quantized tensors (packed, ternary, sub1) to bf16: a plain Hugging Face folder");
   exporter->callback([flags] { run_export(*flags); });
+
+  auto* synth = app.add_subcommand(
+      "synth", "Write a checkpoint of a real model's shapes with seeded random bf16 weights (for scale tests)");
+  synth->add_option("-o,--output", flags->out, "Output folder")->required();
+  synth->add_option("--shape", flags->synth.shape, "mixtral-8x7b, mixtral-8x22b or mini")
+      ->capture_default_str();
+  synth->add_option("--layers", flags->synth.layers, "Layers (0: as many as the real model)")->capture_default_str();
+  synth->add_option("--seed", flags->synth.seed, "Seed of the weights")->capture_default_str();
+  synth->add_option("--tokenizer", flags->synth.tokenizer, "tokenizer.model or tokenizer.json to include")
+      ->check(CLI::ExistingFile);
+  synth->add_option("--max-shard-size", flags->max_shard_gb, "Largest shard in GB (10^9 bytes)")
+      ->capture_default_str()->check(CLI::Range(0.001, 1e6));
+  synth->add_option("--threads", flags->synth.threads, "Threads (0: all)");
+  synth->add_flag("-f,--force", flags->force, "Replace an existing output");
+  synth->callback([flags] { run_synth(*flags); });
 }
 
 }  // namespace moec::cli

@@ -1,5 +1,7 @@
 #include "io/checkpoint.h"
 
+#include "io/mapped_file.h"
+
 #include "io/container.h"
 #include "io/error.h"
 #include "io/hf_checkpoint.h"
@@ -36,6 +38,12 @@ std::span<const std::byte> TensorData::part(std::string_view name) const {
   for (size_t i = 0; i < parts_.size() && i < info_->parts.size(); ++i)
     if (info_->parts[i].name == name) return parts_[i];
   return {};
+}
+
+void TensorData::release_pages() const {
+  if (!owned_.empty() || !owned_parts_.empty()) return;
+  release_mapped_pages(bytes_);
+  for (const auto& p : parts_) release_mapped_pages(p);
 }
 
 std::vector<float> TensorData::to_f32() const {

@@ -74,6 +74,9 @@ class TensorData {
   std::span<const std::byte> part(std::string_view name) const;
   // Dense encodings only: the values widened to f32.
   std::vector<float> to_f32() const;
+  // Drops the tensor's mapped pages from the resident set once a streaming
+  // stage is done with them (io/mapped_file.h); copies are left alone.
+  void release_pages() const;
 
  private:
   const TensorInfo* info_;

@@ -36,6 +36,15 @@ MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
 
 MappedFile::~MappedFile() { release(); }
 
+void release_mapped_pages(std::span<const std::byte> bytes) {
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (uintptr_t(bytes.data()) + page - 1) & ~(page - 1);
+  const uintptr_t end = (uintptr_t(bytes.data()) + bytes.size()) & ~(page - 1);
+  // EINVAL (not a mapping, e.g. a copy in anonymous memory that straddles
+  // nothing) is harmless: the call is advice.
+  if (bytes.data() && end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 MappedFile::MappedFile(MappedFile&& other) noexcept
     : path_(std::move(other.path_)),
       data_(std::exchange(other.data_, nullptr)),

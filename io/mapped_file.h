@@ -29,4 +29,12 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Drops the pages wholly inside `bytes` (a view into a read-only file
+// mapping) from this process's resident set, for stages that stream a model
+// once: the kernel keeps them in its page cache and a later read faults
+// them back in. Without it, reading a 90 GB checkpoint layer by layer would
+// leave every page counted in the process's RSS until the end. Anything
+// else (an owned copy, an empty span) is left alone.
+void release_mapped_pages(std::span<const std::byte> bytes);
+
 }  // namespace moec

@@ -16,7 +16,7 @@
 
 namespace moec {
 
-// C[m, n] = alpha · op(A) · op(B), all row-major f32 with leading dimensions
+// C[m, n] = alpha · op(A) · op(B) (or += with accumulate), all row-major f32 with leading dimensions
 // lda/ldb/ldc. op(A) is A [m, k], or Aᵀ of A [k, m] when a_transposed; op(B)
 // is B [k, n], or Bᵀ of B [n, k] when b_transposed.
 struct GemmProblem {
@@ -30,6 +30,7 @@ struct GemmProblem {
   float* c = nullptr;
   int64_t ldc = 0;
   float alpha = 1.0f;
+  bool accumulate = false;  // C += alpha · op(A) · op(B) instead of C =
 };
 
 void gemm_f32(const GemmProblem& p, Isa isa = active_isa());

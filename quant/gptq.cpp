@@ -1,20 +1,19 @@
 #include "quant/gptq.h"
 
 #define EIGEN_DONT_PARALLELIZE
-#include <Eigen/Cholesky>
 #include <Eigen/Core>
 
 #include <algorithm>
 #include <numeric>
 
 #include "io/error.h"
+#include "quant/cholesky.h"
 #include "quant/gemm.h"
 #include "quant/grid.h"
 
 namespace moec {
 namespace {
 
-using MatrixD = Eigen::MatrixXd;
 using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 // The weights transposed, wt[c][r], so a column of W (all rows of one input
@@ -61,35 +60,30 @@ std::vector<std::vector<GroupGrid>> static_grids(QuantizedMatrix& m, const RowMa
 
 }  // namespace
 
-HessianAccumulator::HessianAccumulator(int64_t cols) : cols_(cols), sum_(size_t(cols * cols), 0.0) {}
+HessianAccumulator::HessianAccumulator(int64_t cols) : cols_(cols), sum_(size_t(cols * cols), 0.0f) {}
 
 void HessianAccumulator::add(const float* x, int64_t rows, int64_t stride) {
-  constexpr int64_t kChunk = 512;
-  Eigen::Map<MatrixD> sum(sum_.data(), cols_, cols_);
-  for (int64_t r0 = 0; r0 < rows; r0 += kChunk) {
-    const int64_t n = std::min(kChunk, rows - r0);
-    // chunkᵀ · chunk in the CPU's best ISA (quant/gemm.h): the bulk of calibration's arithmetic.
-    thread_local std::vector<float> product;
-    product.resize(size_t(cols_ * cols_));
-    GemmProblem p;
-    p.m = p.n = cols_;
-    p.k = n;
-    p.a = p.b = x + r0 * stride;
-    p.lda = p.ldb = stride;
-    p.a_transposed = true;
-    p.c = product.data();
-    p.ldc = cols_;
-    gemm_f32(p);
-    sum += Eigen::Map<const RowMatrixF>(product.data(), cols_, cols_).cast<double>();
-  }
+  // chunkᵀ · chunk added into the sum in the CPU's best ISA (quant/gemm.h):
+  // the bulk of calibration's arithmetic.
+  GemmProblem p;
+  p.m = p.n = cols_;
+  p.k = rows;
+  p.a = p.b = x;
+  p.lda = p.ldb = stride;
+  p.a_transposed = true;
+  p.c = sum_.data();
+  p.ldc = cols_;
+  p.accumulate = true;
+  if (rows > 0) gemm_f32(p);
   samples_ += rows;
 }
 
-std::vector<double> HessianAccumulator::hessian() const {
-  std::vector<double> h(sum_);
-  const double scale = samples_ ? 2.0 / double(samples_) : 0.0;
-  for (double& v : h) v *= scale;
-  return h;
+std::vector<float> HessianAccumulator::hessian() const& { return HessianAccumulator(*this).hessian(); }
+
+std::vector<float> HessianAccumulator::hessian() && {
+  const float scale = samples_ ? float(2.0 / double(samples_)) : 0.0f;
+  for (float& v : sum_) v *= scale;
+  return std::move(sum_);
 }
 
 QuantizedMatrix quantize_rtn(const float* w, int64_t rows, int64_t cols, const QuantFormat& format) {
@@ -106,8 +100,10 @@ namespace {
 // upper Cholesky factor of the damped H⁻¹ (H⁻¹ = UᵀU), in that order.
 struct Factorization {
   std::vector<int64_t> order;
-  Eigen::MatrixXf u;
+  std::vector<float> u;  // row-major [cols, cols], in the Hessian's buffer
+  int64_t n = 0;
   std::vector<double> diag;  // the damped H's diagonal, in order
+  float at(int64_t i, int64_t j) const { return u[size_t(i * n + j)]; }
 };
 
 // One pass of GPTQ's column loop over wt (transposed weights, dead inputs
@@ -117,7 +113,6 @@ QuantizedMatrix gptq_pass(const RowMatrixF& wt, const Factorization& f, const Qu
                           const GptqOptions& options, const std::vector<std::vector<GroupGrid>>* fixed) {
   const int64_t cols = wt.rows(), rows = wt.cols();
   const std::vector<int64_t>& order = f.order;
-  const Eigen::MatrixXf& u = f.u;
   const std::vector<double>& diag = f.diag;
   // Work on the permuted columns: pw[i] is column order[i].
   RowMatrixF pw(cols, rows);
@@ -155,7 +150,7 @@ QuantizedMatrix gptq_pass(const RowMatrixF& wt, const Factorization& f, const Qu
           store_grid(m, r, c / width, grids[r]);
         }
       }
-      const float d = u(i, i);
+      const float d = f.at(i, i);
       if (rate)
         for (int t = 0; t < 3; ++t) penalty[t] = float(options.rate.lambda * unit * options.rate.bits[t] / diag[size_t(i)]);
       std::copy(column, column + rows, before.begin());
@@ -163,14 +158,27 @@ QuantizedMatrix gptq_pass(const RowMatrixF& wt, const Factorization& f, const Qu
       float* e = err.data() + (i - i1) * rows;
       for (int64_t r = 0; r < rows; ++r) e[r] = (before[r] - column[r]) / d;
       for (int64_t j = i + 1; j < i2; ++j) {  // spread the error within the block
-        const float fj = u(i, j);
+        const float fj = f.at(i, j);
         float* target = pw.data() + j * rows;
         for (int64_t r = 0; r < rows; ++r) target[r] -= e[r] * fj;
       }
     }
-    if (i2 < cols)  // and lazily over the rest of the matrix
-      pw.bottomRows(cols - i2).noalias() -=
-          u.block(i1, i2, i2 - i1, cols - i2).transpose() * err.topRows(i2 - i1);
+    if (i2 < cols) {  // and lazily over the rest: pw[i2..] −= U[i1..i2, i2..]ᵀ · err
+      GemmProblem p;
+      p.m = cols - i2;
+      p.n = rows;
+      p.k = i2 - i1;
+      p.a = f.u.data() + i1 * cols + i2;
+      p.lda = cols;
+      p.a_transposed = true;
+      p.b = err.data();
+      p.ldb = rows;
+      p.c = pw.data() + i2 * rows;
+      p.ldc = rows;
+      p.alpha = -1.0f;
+      p.accumulate = true;
+      gemm_f32(p);
+    }
   }
   return m;
 }
@@ -221,39 +229,40 @@ std::vector<GroupGrid> fitted_levels(const QuantizedMatrix& m, const RowMatrixF&
 
 }  // namespace
 
-QuantizeOutcome quantize_gptq(const float* w, int64_t rows, int64_t cols, const HessianAccumulator& inputs,
+QuantizeOutcome quantize_gptq(const float* w, int64_t rows, int64_t cols, HessianAccumulator inputs,
                               const QuantFormat& format, const GptqOptions& options) {
   if (inputs.cols() != cols) fail("GPTQ: Hessian of {} inputs for a matrix of {} columns", inputs.cols(), cols);
   if (inputs.samples() == 0) return {quantize_rtn(w, rows, cols, format), true, "no calibration tokens"};
   RowMatrixF wt = transposed(w, rows, cols);
-  std::vector<double> hv = inputs.hessian();
-  Eigen::Map<MatrixD> h(hv.data(), cols, cols);
+  Factorization f;
+  f.n = cols;
+  f.u = std::move(inputs).hessian();
+  float* h = f.u.data();
+  auto hd = [&](int64_t i) -> float& { return h[i * cols + i]; };
 
   // Inputs that never fire carry no information: pin them (as GPTQ does).
   for (int64_t c = 0; c < cols; ++c)
-    if (h(c, c) == 0) {
-      h(c, c) = 1;
+    if (hd(c) == 0) {
+      hd(c) = 1;
       wt.row(c).setZero();
     }
-  Factorization f;
+  // Fitted levels need H itself after U has taken its place.
+  const Eigen::MatrixXf h_copy =
+      format.ternary() && options.level_fits > 0 ? Eigen::Map<Eigen::MatrixXf>(h, cols, cols) : Eigen::MatrixXf();
   f.order.resize(static_cast<size_t>(cols));
   std::iota(f.order.begin(), f.order.end(), 0);
   if (options.act_order)
-    std::stable_sort(f.order.begin(), f.order.end(), [&](int64_t a, int64_t b) { return h(a, a) > h(b, b); });
-  MatrixD hp(cols, cols);
-  for (int64_t i = 0; i < cols; ++i)
-    for (int64_t j = 0; j < cols; ++j) hp(i, j) = h(f.order[i], f.order[j]);
-  hp.diagonal().array() += options.damp * hp.diagonal().mean();
-  for (int64_t i = 0; i < cols; ++i) f.diag.push_back(hp(i, i));
-
-  Eigen::LLT<MatrixD> llt(hp);
-  if (llt.info() != Eigen::Success)
+    std::stable_sort(f.order.begin(), f.order.end(), [&](int64_t a, int64_t b) { return hd(a) > hd(b); });
+  if (options.act_order) permute_symmetric_in_place(h, cols, f.order);
+  double mean = 0;
+  for (int64_t i = 0; i < cols; ++i) mean += hd(i);
+  const float damp = float(options.damp * mean / double(cols));
+  for (int64_t i = 0; i < cols; ++i) {
+    hd(i) += damp;
+    f.diag.push_back(hd(i));
+  }
+  if (!inverse_upper_factor_in_place(h, cols))
     return {quantize_rtn(w, rows, cols, format), true, "Hessian not positive definite"};
-  MatrixD hinv = llt.solve(MatrixD::Identity(cols, cols));
-  Eigen::LLT<MatrixD> llt_inv(hinv);
-  if (llt_inv.info() != Eigen::Success)
-    return {quantize_rtn(w, rows, cols, format), true, "inverse Hessian not positive definite"};
-  f.u = MatrixD(llt_inv.matrixU()).cast<float>();
 
   // Ternary grids and GPTQ with act-order use grids fitted up front on the
   // original weights; affine grids without act-order follow the columns.
@@ -263,7 +272,7 @@ QuantizeOutcome quantize_gptq(const float* w, int64_t rows, int64_t cols, const 
   std::vector<std::vector<GroupGrid>> fixed = static_grids(scratch, wt);
   QuantizedMatrix m = gptq_pass(wt, f, format, options, &fixed);
   if (format.ternary() && options.level_fits > 0) {
-    const Eigen::MatrixXf hf = h.cast<float>();
+    const Eigen::MatrixXf& hf = h_copy;
     for (int fit = 0; fit < options.level_fits; ++fit) {
       fixed[0] = fitted_levels(m, wt, hf, fixed[0]);
       if (fit + 1 < options.level_fits) {

@@ -20,6 +20,7 @@
 #include "model/ops.h"
 #include "model/thread_pool.h"
 #include "model/tokenizer.h"
+#include "quant/gemm.h"
 #include "quant/sub1.h"
 #include "quant/tensor_view.h"
 #include "model/calibration.h"
@@ -31,12 +32,33 @@ namespace {
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 constexpr int64_t kWindowBatch = 8;  // calibration windows run through attention together
 
+// A matrix of the source in f32; its mapped pages leave the resident set
+// (the source is read once, layer by layer).
 RowMatrix to_f32(const CheckpointSource& source, const TensorKey& key) {
   TensorData data = source.read(key);
   const TensorInfo& info = data.info();
   RowMatrix m(info.shape[0], info.shape[1]);
   convert_to_f32(*info.dense_dtype(), data.bytes().data(), m.data(), size_t(m.size()));
+  data.release_pages();
   return m;
+}
+
+// x · Wᵀ in the CPU's best ISA (quant/gemm.h).
+RowMatrix times_transposed(const RowMatrix& x, const RowMatrix& w) {
+  RowMatrix out(x.rows(), w.rows());
+  GemmProblem p;
+  p.m = x.rows();
+  p.n = w.rows();
+  p.k = x.cols();
+  p.a = x.data();
+  p.lda = x.cols();
+  p.b = w.data();
+  p.ldb = w.cols();
+  p.b_transposed = true;
+  p.c = out.data();
+  p.ldc = out.cols();
+  gemm_f32(p);
+  return out;
 }
 
 RowMatrix dequantized(const QuantizedMatrix& q) {
@@ -47,8 +69,8 @@ RowMatrix dequantized(const QuantizedMatrix& q) {
 
 // silu(x·W1ᵀ) ⊙ x·W3ᵀ: the input of w2.
 RowMatrix expert_hidden(const RowMatrix& x, const RowMatrix& w1, const RowMatrix& w3) {
-  RowMatrix gate = x * w1.transpose();
-  RowMatrix up = x * w3.transpose();
+  RowMatrix gate = times_transposed(x, w1);
+  RowMatrix up = times_transposed(x, w3);
   silu_mul(gate.data(), up.data(), gate.size());
   return gate;
 }
@@ -56,6 +78,7 @@ RowMatrix expert_hidden(const RowMatrix& x, const RowMatrix& w1, const RowMatrix
 struct ExpertResult {
   QuantizedMatrix w1, w2, w3;
   std::vector<std::string> fallbacks;
+  double hessian_seconds = 0, gptq_seconds = 0;  // this expert's thread time in each
 };
 
 // An expert's routed tokens, normalized a chunk at a time from the residual
@@ -90,12 +113,12 @@ class ExpertTokens {
   float eps_;
 };
 
-QuantizedMatrix quantize_matrix(const RowMatrix& w, const HessianAccumulator& h, const QuantizeOptions& o,
+QuantizedMatrix quantize_matrix(const RowMatrix& w, HessianAccumulator h, const QuantizeOptions& o,
                                 std::vector<std::string>& fallbacks, const std::string& what) {
   QuantFormat format = o.format;
   if (format.kind == GridKind::Sub1) format.level_scale = w.cwiseAbs().maxCoeff();  // the tensor's level reference
   if (!o.gptq) return quantize_rtn(w.data(), w.rows(), w.cols(), format);
-  QuantizeOutcome out = quantize_gptq(w.data(), w.rows(), w.cols(), h, format, o.gptq_options);
+  QuantizeOutcome out = quantize_gptq(w.data(), w.rows(), w.cols(), std::move(h), format, o.gptq_options);
   if (out.used_rtn) fallbacks.push_back(fmt::format("{}: {} (RTN used)", what, out.note));
   return std::move(out.matrix);
 }
@@ -141,24 +164,38 @@ MlpKeys mlp_keys(const ModelConfig& c, int layer, int expert) {
   return {{TensorRole::ExpertW1, layer, expert}, {TensorRole::ExpertW2, layer, expert}, {TensorRole::ExpertW3, layer, expert}};
 }
 
+// One expert's three matrices, holding at most one of them in f32 beside
+// one Hessian (for Mixtral's w2: 235 MB and 822 MB): w1 and w3 from the
+// block input's Hessian, then w2 from the Hessian of its real input through
+// the quantized w1 and w3.
 ExpertResult quantize_expert(const CheckpointSource& source, const MlpKeys& keys, const ExpertTokens& tokens,
                              const QuantizeOptions& o) {
   ExpertResult r;
   const std::string name = logical_name(keys.gate).substr(0, logical_name(keys.gate).rfind('.'));
-  RowMatrix w1 = to_f32(source, keys.gate);
-  RowMatrix w2 = to_f32(source, keys.down);
-  RowMatrix w3 = to_f32(source, keys.up);
-  HessianAccumulator block_input(w1.cols()), down_input(w2.cols());
-  if (o.gptq) tokens.for_each_chunk([&](int64_t, const RowMatrix& x) { block_input.add(x.data(), x.rows(), x.cols()); });
-  r.w1 = quantize_matrix(w1, block_input, o, r.fallbacks, name + ".w1");
-  r.w3 = quantize_matrix(w3, block_input, o, r.fallbacks, name + ".w3");
-  const RowMatrix q1 = dequantized(r.w1), q3 = dequantized(r.w3);
-  if (o.gptq)
+  const int64_t hidden = source.info(keys.gate).shape[1], inner = source.info(keys.down).shape[1];
+  {
+    Stopwatch clock;
+    HessianAccumulator block_input(o.gptq ? hidden : 0);
+    if (o.gptq) tokens.for_each_chunk([&](int64_t, const RowMatrix& x) { block_input.add(x.data(), x.rows(), x.cols()); });
+    r.hessian_seconds += clock.seconds();
+    Stopwatch gptq;
+    r.w1 = quantize_matrix(to_f32(source, keys.gate), block_input, o, r.fallbacks, name + ".w1");
+    r.w3 = quantize_matrix(to_f32(source, keys.up), std::move(block_input), o, r.fallbacks, name + ".w3");
+    r.gptq_seconds += gptq.seconds();
+  }
+  Stopwatch clock;
+  HessianAccumulator down_input(o.gptq ? inner : 0);
+  if (o.gptq) {
+    const RowMatrix q1 = dequantized(r.w1), q3 = dequantized(r.w3);
     tokens.for_each_chunk([&](int64_t, const RowMatrix& x) {
-      RowMatrix hidden = expert_hidden(x, q1, q3);
-      down_input.add(hidden.data(), hidden.rows(), hidden.cols());
+      RowMatrix hidden_state = expert_hidden(x, q1, q3);
+      down_input.add(hidden_state.data(), hidden_state.rows(), hidden_state.cols());
     });
-  r.w2 = quantize_matrix(w2, down_input, o, r.fallbacks, name + ".w2");
+  }
+  r.hessian_seconds += clock.seconds();
+  Stopwatch gptq;
+  r.w2 = quantize_matrix(to_f32(source, keys.down), std::move(down_input), o, r.fallbacks, name + ".w2");
+  r.gptq_seconds += gptq.seconds();
   return r;
 }
 
@@ -232,6 +269,7 @@ class LayerQuantizer {
       KvCache cache(1, batch, o_.ctx, c.num_kv_heads * c.head_dim);
       model_.attention_layer(l, &x[w0 * o_.ctx * h], o_.ctx, cache, 0);
     }
+    layer.attention_seconds = clock.seconds();
     // Which tokens each expert gets (a dense MLP: all of them).
     const int64_t n = windows * o_.ctx;
     std::vector<std::vector<int64_t>> rows(static_cast<size_t>(experts));
@@ -259,7 +297,13 @@ class LayerQuantizer {
       return results;
     };
     const bool rate_aware = o_.gptq && (o_.gptq_options.rate.lambda > 0 || o_.target_bits > 0);
+    Stopwatch experts_clock;
     std::vector<ExpertResult> results = rate_aware ? quantize_rate_aware(l, layer, quantize_experts) : quantize_experts(o_);
+    layer.experts_seconds = experts_clock.seconds();
+    for (const ExpertResult& r : results) {
+      layer.hessian_seconds += r.hessian_seconds;
+      layer.gptq_seconds += r.gptq_seconds;
+    }
     if (o_.format.ternary()) {
       const Sub1Census census = layer_census(results);
       layer.zero_fraction = double(census.trits[1]) / double(std::max<int64_t>(1, census.weights()));
@@ -268,7 +312,10 @@ class LayerQuantizer {
       if (e < routed) layer.tokens_per_expert.push_back(int64_t(rows[e].size()));
       for (auto& f : results[e].fallbacks) layer.fallbacks.push_back(f);
     }
+    Stopwatch propagate_clock;
     layer.relative_error = propagate(l, x, results);
+    layer.forward_seconds = layer.attention_seconds + propagate_clock.seconds();
+    Stopwatch write_clock;
     if (o_.format.kind == GridKind::Sub1 && !dictionary_) dictionary_ = &shared_dictionary(layer_census(results).trits);
     std::set<TensorKey> quantized;
     for (size_t i = 0; i < attention.size(); ++i) {
@@ -285,7 +332,13 @@ class LayerQuantizer {
     // shared expert's gate, a kept shared expert) keeps its stored precision.
     for (const TensorKey& key : expected_tensors(c))
       if (key.layer == int(l) && !quantized.contains(key)) write_dense(key);
+    layer.write_seconds = write_clock.seconds();
+    // The layer is done: its mapped source pages leave the resident set, so
+    // memory does not grow with the number of layers.
+    for (const TensorInfo& t : source_.tensors())
+      if (t.key.layer == int(l)) source_.read(t.key).release_pages();
     layer.seconds = clock.seconds();
+    layer.peak_rss = peak_rss_bytes();
     report_.layers.push_back(std::move(layer));
   }
 
@@ -612,7 +665,14 @@ nlohmann::ordered_json to_json(const QuantizeReport& r) {
                            {"relative_output_error", l.relative_error},
                            {"tokens_per_expert", l.tokens_per_expert},
                            {"rtn_fallbacks", l.fallbacks},
-                           {"seconds", l.seconds}});
+                           {"seconds", l.seconds},
+                           {"time_breakdown",
+                            {{"forward_seconds", l.forward_seconds},
+                             {"experts_seconds", l.experts_seconds},
+                             {"hessian_thread_seconds", l.hessian_seconds},
+                             {"gptq_thread_seconds", l.gptq_seconds},
+                             {"encode_write_seconds", l.write_seconds}}},
+                           {"peak_rss_bytes", l.peak_rss}});
   for (size_t i = 0; i < r.layers.size(); ++i) {
     const LayerReport& l = r.layers[i];
     if (l.zero_fraction > 0) j["layers"][i]["zero_fraction"] = l.zero_fraction;
@@ -631,11 +691,15 @@ nlohmann::ordered_json to_json(const QuantizeReport& r) {
 
 std::string to_text(const QuantizeReport& r) {
   std::string out = fmt::format("{} {} on {} calibration tokens\n", r.method, r.format, r.calib_tokens);
-  out += fmt::format("  {:>5}  {:>12}  {:>22}  {:>8}\n", "layer", "rel. error", "tokens/expert min..max", "time s");
+  out += fmt::format("  {:>5}  {:>12}  {:>22}  {:>8}  {:>34}  {:>9}\n", "layer", "rel. error", "tokens/expert min..max",
+                     "time s", "forward/experts(hess+gptq)/write", "peak MiB");
   for (const auto& l : r.layers) {
     auto [lo, hi] = std::minmax_element(l.tokens_per_expert.begin(), l.tokens_per_expert.end());
-    out += fmt::format("  {:>5}  {:>12.5f}  {:>22}  {:>8.2f}\n", l.layer, l.relative_error,
-                       fmt::format("{}..{}", *lo, *hi), l.seconds);
+    out += fmt::format("  {:>5}  {:>12.5f}  {:>22}  {:>8.2f}  {:>34}  {:>9.1f}\n", l.layer, l.relative_error,
+                       fmt::format("{}..{}", *lo, *hi), l.seconds,
+                       fmt::format("{:.1f}/{:.1f}({:.1f}+{:.1f})/{:.1f}", l.forward_seconds, l.experts_seconds,
+                                   l.hessian_seconds, l.gptq_seconds, l.write_seconds),
+                       double(l.peak_rss) / (1 << 20));
     if (l.expected_bits > 0)
       out += fmt::format("         rate-aware: lambda {:.4g}, {} GPTQ pass(es), {:.3f} bits/weight expected, {:.1f}% zeros\n",
                          l.rate_lambda, l.passes, l.expected_bits, 100 * l.zero_fraction);

@@ -5,9 +5,12 @@
 // input silu(Q1·x) ⊙ Q3·x through the already-quantized w1/w3 — the layer's
 // experts are quantized, and the windows continue through the quantized
 // layer to give the next layer its inputs. Attention, embeddings, router and
-// norms keep their stored precision. Memory: one layer's expert weights (as
-// f32 while being quantized) plus the calibration activations; the source
-// stays memory-mapped, and the container is written tensor by tensor.
+// norms keep their stored precision (unless --non-expert). Memory: per
+// expert quantized at once (one per thread), one matrix in f32 and one f32
+// Hessian factored in place (quant/gptq.h); the layer's quantized codes; the
+// calibration activations. The source stays memory-mapped, each layer's
+// pages released from the resident set once it is written, and the
+// container is written tensor by tensor.
 // A dense model (mistral / llama, e.g. a distilled student) is quantized the
 // same way: each layer's MLP is one expert that every token reaches.
 #pragma once
@@ -65,6 +68,12 @@ struct LayerReport {
   std::vector<int64_t> tokens_per_expert;  // routed experts (a shared expert sees every token)
   std::vector<std::string> fallbacks;  // "expert 3 w2: no calibration tokens (RTN)"
   double seconds = 0;
+  // Where the time went (wall seconds; hessian and gptq are thread seconds
+  // summed over the experts quantized in parallel) and the process's peak
+  // resident memory when the layer was done.
+  double attention_seconds = 0, forward_seconds = 0, experts_seconds = 0, hessian_seconds = 0, gptq_seconds = 0,
+         write_seconds = 0;
+  uint64_t peak_rss = 0;
   // Rate-aware sub1: the λ kept, GPTQ passes over the layer's experts, and
   // the experts' expected stored bits per weight (rate_control.h).
   double rate_lambda = 0;
