@@ -21,6 +21,7 @@ struct QuantizeFlags {
   int fit_levels = 0;
   std::string non_expert = "keep";
   bool keep_shared = false;
+  bool dry_run = false;
   CalibrationFlags calibration{.calib = {}, .windows = 128};
 };
 
@@ -49,6 +50,7 @@ void run_quantize(const QuantizeFlags& f) {
   const CalibrationFlags& c = f.calibration;
   apply_calibration_flags(c, o);
   o.keep_shared = f.keep_shared;
+  o.dry_run = f.dry_run;
   if (::isatty(STDERR_FILENO))
     o.progress = [](int64_t layer, int64_t expert, int64_t experts) {
       fmt::print(stderr, "\rquantize: layer {} expert {}/{}   ", layer, expert + 1, experts);
@@ -57,7 +59,10 @@ void run_quantize(const QuantizeFlags& f) {
   auto source = open_checkpoint(f.model);
   ThreadPool pool(c.threads);
   QuantizeReport report = quantize_model(*source, f.out, o, pool);
-  print_report(f.out, c.json, to_json(report).dump(2), to_text(report));
+  if (f.dry_run && !c.json)
+    fmt::print("{}", to_text(report));  // nothing was written
+  else
+    print_report(f.out, c.json, to_json(report).dump(2), to_text(report));
 }
 
 }  // namespace
@@ -105,6 +110,9 @@ void add_quantize_commands(CLI::App& app) {
                 "Attention (GPTQ), embedding and lm_head (round-to-nearest): keep as stored, or q8 / q4 in groups of 128")
       ->check(CLI::IsMember({"keep", "q8", "q4"}))
       ->capture_default_str();
+  q->add_flag("--dry-run", f->dry_run,
+              "Quantize the first layer only, write nothing, and project the whole model's time, peak memory and "
+              "file size on this machine");
   q->callback([f] { run_quantize(*f); });
 }
 

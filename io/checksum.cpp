@@ -12,10 +12,13 @@ uint32_t crc32_file(const std::filesystem::path& path) {
   MappedFile file(path);
   auto bytes = file.bytes();
   uLong crc = crc32(0L, Z_NULL, 0);
-  constexpr size_t kChunk = size_t{1} << 30;  // zlib takes uInt lengths
+  // 64 MiB at a time (zlib takes uInt lengths), each chunk's pages released
+  // after it: a 5 GB shard must not enter the resident set whole.
+  constexpr size_t kChunk = size_t{1} << 26;
   for (size_t pos = 0; pos < bytes.size(); pos += kChunk) {
     size_t n = std::min(kChunk, bytes.size() - pos);
     crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + pos), static_cast<uInt>(n));
+    release_mapped_pages(bytes.subspan(pos, n));
   }
   return static_cast<uint32_t>(crc);
 }

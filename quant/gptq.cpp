@@ -109,14 +109,34 @@ struct Factorization {
 // One pass of GPTQ's column loop over wt (transposed weights, dead inputs
 // zeroed): dynamic grids fitted per group as columns arrive, or the fixed
 // grids given.
-QuantizedMatrix gptq_pass(const RowMatrixF& wt, const Factorization& f, const QuantFormat& format,
+// Takes wt by value: the last pass gets it moved in and permutes it in
+// place, so no second copy of W exists.
+QuantizedMatrix gptq_pass(RowMatrixF wt, const Factorization& f, const QuantFormat& format,
                           const GptqOptions& options, const std::vector<std::vector<GroupGrid>>* fixed) {
   const int64_t cols = wt.rows(), rows = wt.cols();
   const std::vector<int64_t>& order = f.order;
   const std::vector<double>& diag = f.diag;
-  // Work on the permuted columns: pw[i] is column order[i].
-  RowMatrixF pw(cols, rows);
-  for (int64_t i = 0; i < cols; ++i) pw.row(i) = wt.row(order[i]);
+  // Work on the permuted columns: pw[i] is column order[i] (rows of wt
+  // moved along order's cycles with one row of scratch).
+  RowMatrixF& pw = wt;
+  {
+    std::vector<char> done(static_cast<size_t>(cols), 0);
+    std::vector<float> first(static_cast<size_t>(rows));
+    for (int64_t start = 0; start < cols; ++start) {
+      if (done[size_t(start)] || order[size_t(start)] == start) continue;
+      std::copy_n(pw.row(start).data(), rows, first.begin());
+      for (int64_t i = start;;) {
+        done[size_t(i)] = 1;
+        const int64_t from = order[size_t(i)];
+        if (from == start) {
+          std::copy(first.begin(), first.end(), pw.row(i).data());
+          break;
+        }
+        pw.row(i) = pw.row(from);
+        i = from;
+      }
+    }
+  }
   QuantizedMatrix m(format, rows, cols);
   std::vector<GroupGrid> grids(static_cast<size_t>(rows));
   if (fixed)
@@ -267,10 +287,11 @@ QuantizeOutcome quantize_gptq(const float* w, int64_t rows, int64_t cols, Hessia
   // Ternary grids and GPTQ with act-order use grids fitted up front on the
   // original weights; affine grids without act-order follow the columns.
   const bool dynamic = !options.act_order && !format.ternary();
-  if (dynamic) return {gptq_pass(wt, f, format, options, nullptr), false, {}};
+  if (dynamic) return {gptq_pass(std::move(wt), f, format, options, nullptr), false, {}};
   QuantizedMatrix scratch(format, rows, cols);
   std::vector<std::vector<GroupGrid>> fixed = static_grids(scratch, wt);
-  QuantizedMatrix m = gptq_pass(wt, f, format, options, &fixed);
+  const bool refits = format.ternary() && options.level_fits > 0;  // later passes need wt
+  QuantizedMatrix m = refits ? gptq_pass(wt, f, format, options, &fixed) : gptq_pass(std::move(wt), f, format, options, &fixed);
   if (format.ternary() && options.level_fits > 0) {
     const Eigen::MatrixXf& hf = h_copy;
     for (int fit = 0; fit < options.level_fits; ++fit) {

@@ -234,6 +234,7 @@ class LayerQuantizer {
   void write_dense(const TensorKey& key) {
     TensorData data = source_.read(key);
     writer_.write_dense(data.info(), hf_name(arch_, key), data.bytes());
+    data.release_pages();
   }
 
   // The embedding or lm_head: as stored, or (--non-expert) RTN-quantized.
@@ -287,6 +288,9 @@ class LayerQuantizer {
         for (int64_t j = 0; j < c.top_k; ++j) rows[routing.chosen[t * c.top_k + j]].push_back(t0 + t);
     }
 
+    Stopwatch reference_clock;
+    const std::vector<float> reference = reference_output(l, x);
+    layer.attention_seconds += reference_clock.seconds();
     auto quantize_experts = [&](const QuantizeOptions& o) {
       std::vector<ExpertResult> results(static_cast<size_t>(experts));
       model_.pool().parallel_for(size_t(experts), [&](size_t e, int) {
@@ -313,7 +317,7 @@ class LayerQuantizer {
       for (auto& f : results[e].fallbacks) layer.fallbacks.push_back(f);
     }
     Stopwatch propagate_clock;
-    layer.relative_error = propagate(l, x, results);
+    layer.relative_error = propagate(l, x, results, reference);
     layer.forward_seconds = layer.attention_seconds + propagate_clock.seconds();
     Stopwatch write_clock;
     if (o_.format.kind == GridKind::Sub1 && !dictionary_) dictionary_ = &shared_dictionary(layer_census(results).trits);
@@ -492,26 +496,55 @@ class LayerQuantizer {
     model_lambda_ *= std::exp(step);
   }
 
-  // Runs the layer's MoE block over the calibration stream twice per batch of
-  // windows, with the original and the quantized experts (the runtime's own
-  // kernels), adds the quantized output to x, and returns the relative error
-  // ‖MoE(x) − MoE_Q(x)‖ / ‖MoE(x)‖.
-  double propagate(int64_t l, std::vector<float>& x, const std::vector<ExpertResult>& results) {
+  // The layer's MoE block with its stored weights (a dense MLP: a block of
+  // one expert under a one-row router, top-1 of one, weight exactly 1); `held`
+  // keeps the dense MLP's tensors alive.
+  MoeWeights original_weights(int64_t l, std::vector<TensorData>& held, const std::vector<float>& one_row) const {
     const ModelConfig& c = source_.config();
-    const int64_t h = c.hidden_size, n = int64_t(x.size()) / h, batch_tokens = kWindowBatch * o_.ctx;
-    // A dense MLP runs as a block of one expert under a one-row router
-    // (top-1 of one: weight exactly 1).
-    std::vector<TensorData> held;
-    const std::vector<float> one_row(size_t(h), 0.0f);
     MoeWeights original = model_.moe_weights(l);
-    const int64_t top_k = c.moe_layer(l) ? c.top_k : 1;
     if (!c.moe_layer(l)) {
-      original.router = f32_view(one_row.data(), 1, h);
+      original.router = f32_view(one_row.data(), 1, c.hidden_size);
       const MlpKeys keys = mlp_keys(c, int(l), 0);
       for (const TensorKey& key : {keys.gate, keys.down, keys.up}) held.push_back(source_.read(key));
       original.experts = {{weight_view(held[0]), weight_view(held[1]), weight_view(held[2])}};
     }
-    MoeWeights quantized = original;
+    return original;
+  }
+
+  // The stored MoE block's output for the first batch of calibration tokens
+  // (what the layer's error is measured on), computed before quantizing;
+  // then every expert's mapped pages leave the resident set, so the stored
+  // experts are never resident all at once beside the quantizer's buffers.
+  std::vector<float> reference_output(int64_t l, const std::vector<float>& x) {
+    const ModelConfig& c = source_.config();
+    const int64_t h = c.hidden_size, m = std::min(kWindowBatch * o_.ctx, int64_t(x.size()) / h);
+    std::vector<TensorData> held;
+    const std::vector<float> one_row(size_t(h), 0.0f);
+    const MoeWeights original = original_weights(l, held, one_row);
+    std::vector<float> normed(size_t(m * h)), reference(size_t(m * h), 0.0f);
+    rms_norm(x.data(), m, h, model_.moe_norm(l).data(), float(c.rms_norm_eps), normed.data());
+    MoeBlock block;
+    constexpr int64_t kChunk = 512;  // the block's scratch grows with tokens × intermediate size
+    for (int64_t t0 = 0; t0 < m; t0 += kChunk)
+      block.forward(model_.pool(), original, c.moe_layer(l) ? c.top_k : 1, &normed[t0 * h], std::min(kChunk, m - t0),
+                    &reference[t0 * h], nullptr);
+    for (const TensorInfo& t : source_.tensors())
+      if (t.key.layer == int(l)) source_.read(t.key).release_pages();
+    return reference;
+  }
+
+  // Runs the layer's MoE block with the quantized experts over the
+  // calibration stream (the runtime's own kernels), adds its output to x,
+  // and returns the relative error ‖MoE(x) − MoE_Q(x)‖ / ‖MoE(x)‖ on the
+  // first batch of tokens (reference_output).
+  double propagate(int64_t l, std::vector<float>& x, const std::vector<ExpertResult>& results,
+                   const std::vector<float>& reference) {
+    const ModelConfig& c = source_.config();
+    const int64_t h = c.hidden_size, n = int64_t(x.size()) / h, batch_tokens = kWindowBatch * o_.ctx;
+    std::vector<TensorData> held;
+    const std::vector<float> one_row(size_t(h), 0.0f);
+    MoeWeights quantized = original_weights(l, held, one_row);
+    const int64_t top_k = c.moe_layer(l) ? c.top_k : 1;
     for (size_t e = 0; e < results.size(); ++e) {
       auto view = [](const QuantizedMatrix& m) { return quantized_weights(m.view()); };
       const ExpertWeights weights{view(results[e].w1), view(results[e].w2), view(results[e].w3)};
@@ -521,19 +554,19 @@ class LayerQuantizer {
         quantized.shared = weights;  // the shared expert, last
     }
     MoeBlock block;
-    std::vector<float> normed, reference, output;
+    std::vector<float> normed, output;
     double diff = 0, norm = 0;
     for (int64_t t0 = 0; t0 < n; t0 += batch_tokens) {
       const int64_t m = std::min(batch_tokens, n - t0);
       normed.resize(size_t(m * h));
       rms_norm(&x[t0 * h], m, h, model_.moe_norm(l).data(), float(c.rms_norm_eps), normed.data());
-      reference.assign(size_t(m * h), 0.0f);
       output.assign(size_t(m * h), 0.0f);
-      block.forward(model_.pool(), original, top_k, normed.data(), m, reference.data(), nullptr);
       block.forward(model_.pool(), quantized, top_k, normed.data(), m, output.data(), nullptr);
       for (int64_t i = 0; i < m * h; ++i) {
-        diff += double(reference[i] - output[i]) * double(reference[i] - output[i]);
-        norm += double(reference[i]) * double(reference[i]);
+        if (t0 == 0) {
+          diff += double(reference[i] - output[i]) * double(reference[i] - output[i]);
+          norm += double(reference[i]) * double(reference[i]);
+        }
         x[t0 * h + i] += output[i];  // the next layer sees the quantized layer's output
       }
     }
@@ -570,6 +603,38 @@ class LayerQuantizer {
   double model_lambda_ = 0.2, slope_ = -0.1;
   double spent_bits_ = 0, spent_weights_ = 0;
 };
+
+// The whole model from its first layer (--dry-run).
+Projection project(const CheckpointSource& source, const QuantizeReport& r, double setup_seconds,
+                   const QuantizeOptions& o) {
+  Projection p;
+  const ModelConfig& c = source.config();
+  p.layers_measured = int64_t(r.layers.size());
+  p.layers_total = c.num_layers;
+  p.setup_seconds = setup_seconds;
+  for (const LayerReport& l : r.layers) p.seconds_per_layer += l.seconds / double(r.layers.size());
+  p.seconds = setup_seconds + p.seconds_per_layer * double(c.num_layers);
+  p.peak_rss = peak_rss_bytes();
+  // Experts at the measured bytes per weight; the rest as stored, or at the
+  // non-expert code's bits where --non-expert quantizes it.
+  const double expert_bytes_per_weight = double(r.expert_bytes) / double(std::max<uint64_t>(1, r.expert_params));
+  const double non_expert_bytes_per_weight = r.non_expert_bits_per_weight() / 8.0;
+  double bytes = 0;
+  for (const TensorInfo& t : source.tensors()) {
+    const Component part = component_of(t.key.role);
+    const bool expert = part == Component::Experts || part == Component::Mlp ||
+                        (part == Component::SharedExperts && !o.keep_shared && t.shape.size() == 2 &&
+                         t.key.role != TensorRole::SharedGate);
+    const bool coded = o.non_expert != NonExpert::Keep &&
+                       (part == Component::Attention || part == Component::Embedding || part == Component::LmHead) &&
+                       t.shape.size() == 2;
+    bytes += expert ? double(t.numel()) * expert_bytes_per_weight
+             : coded ? double(t.numel()) * non_expert_bytes_per_weight
+                     : double(t.nbytes);
+  }
+  p.file_bytes = uint64_t(bytes);
+  return p;
+}
 
 }  // namespace
 
@@ -623,7 +688,8 @@ QuantizeReport quantize_model(const CheckpointSource& source, const std::filesys
                                               {"windows", windows},
                                               {"ctx", o.ctx},
                                               {"seed", o.seed}}}};
-  ContainerWriter writer(out, o.overwrite, source.config_json(), provenance);
+  // A dry run never commits, so an existing output is never touched.
+  ContainerWriter writer(out, o.overwrite || o.dry_run, source.config_json(), provenance);
   writer.write_tokenizers(source.tokenizer_files());
 
   Model model(source, pool);
@@ -634,7 +700,16 @@ QuantizeReport quantize_model(const CheckpointSource& source, const std::filesys
   if (!embedding.codes.empty())  // the calibration stream starts from the quantized rows
     for (size_t t = 0; t < calib.size(); ++t)
       dequantize_rows(embedding.view(), calib[t], 1, &x[t * size_t(source.config().hidden_size)]);
-  for (int64_t l = 0; l < source.config().num_layers; ++l) layers.run(l, x, windows);
+  const double setup_seconds = clock.seconds();
+  const int64_t layers_run = o.dry_run ? std::min<int64_t>(1, source.config().num_layers) : source.config().num_layers;
+  for (int64_t l = 0; l < layers_run; ++l) layers.run(l, x, windows);
+  if (o.dry_run) {  // nothing is committed: the writer's temporary goes with it
+    report.zero_fraction = o.format.ternary() ? report.zero_fraction / double(report.expert_params) : 0.0;
+    report.projection = project(source, report, setup_seconds, o);
+    report.seconds = clock.seconds();
+    report.peak_rss = peak_rss_bytes();
+    return report;
+  }
   layers.write_dense({TensorRole::FinalNorm});
   if (!source.config().tie_word_embeddings) layers.write_embedding_like({TensorRole::LmHead});
   writer.commit();
@@ -659,6 +734,14 @@ nlohmann::ordered_json to_json(const QuantizeReport& r) {
                            {"seconds", r.seconds},
                            {"peak_rss_bytes", r.peak_rss}};
   if (r.non_expert_params > 0) j["non_expert_bits_per_weight"] = r.non_expert_bits_per_weight();
+  if (const auto& p = r.projection)
+    j["projection"] = {{"layers_measured", p->layers_measured},
+                       {"layers_total", p->layers_total},
+                       {"setup_seconds", p->setup_seconds},
+                       {"seconds_per_layer", p->seconds_per_layer},
+                       {"seconds", p->seconds},
+                       {"peak_rss_bytes", p->peak_rss},
+                       {"file_bytes", p->file_bytes}};
   if (r.zero_fraction > 0) j["zero_fraction"] = r.zero_fraction;
   for (const auto& l : r.layers)
     j["layers"].push_back({{"layer", l.layer},
@@ -712,6 +795,11 @@ std::string to_text(const QuantizeReport& r) {
                        r.non_expert, r.non_expert_bits_per_weight(), r.non_expert_params);
   if (r.zero_fraction > 0) out += fmt::format("  zero codes: {:.1f}% of expert weights\n", 100 * r.zero_fraction);
   out += fmt::format("  time {:.2f} s, peak memory {:.1f} MiB\n", r.seconds, double(r.peak_rss) / (1 << 20));
+  if (const auto& p = r.projection)
+    out += fmt::format("  dry run, nothing written. Projected for all {} layers from {} on this machine: {:.0f} s "
+                       "({:.1f} h: {:.0f} s setup + {:.0f} s per layer), peak memory {:.2f} GiB, file {:.2f} GB\n",
+                       p->layers_total, p->layers_measured, p->seconds, p->seconds / 3600, p->setup_seconds,
+                       p->seconds_per_layer, double(p->peak_rss) / double(1 << 30), double(p->file_bytes) / 1e9);
   return out;
 }
 

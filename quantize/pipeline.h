@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <string_view>
@@ -57,6 +58,9 @@ struct QuantizeOptions {
   // experts take about target_bits per weight (quantize/rate_control.h).
   double target_bits = 0;
   NonExpert non_expert = NonExpert::Keep;
+  // Quantize layer 0 only, write nothing, and project the whole model's
+  // time, peak memory and file size from it (QuantizeReport::projection).
+  bool dry_run = false;
   std::string command_line;
   // After each expert: layer, expert, experts per layer.
   std::function<void(int64_t layer, int64_t expert, int64_t experts)> progress;
@@ -64,7 +68,7 @@ struct QuantizeOptions {
 
 struct LayerReport {
   int64_t layer = 0;
-  double relative_error = 0;  // ‖MoE(x) − MoE_Q(x)‖ / ‖MoE(x)‖ over calibration tokens
+  double relative_error = 0;  // ‖MoE(x) − MoE_Q(x)‖ / ‖MoE(x)‖ over the first 8 calibration windows
   std::vector<int64_t> tokens_per_expert;  // routed experts (a shared expert sees every token)
   std::vector<std::string> fallbacks;  // "expert 3 w2: no calibration tokens (RTN)"
   double seconds = 0;
@@ -83,6 +87,17 @@ struct LayerReport {
   double zero_fraction = 0;  // ternary: share of zero codes in this layer's experts
 };
 
+// --dry-run: the whole model projected from its first layer on this
+// machine. Layers are alike in shape, so time scales with their number and
+// peak memory does not (every layer's pages are released when it is done).
+struct Projection {
+  int64_t layers_measured = 0, layers_total = 0;
+  double setup_seconds = 0;  // tokenizing, checksums, embedding: paid once
+  double seconds_per_layer = 0, seconds = 0;
+  uint64_t peak_rss = 0;
+  uint64_t file_bytes = 0;  // experts at layer 0's bits, other tensors as they will be stored
+};
+
 struct QuantizeReport {
   std::string format;
   std::string method;
@@ -95,6 +110,7 @@ struct QuantizeReport {
   double zero_fraction = 0;  // ternary: share of zero codes
   double seconds = 0;
   uint64_t peak_rss = 0;
+  std::optional<Projection> projection;  // --dry-run
   double expert_bits_per_weight() const { return 8.0 * double(expert_bytes) / double(expert_params); }
   double file_bits_per_weight() const { return 8.0 * double(file_bytes) / double(total_params); }
   double non_expert_bits_per_weight() const {
