@@ -8,6 +8,8 @@
 
 #include "apps/commands.h"
 #include "io/cpu_isa.h"
+#include "io/error.h"
+#include "io/mpi_world.h"
 #include "io/process_stats.h"
 
 namespace moec::cli {
@@ -94,6 +96,11 @@ int main(int argc, char** argv) {
   moec::cli::add_bench_commands(app);
   try {
     moec::active_isa();  // a bad MOEC_ISA is reported before any work
+    // Under mpirun only quantize splits its work; any other command would
+    // run R times over (and write the same output R times).
+    if (moec::launcher_world_size() > 1 && !(argc > 1 && std::string(argv[1]) == "quantize"))
+      throw moec::Error(fmt::format("'{}' runs in one process; of moec's commands only quantize runs under mpirun",
+                                    argc > 1 ? argv[1] : ""));
     app.parse(argc, argv);  // subcommands run in their callbacks
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
@@ -107,6 +114,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::fflush(stdout);
     fmt::print(stderr, "moec: error: {}\n", e.what());
+    if (moec::launcher_world_size() > 1 && moec::MpiWorld::built_with_mpi()) moec::MpiWorld::get().abort(1);
     return 1;
   }
   return 0;

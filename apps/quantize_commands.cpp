@@ -6,6 +6,7 @@
 #include "apps/commands.h"
 #include "io/checkpoint.h"
 #include "io/error.h"
+#include "io/mpi_world.h"
 #include "model/thread_pool.h"
 #include "quantize/pipeline.h"
 
@@ -51,7 +52,8 @@ void run_quantize(const QuantizeFlags& f) {
   apply_calibration_flags(c, o);
   o.keep_shared = f.keep_shared;
   o.dry_run = f.dry_run;
-  if (::isatty(STDERR_FILENO))
+  const bool root = MpiWorld::get().root();  // under mpirun, rank 0 writes and reports
+  if (root && ::isatty(STDERR_FILENO))
     o.progress = [](int64_t layer, int64_t expert, int64_t experts) {
       fmt::print(stderr, "\rquantize: layer {} expert {}/{}   ", layer, expert + 1, experts);
       if (expert + 1 == experts) fmt::print(stderr, "\n");
@@ -59,6 +61,7 @@ void run_quantize(const QuantizeFlags& f) {
   auto source = open_checkpoint(f.model);
   ThreadPool pool(c.threads);
   QuantizeReport report = quantize_model(*source, f.out, o, pool);
+  if (!root) return;
   if (f.dry_run && !c.json)
     fmt::print("{}", to_text(report));  // nothing was written
   else

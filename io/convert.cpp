@@ -20,6 +20,7 @@ ConvertResult convert_to_container(const CheckpointSource& source, const std::fi
     current_layer = info.key.layer;
     TensorData data = source.read(info.key);
     writer.write_dense(info, hf_name(arch, info.key), data.bytes());
+    data.release_pages();  // streamed once: memory stays one tensor, not the model
     result.tensor_bytes += info.nbytes;
     ++result.tensors;
   }

@@ -95,7 +95,11 @@ HfWriteResult write_hf_checkpoint(const CheckpointSource& source, const fs::path
     specs.push_back({hf_name(arch, t.key), *t.dense_dtype(), t.shape});
   }
   HfStreamWriter writer(out_dir, options, source.config_json(), source.tokenizer_files(), specs);
-  for (const auto& t : source.tensors()) writer.write(hf_name(arch, t.key), source.read(t.key).bytes());
+  for (const auto& t : source.tensors()) {
+    const TensorData data = source.read(t.key);
+    writer.write(hf_name(arch, t.key), data.bytes());
+    data.release_pages();  // streamed once: memory stays one tensor, not the model
+  }
   return writer.commit();
 }
 

@@ -34,10 +34,11 @@ HfWriteResult write_dequantized_hf(const CheckpointSource& source, const std::fi
     const TensorData data = source.read(t.key);
     if (t.dense_dtype()) {
       writer.write(hf_name(arch, t.key), data.bytes());
-      continue;
+    } else {
+      const std::vector<uint16_t> bf16 = dequantized_bf16(data);  // weight_view checks the tensor
+      writer.write(hf_name(arch, t.key), std::as_bytes(std::span(bf16)));
     }
-    const std::vector<uint16_t> bf16 = dequantized_bf16(data);  // weight_view checks the tensor
-    writer.write(hf_name(arch, t.key), std::as_bytes(std::span(bf16)));
+    data.release_pages();  // streamed once
   }
   return writer.commit();
 }

@@ -24,6 +24,7 @@
 #include "quant/sub1.h"
 #include "quant/tensor_view.h"
 #include "model/calibration.h"
+#include "quantize/expert_exchange.h"
 #include "quantize/rate_control.h"
 
 namespace moec {
@@ -75,11 +76,6 @@ RowMatrix expert_hidden(const RowMatrix& x, const RowMatrix& w1, const RowMatrix
   return gate;
 }
 
-struct ExpertResult {
-  QuantizedMatrix w1, w2, w3;
-  std::vector<std::string> fallbacks;
-  double hessian_seconds = 0, gptq_seconds = 0;  // this expert's thread time in each
-};
 
 // An expert's routed tokens, normalized a chunk at a time from the residual
 // stream, so neither the layer's normalized inputs nor any [tokens,
@@ -226,14 +222,15 @@ double zero_share(const QuantizedMatrix& m) {
 
 class LayerQuantizer {
  public:
-  LayerQuantizer(const CheckpointSource& source, Model& model, const QuantizeOptions& o, ContainerWriter& writer,
+  // writer: null on the ranks of an MPI job that do not write (all but 0).
+  LayerQuantizer(const CheckpointSource& source, Model& model, const QuantizeOptions& o, ContainerWriter* writer,
                  QuantizeReport& report)
       : source_(source), model_(model), o_(o), writer_(writer), report_(report),
         arch_(*find_architecture(source.config().model_type)) {}
 
   void write_dense(const TensorKey& key) {
     TensorData data = source_.read(key);
-    writer_.write_dense(data.info(), hf_name(arch_, key), data.bytes());
+    if (writer_) writer_->write_dense(data.info(), hf_name(arch_, key), data.bytes());
     data.release_pages();
   }
 
@@ -265,11 +262,14 @@ class LayerQuantizer {
     const int64_t routed = sparse ? c.num_experts : 1, experts = routed + (shared ? 1 : 0);
     const int64_t h = c.hidden_size, batch_tokens = kWindowBatch * o_.ctx;
     const float eps = float(c.rms_norm_eps);
+    MpiWorld& world = MpiWorld::get();
     for (int64_t w0 = 0; w0 < windows; w0 += kWindowBatch) {
+      if (!owns_batch(world, w0 / kWindowBatch)) continue;  // under mpirun: another rank's batch
       const int64_t batch = std::min(kWindowBatch, windows - w0);
       KvCache cache(1, batch, o_.ctx, c.num_kv_heads * c.head_dim);
       model_.attention_layer(l, &x[w0 * o_.ctx * h], o_.ctx, cache, 0);
     }
+    share_batches(x, size_t(batch_tokens * h), world);
     layer.attention_seconds = clock.seconds();
     // Which tokens each expert gets (a dense MLP: all of them).
     const int64_t n = windows * o_.ctx;
@@ -293,11 +293,17 @@ class LayerQuantizer {
     layer.attention_seconds += reference_clock.seconds();
     auto quantize_experts = [&](const QuantizeOptions& o) {
       std::vector<ExpertResult> results(static_cast<size_t>(experts));
-      model_.pool().parallel_for(size_t(experts), [&](size_t e, int) {
+      MpiWorld& world = MpiWorld::get();
+      std::vector<size_t> mine;  // this rank's experts (all of them in one process)
+      for (size_t e = 0; e < size_t(experts); ++e)
+        if (owns_expert(world, e)) mine.push_back(e);
+      model_.pool().parallel_for(mine.size(), [&](size_t i, int) {
+        const size_t e = mine[i];
         ExpertTokens tokens(x, rows[e], model_.moe_norm(l), eps);
         results[e] = quantize_expert(source_, mlp_keys(c, int(l), int(e)), tokens, o);
         if (o.progress) o.progress(l, int64_t(e), experts);
       });
+      share_expert_results(results, world);
       return results;
     };
     const bool rate_aware = o_.gptq && (o_.gptq_options.rate.lambda > 0 || o_.target_bits > 0);
@@ -355,7 +361,7 @@ class LayerQuantizer {
 
   void write_quantized(const TensorKey& key, const QuantizedMatrix& m) {
     TensorInfo info = source_.info(key);
-    writer_.write_encoded(info, hf_name(arch_, key), describe_quantized(m, info));
+    if (writer_) writer_->write_encoded(info, hf_name(arch_, key), describe_quantized(m, info));
     report_.non_expert_params += uint64_t(m.rows * m.cols);
     report_.non_expert_bytes += m.bytes();
   }
@@ -556,7 +562,9 @@ class LayerQuantizer {
     MoeBlock block;
     std::vector<float> normed, output;
     double diff = 0, norm = 0;
+    MpiWorld& world = MpiWorld::get();
     for (int64_t t0 = 0; t0 < n; t0 += batch_tokens) {
+      if (!owns_batch(world, t0 / batch_tokens)) continue;  // under mpirun: another rank's batch
       const int64_t m = std::min(batch_tokens, n - t0);
       normed.resize(size_t(m * h));
       rms_norm(&x[t0 * h], m, h, model_.moe_norm(l).data(), float(c.rms_norm_eps), normed.data());
@@ -570,20 +578,22 @@ class LayerQuantizer {
         x[t0 * h + i] += output[i];  // the next layer sees the quantized layer's output
       }
     }
-    return std::sqrt(diff / norm);
+    share_batches(x, size_t(batch_tokens * h), world);
+    return norm > 0 ? std::sqrt(diff / norm) : 0.0;  // measured by batch 0's owner (rank 0)
   }
 
   void write_expert(int64_t l, int64_t e, const ExpertResult& r) {
+    if (!writer_) return;  // a rank that does not write: no encoding either
     const MlpKeys keys = mlp_keys(source_.config(), int(l), int(e));
     const std::pair<TensorKey, const QuantizedMatrix*> mats[] = {{keys.gate, &r.w1}, {keys.down, &r.w2}, {keys.up, &r.w3}};
     for (const auto& [key, m] : mats) {
       TensorInfo info = source_.info(key);
       if (m->format.kind == GridKind::Sub1) {
         const Sub1Matrix coded = encode_sub1(*m, *dictionary_);
-        writer_.write_encoded(info, hf_name(arch_, key), describe_sub1(coded, info));
+        writer_->write_encoded(info, hf_name(arch_, key), describe_sub1(coded, info));
         report_.expert_bytes += coded.bytes();
       } else {
-        writer_.write_encoded(info, hf_name(arch_, key), describe_quantized(*m, info));
+        writer_->write_encoded(info, hf_name(arch_, key), describe_quantized(*m, info));
         report_.expert_bytes += m->bytes();
       }
       report_.expert_params += uint64_t(m->rows * m->cols);
@@ -594,7 +604,7 @@ class LayerQuantizer {
   const CheckpointSource& source_;
   Model& model_;
   const QuantizeOptions& o_;
-  ContainerWriter& writer_;
+  ContainerWriter* writer_;
   QuantizeReport& report_;
   const ArchitectureNames& arch_;
   const TunstallDictionary* dictionary_ = nullptr;  // sub1: from the first layer
@@ -689,11 +699,15 @@ QuantizeReport quantize_model(const CheckpointSource& source, const std::filesys
                                               {"ctx", o.ctx},
                                               {"seed", o.seed}}}};
   // A dry run never commits, so an existing output is never touched.
-  ContainerWriter writer(out, o.overwrite || o.dry_run, source.config_json(), provenance);
-  writer.write_tokenizers(source.tokenizer_files());
+  MpiWorld& world = MpiWorld::get();
+  std::optional<ContainerWriter> writer;  // rank 0 writes
+  if (world.root()) {
+    writer.emplace(out, o.overwrite || o.dry_run, source.config_json(), provenance);
+    writer->write_tokenizers(source.tokenizer_files());
+  }
 
   Model model(source, pool);
-  LayerQuantizer layers(source, model, o, writer, report);
+  LayerQuantizer layers(source, model, o, writer ? &*writer : nullptr, report);
   const QuantizedMatrix embedding = layers.write_embedding_like({TensorRole::Embed});
   std::vector<float> x;
   model.embed(calib, x);
@@ -712,11 +726,11 @@ QuantizeReport quantize_model(const CheckpointSource& source, const std::filesys
   }
   layers.write_dense({TensorRole::FinalNorm});
   if (!source.config().tie_word_embeddings) layers.write_embedding_like({TensorRole::LmHead});
-  writer.commit();
+  if (writer) writer->commit();
 
   report.zero_fraction = o.format.ternary() ? report.zero_fraction / double(report.expert_params) : 0.0;
   for (const TensorInfo& t : source.tensors()) report.total_params += t.numel();
-  report.file_bytes = std::filesystem::file_size(out);
+  report.file_bytes = world.root() ? std::filesystem::file_size(out) : 0;
   report.seconds = clock.seconds();
   report.peak_rss = peak_rss_bytes();
   return report;

@@ -11,6 +11,7 @@
 #include "io/error.h"
 #include "io/synthetic_checkpoint.h"
 #include "model/thread_pool.h"
+#include "quantize/expert_exchange.h"
 #include "quantize/pipeline.h"
 #include "tests/test_paths.h"
 
@@ -123,4 +124,37 @@ TEST_CASE("quantize --dry-run quantizes one layer, writes nothing and projects t
   // real file only by the later layers' bits and the container's overhead.
   CHECK(double(p.file_bytes) == Approx(double(full.file_bytes)).epsilon(0.05));
   CHECK(dry.layers[0].relative_error == full.layers[0].relative_error);
+}
+
+TEST_CASE("expert results travel between ranks exactly; a short message is an error", "[quantize][scale]") {
+  ExpertResult r;
+  QuantFormat f = QuantFormat::parse("sub1");
+  f.level_scale = 0.37f;
+  r.w1 = QuantizedMatrix(f, 3, 7);
+  r.w1.codes.assign(r.w1.codes.size(), 0x42);
+  r.w1.scales.assign(r.w1.scales.size(), 0x3c00);
+  r.w2 = QuantizedMatrix(QuantFormat::parse("q4g32"), 5, 64);
+  for (size_t i = 0; i < r.w2.codes.size(); ++i) r.w2.codes[i] = uint8_t(i);
+  r.w2.zeros.assign(r.w2.zeros.size(), 8);
+  r.fallbacks = {"experts.1.w3: no calibration tokens (RTN used)"};
+  r.gptq_seconds = 1.5;
+  const std::vector<std::byte> bytes = serialize(r);
+  const ExpertResult back = deserialize_expert_result(bytes);
+  for (auto [a, b] : {std::pair{&r.w1, &back.w1}, {&r.w2, &back.w2}, {&r.w3, &back.w3}}) {
+    CHECK(a->format.spec() == b->format.spec());
+    CHECK(a->format.level_scale == b->format.level_scale);
+    CHECK(a->rows == b->rows);
+    CHECK(a->cols == b->cols);
+    CHECK(a->codes == b->codes);
+    CHECK(a->scales == b->scales);
+    CHECK(a->zeros == b->zeros);
+  }
+  CHECK(back.fallbacks == r.fallbacks);
+  CHECK(back.gptq_seconds == 1.5);
+  CHECK(serialize(back) == bytes);
+  CHECK_THROWS_WITH(deserialize_expert_result({bytes.begin(), bytes.end() - 9}), Catch::Contains("shorter than it says"));
+  // One process: nothing to send, nothing changes.
+  std::vector<ExpertResult> all{r};
+  share_expert_results(all, MpiWorld::get());
+  CHECK(serialize(all[0]) == bytes);
 }
