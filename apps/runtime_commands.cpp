@@ -98,7 +98,7 @@ void run_generate(const RuntimeFlags& f) {
   const std::vector<int32_t> prompt = tokenizer.encode_prompt(f.prompt, model.config().bos_token_id);
   GenerateOptions options;
   options.max_new_tokens = f.new_tokens;
-  options.sampling = {f.temperature, f.top_p, f.seed};
+  options.sampling = {f.temperature, f.top_p, f.seed, tokenizer.vocab_size()};
   options.stop_token = int32_t(model.config().eos_token_id);
   fmt::print("{}", tokenizer.decode(prompt));  // a BOS decodes to nothing
   TextStream stream(tokenizer, prompt);

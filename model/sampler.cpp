@@ -12,7 +12,9 @@ Sampler::Sampler(const SamplerOptions& options) : options_(options), rng_(option
   if (!(options.top_p > 0 && options.top_p <= 1)) fail("--top-p must be in (0, 1], got {}", options.top_p);
 }
 
-int32_t Sampler::sample(std::span<const float> logits) {
+int32_t Sampler::sample(std::span<const float> all_logits) {
+  const std::span<const float> logits =
+      options_.vocab_limit > 0 ? all_logits.first(std::min(all_logits.size(), size_t(options_.vocab_limit))) : all_logits;
   if (options_.temperature == 0.0f)
     return int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
   const float max_logit = *std::max_element(logits.begin(), logits.end());

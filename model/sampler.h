@@ -13,6 +13,10 @@ struct SamplerOptions {
   float temperature = 0.0f;
   float top_p = 1.0f;
   uint64_t seed = 0;
+  // Ids at or above this are never chosen (0: no limit): a checkpoint whose
+  // vocab_size exceeds its tokenizer's pieces (padded vocabularies; moec
+  // synth's 32000 rows under a 4096-piece tokenizer) has ids no text has.
+  int64_t vocab_limit = 0;
 };
 
 class Sampler {

@@ -357,6 +357,7 @@ struct Server::Impl {
       job.sampling.temperature = r.temperature;
       job.sampling.top_p = r.top_p;
       job.sampling.seed = seed + i;
+      job.sampling.vocab_limit = tokenizer->vocab_size();  // ids without a piece are never sampled
       job.stop_token = r.ignore_eos ? -1 : int32_t(model->config().eos_token_id);
       job.top_logprobs = r.logprobs ? *r.logprobs : -1;
       job.echo = r.echo;
