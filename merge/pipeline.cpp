@@ -5,6 +5,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -26,6 +27,7 @@
 #include "model/ops.h"
 #include "model/thread_pool.h"
 #include "model/tokenizer.h"
+#include "quant/gemm.h"
 
 namespace moec {
 namespace {
@@ -34,7 +36,14 @@ using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Ro
 using ConstMap = Eigen::Map<const RowMatrix>;
 constexpr int64_t kWindowBatch = 8;
 
-std::vector<float> to_f32(const CheckpointSource& source, const TensorKey& key) { return source.read(key).to_f32(); }
+// A stored tensor in f32; its mapped pages leave the resident set (each
+// expert is read a few times per layer, from the page cache, never held).
+std::vector<float> to_f32(const CheckpointSource& source, const TensorKey& key) {
+  const TensorData data = source.read(key);
+  std::vector<float> out = data.to_f32();
+  data.release_pages();
+  return out;
+}
 
 std::vector<std::byte> to_dtype(const std::vector<float>& v, DType dtype) {
   std::vector<std::byte> out(v.size() * dtype_size(dtype));
@@ -49,20 +58,67 @@ std::vector<std::byte> to_dtype(const std::vector<float>& v, DType dtype) {
   return out;
 }
 
-ExpertMatrices load_expert(const CheckpointSource& source, int l, int e) {
+// Expert e of layer l in f32: the matrices selected by `which` (bits 1: w1,
+// 2: w2, 4: w3), neurons reordered by `p` when given (neuron i becomes p[i]:
+// w1/w3 rows, w2 columns).
+ExpertMatrices load_expert(const CheckpointSource& source, int l, int e, int which = 7,
+                           const std::vector<int64_t>* p = nullptr) {
   const ModelConfig& c = source.config();
-  return {c.intermediate_size, c.hidden_size, to_f32(source, {TensorRole::ExpertW1, l, e}),
-          to_f32(source, {TensorRole::ExpertW2, l, e}), to_f32(source, {TensorRole::ExpertW3, l, e})};
+  ExpertMatrices m{c.intermediate_size, c.hidden_size, {}, {}, {}};
+  const int64_t h = m.hidden, inter = m.inter;
+  auto rows = [&](TensorRole role) {
+    std::vector<float> w = to_f32(source, {role, l, e});
+    if (!p) return w;
+    std::vector<float> out(w.size());
+    for (int64_t i = 0; i < inter; ++i) std::copy_n(&w[(*p)[i] * h], h, &out[i * h]);
+    return out;
+  };
+  if (which & 1) m.w1 = rows(TensorRole::ExpertW1);
+  if (which & 4) m.w3 = rows(TensorRole::ExpertW3);
+  if (which & 2) {
+    m.w2 = to_f32(source, {TensorRole::ExpertW2, l, e});
+    if (p) {
+      std::vector<float> row(static_cast<size_t>(inter));
+      for (int64_t k = 0; k < h; ++k) {
+        float* w2 = &m.w2[k * inter];
+        for (int64_t i = 0; i < inter; ++i) row[i] = w2[(*p)[i]];
+        std::copy(row.begin(), row.end(), w2);
+      }
+    }
+  }
+  return m;
 }
 
-// w2(silu(w1·x) ⊙ w3·x) for n rows of x.
+// C = A · Bᵀ in the CPU's best ISA (quant/gemm.h), all row-major.
+void times_transposed(const float* a, int64_t m, int64_t k, const float* b, int64_t n, float* c) {
+  GemmProblem p;
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  p.a = a;
+  p.lda = k;
+  p.b = b;
+  p.ldb = k;
+  p.b_transposed = true;
+  p.c = c;
+  p.ldc = n;
+  gemm_f32(p);
+}
+
+// w2(silu(w1·x) ⊙ w3·x) for n rows of x, 512 rows at a time (the [rows,
+// intermediate] products stay small at Mixtral's width).
 std::vector<float> expert_forward(const ExpertMatrices& m, const std::vector<float>& x, int64_t n) {
-  ConstMap xs(x.data(), n, m.hidden), w1(m.w1.data(), m.inter, m.hidden), w3(m.w3.data(), m.inter, m.hidden),
-      w2(m.w2.data(), m.hidden, m.inter);
-  RowMatrix gate = xs * w1.transpose(), up = xs * w3.transpose();
-  silu_mul(gate.data(), up.data(), gate.size());
-  std::vector<float> y(static_cast<size_t>(n * m.hidden));
-  Eigen::Map<RowMatrix>(y.data(), n, m.hidden).noalias() = gate * w2.transpose();
+  constexpr int64_t kChunk = 512;
+  std::vector<float> y(static_cast<size_t>(n * m.hidden)), gate, up;
+  for (int64_t t0 = 0; t0 < n; t0 += kChunk) {
+    const int64_t rows = std::min(kChunk, n - t0);
+    gate.resize(size_t(rows * m.inter));
+    up.resize(gate.size());
+    times_transposed(&x[t0 * m.hidden], rows, m.hidden, m.w1.data(), m.inter, gate.data());
+    times_transposed(&x[t0 * m.hidden], rows, m.hidden, m.w3.data(), m.inter, up.data());
+    silu_mul(gate.data(), up.data(), gate.size());
+    times_transposed(gate.data(), rows, m.inter, m.w2.data(), m.hidden, &y[t0 * m.hidden]);
+  }
   return y;
 }
 
@@ -79,25 +135,30 @@ std::vector<double> member_weights(const ExpertGroup& g, const std::vector<doubl
 // merged = dominant + blend · (average − dominant). blend = 1 is the plain
 // average; blend = 0 keeps the dominant expert's weights (pruning the others
 // while the router sends their tokens to it).
-// `experts` are already aligned to their group's dominant member where wanted.
-ExpertMatrices merge_group(const std::vector<ExpertMatrices>& experts, const ExpertGroup& g,
-                           const std::vector<double>& usage, float blend) {
-  if (g.members.size() == 1) return experts[g.members[0]];
-  const ExpertMatrices& reference = experts[g.dominant];
-  ExpertMatrices merged = reference;
-  for (auto* v : {&merged.w1, &merged.w2, &merged.w3})
-    for (float& x : *v) x *= 1.0f - blend;
+// Members come from `load` (the stored expert, neurons already permuted to
+// the dominant's where aligned), one at a time and one matrix at a time, so
+// a thread holds the merged expert and one member matrix, never the layer.
+template <typename Load>
+ExpertMatrices merge_group(Load&& load, const ExpertGroup& g, const std::vector<double>& usage, float blend) {
+  if (g.members.size() == 1) return load(g.members[0], 7);
   auto weights = member_weights(g, usage);
   for (auto& w : weights) w *= blend;
+  ExpertMatrices merged = load(g.dominant, 7);
+  float own = 1.0f - blend;  // the dominant's share: (1 − blend) + its average weight
+  for (size_t i = 0; i < g.members.size(); ++i)
+    if (g.members[i] == g.dominant) own += float(weights[i]);
+  for (auto* v : {&merged.w1, &merged.w2, &merged.w3})
+    for (float& x : *v) x *= own;
   for (size_t i = 0; i < g.members.size(); ++i) {
     const int64_t e = g.members[i];
-    const ExpertMatrices& member = experts[e];
+    if (e == g.dominant) continue;
     const float w = float(weights[i]);
-    for (size_t k = 0; k < merged.w1.size(); ++k) {
-      merged.w1[k] += w * member.w1[k];
-      merged.w3[k] += w * member.w3[k];
+    for (int matrix : {1, 2, 4}) {  // w1, w2, w3 of the member, one at a time
+      const ExpertMatrices member = load(e, matrix);
+      const std::vector<float>& from = matrix == 1 ? member.w1 : matrix == 2 ? member.w2 : member.w3;
+      std::vector<float>& to = matrix == 1 ? merged.w1 : matrix == 2 ? merged.w2 : merged.w3;
+      for (size_t k = 0; k < to.size(); ++k) to[k] += w * from[k];
     }
-    for (size_t k = 0; k < merged.w2.size(); ++k) merged.w2[k] += w * member.w2[k];
   }
   return merged;
 }
@@ -201,7 +262,11 @@ class OutputWriter {
                     expected_shape(merged_, key), bytes.size(), {}, {}};
     container_->write_dense(info, info.stored_name, bytes);
   }
-  void copy(const TensorKey& key) { write(key, source_.read(key).bytes()); }
+  void copy(const TensorKey& key) {
+    const TensorData data = source_.read(key);
+    write(key, data.bytes());
+    data.release_pages();
+  }
   void commit() {
     if (hf_) hf_->commit();
     if (container_) container_->commit();
@@ -292,11 +357,10 @@ MergeReport merge_model(const CheckpointSource& source, const std::filesystem::p
     stats.logits.resize(size_t(samples * c.num_experts));
     Eigen::Map<RowMatrix>(stats.logits.data(), samples, c.num_experts).noalias() =
         ConstMap(sample.data(), samples, h) * ConstMap(router.data(), c.num_experts, h).transpose();
-    std::vector<ExpertMatrices> experts(static_cast<size_t>(c.num_experts));
+    // Every expert's output on the sample, one expert in f32 per thread at a time.
     stats.outputs.resize(size_t(c.num_experts));
     pool.parallel_for(size_t(c.num_experts), [&](size_t e, int) {
-      experts[e] = load_expert(source, l, int(e));
-      stats.outputs[e] = expert_forward(experts[e], sample, samples);
+      stats.outputs[e] = expert_forward(load_expert(source, l, int(e)), sample, samples);
     });
     // The full layer's output on the sample, through the same routing rule.
     std::vector<int64_t> all_experts(static_cast<size_t>(c.num_experts));
@@ -311,17 +375,23 @@ MergeReport merge_model(const CheckpointSource& source, const std::filesystem::p
         std::all_of(groups.begin(), groups.end(), [](const auto& g) { return g.members.size() == 1; });
     double ref_norm = 0;
     for (float v : stats.reference) ref_norm += double(v) * v;
-    if (align)  // each member's neurons matched to its group's dominant expert, once
+    // Each member's neurons matched to its group's dominant expert, once;
+    // the permutations are applied whenever the member is loaded.
+    std::vector<std::vector<int64_t>> permutation(static_cast<size_t>(c.num_experts));
+    if (align)
       for (const auto& g : groups) {
         std::vector<int64_t> members;
         for (int64_t e : g.members)
           if (e != g.dominant) members.push_back(e);
+        if (members.empty()) continue;
+        const ExpertMatrices dominant = load_expert(source, l, int(g.dominant));
         pool.parallel_for(members.size(), [&](size_t i, int) {
-          const int64_t e = members[i];
-          experts[e] = permute_neurons(experts[e], align_neurons(experts[g.dominant], experts[e]));
+          permutation[members[i]] = align_neurons(dominant, load_expert(source, l, int(members[i])));
         });
       }
-    std::vector<ExpertMatrices> merged;
+    auto load = [&](int64_t e, int which) {
+      return load_expert(source, l, int(e), which, permutation[e].empty() ? nullptr : &permutation[e]);
+    };
     RouterChoice choice;
     float chosen_blend = 0;
     choice.error = std::numeric_limits<double>::infinity();
@@ -332,11 +402,10 @@ MergeReport merge_model(const CheckpointSource& source, const std::filesystem::p
     for (size_t g = 0; g < groups.size(); ++g)
       std::copy_n(&router[groups[g].dominant * h], h, &dominant[g * size_t(h)]);
     for (float blend : blends) {
-      std::vector<ExpertMatrices> candidate(groups.size());
+      // Only the candidates' outputs on the sample are kept, not their weights.
       std::vector<std::vector<float>> outputs(groups.size());
       pool.parallel_for(groups.size(), [&](size_t g, int) {
-        candidate[g] = merge_group(experts, groups[g], stats.usage, blend);
-        outputs[g] = expert_forward(candidate[g], sample, samples);
+        outputs[g] = expert_forward(merge_group(load, groups[g], stats.usage, blend), sample, samples);
       });
       RouterChoice options[] = {
           {average, all_single ? "kept" : "average", 0}, {summed, "summed-mass", 0}, {dominant, "dominant", 0}};
@@ -346,23 +415,40 @@ MergeReport merge_model(const CheckpointSource& source, const std::filesystem::p
         if (option.error < choice.error) {
           choice = option;
           chosen_blend = blend;
-          merged = candidate;
         }
       }
     }
-    if (merged.empty() || !std::isfinite(choice.error) || !std::isfinite(ref_norm))
+    if (!std::isfinite(choice.error) || !std::isfinite(ref_norm))
       fail("{}: layer {}: the experts' outputs are not finite on the calibration tokens (NaN or Inf weights?)",
            source.path().string(), l);
     MergeLayerReport layer{l, {}, choice.kind, std::sqrt(choice.error / ref_norm), chosen_blend};
     for (const auto& g : groups) layer.groups.push_back(g.members);
 
+    // The chosen merge, rebuilt group by group and kept only in the stored
+    // dtype: what is written, and what the next layer's inputs run through
+    // (the merged model's own numbers, not f32 ones it will never have).
+    const DType expert_dtype = writer.dtype_of({TensorRole::ExpertW1, l, 0});
+    std::vector<std::array<std::vector<std::byte>, 3>> merged(groups.size());  // w1, w2, w3
+    pool.parallel_for(groups.size(), [&](size_t g, int) {
+      const ExpertMatrices m = merge_group(load, groups[g], stats.usage, chosen_blend);
+      merged[g] = {to_dtype(m.w1, expert_dtype), to_dtype(m.w2, expert_dtype), to_dtype(m.w3, expert_dtype)};
+    });
+
     // Propagate the calibration stream through the merged layer.
     MoeWeights weights;
     weights.router = f32_view(choice.rows.data(), k, h);
     weights.normalize = c.norm_topk_prob;
+    const int64_t inter = c.intermediate_size;
+    auto stored = [&](const std::vector<std::byte>& bytes, int64_t rows, int64_t cols) {
+      WeightView w;
+      w.dtype = expert_dtype;
+      w.data = bytes.data();
+      w.rows = rows;
+      w.cols = cols;
+      return w;
+    };
     for (const auto& m : merged)
-      weights.experts.push_back({f32_view(m.w1.data(), m.inter, m.hidden), f32_view(m.w2.data(), m.hidden, m.inter),
-                                 f32_view(m.w3.data(), m.inter, m.hidden)});
+      weights.experts.push_back({stored(m[0], inter, h), stored(m[1], h, inter), stored(m[2], inter, h)});
     weights.shared = model.moe_weights(l).shared;  // a shared expert is kept as it is
     weights.shared_gate = model.moe_weights(l).shared_gate;
     MoeBlock block;
@@ -382,9 +468,9 @@ MergeReport merge_model(const CheckpointSource& source, const std::filesystem::p
       const DType dtype = writer.dtype_of(key);
       switch (key.role) {
         case TensorRole::Router: writer.write(key, to_dtype(choice.rows, dtype)); break;
-        case TensorRole::ExpertW1: writer.write(key, to_dtype(merged[size_t(key.expert)].w1, dtype)); break;
-        case TensorRole::ExpertW2: writer.write(key, to_dtype(merged[size_t(key.expert)].w2, dtype)); break;
-        case TensorRole::ExpertW3: writer.write(key, to_dtype(merged[size_t(key.expert)].w3, dtype)); break;
+        case TensorRole::ExpertW1: writer.write(key, merged[size_t(key.expert)][0]); break;
+        case TensorRole::ExpertW2: writer.write(key, merged[size_t(key.expert)][1]); break;
+        case TensorRole::ExpertW3: writer.write(key, merged[size_t(key.expert)][2]); break;
         default: writer.copy(key);
       }
     }

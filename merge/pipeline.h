@@ -12,6 +12,11 @@
 // layer's output on the sample best are kept; blend 0 with the dominant's row
 // is exactly pruning, so merging is used only where it measurably pays. The output is a plain Mixtral with num_local_experts = K
 // and top-k = min(top_k, K), written tensor by tensor.
+// Memory: experts are loaded from the mapping when needed (one member
+// matrix at a time beside the group being merged, one per thread) and
+// never held for the layer; candidates keep only their outputs on the
+// sample; the chosen experts are kept in the stored dtype, which is also
+// what the calibration stream runs through to the next layer.
 #pragma once
 #include <cstdint>
 #include <filesystem>

@@ -1,5 +1,9 @@
 #include "model/tokenizer.h"
 
+#include <atomic>
+#include <mutex>
+#include <thread>
+
 #include <sentencepiece_processor.h>
 
 #include "io/checkpoint.h"
@@ -43,15 +47,43 @@ size_t find_cut(std::string_view text, size_t target) {
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, size_t chunk_bytes) const {
   if (bpe_) return bpe_->encode(text);
-  std::vector<int32_t> out;
-  std::vector<int> ids;
+  std::vector<std::string_view> pieces;
   while (!text.empty()) {
     size_t cut = text.size() > chunk_bytes ? find_cut(text, std::max<size_t>(chunk_bytes, 1)) : std::string_view::npos;
-    std::string_view piece = text.substr(0, cut);
-    auto status = processor_->Encode(piece, &ids);
-    if (!status.ok()) fail("tokenizer: cannot encode text: {}", status.ToString());
-    out.insert(out.end(), ids.begin(), ids.end());
+    pieces.push_back(text.substr(0, cut));
     text = cut == std::string_view::npos ? std::string_view() : text.substr(cut + 1);
+  }
+  // Pieces encode independently (SentencePieceProcessor::Encode is const
+  // and thread-safe), so a calibration corpus of 100 MB uses every core;
+  // memory stays a piece's working set per thread plus the ids.
+  std::vector<std::vector<int>> ids(pieces.size());
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::string error;
+  std::mutex error_mutex;
+  auto work = [&] {
+    for (size_t i; !failed && (i = next.fetch_add(1)) < pieces.size();) {
+      auto status = processor_->Encode(pieces[i], &ids[i]);
+      if (!status.ok()) {
+        std::lock_guard lock(error_mutex);
+        error = status.ToString();
+        failed = true;
+      }
+    }
+  };
+  const size_t threads = std::min<size_t>(pieces.size(), std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (failed) fail("tokenizer: cannot encode text: {}", error);
+  std::vector<int32_t> out;
+  size_t total = 0;
+  for (const auto& v : ids) total += v.size();
+  out.reserve(total);
+  for (auto& v : ids) {
+    out.insert(out.end(), v.begin(), v.end());
+    std::vector<int>().swap(v);
   }
   return out;
 }
