@@ -91,18 +91,7 @@ ExpertMatrices load_expert(const CheckpointSource& source, int l, int e, int whi
 
 // C = A · Bᵀ in the CPU's best ISA (quant/gemm.h), all row-major.
 void times_transposed(const float* a, int64_t m, int64_t k, const float* b, int64_t n, float* c) {
-  GemmProblem p;
-  p.m = m;
-  p.n = n;
-  p.k = k;
-  p.a = a;
-  p.lda = k;
-  p.b = b;
-  p.ldb = k;
-  p.b_transposed = true;
-  p.c = c;
-  p.ldc = n;
-  gemm_f32(p);
+  gemm_f32(c, n, a, k, b, k, true, m, n, k);
 }
 
 // w2(silu(w1·x) ⊙ w3·x) for n rows of x, 512 rows at a time (the [rows,

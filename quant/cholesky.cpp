@@ -19,25 +19,6 @@ Block block(float* a, int64_t n, int64_t r, int64_t c, int64_t rows, int64_t col
   return Block(a + r * n + c, rows, cols, Eigen::OuterStride<>(n));
 }
 
-// C[m, k] (ld ldc) += alpha · A[m, kk] · op(B), everything row-major.
-void gemm_into(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb, bool b_transposed,
-               int64_t m, int64_t n, int64_t k, float alpha, bool accumulate) {
-  GemmProblem p;
-  p.m = m;
-  p.n = n;
-  p.k = k;
-  p.a = a;
-  p.lda = lda;
-  p.b = b;
-  p.ldb = ldb;
-  p.b_transposed = b_transposed;
-  p.c = c;
-  p.ldc = ldc;
-  p.alpha = alpha;
-  p.accumulate = accumulate;
-  gemm_f32(p);
-}
-
 // The inverse of a small lower-triangular block.
 RowMatrixF lower_inverse(const RowMatrixF& l) {
   RowMatrixF inv = RowMatrixF::Identity(l.rows(), l.cols());
@@ -61,13 +42,13 @@ bool cholesky_lower_in_place(float* a, int64_t n) {
     // L21 = A21 · L11⁻ᵀ.
     const RowMatrixF inv = lower_inverse(l11);
     panel = block(a, n, j + jb, j, below, jb);
-    gemm_into(a + (j + jb) * n + j, n, panel.data(), jb, inv.data(), jb, true, below, jb, jb, 1.0f, false);
+    gemm_f32(a + (j + jb) * n + j, n, panel.data(), jb, inv.data(), jb, true, below, jb, jb, 1.0f, false);
     // A22 −= L21 · L21ᵀ, lower triangle only: one column block at a time,
     // from its diagonal down.
     for (int64_t k = j + jb; k < n; k += kBlock) {
       const int64_t kb = std::min(kBlock, n - k);
       const float* l21 = a + k * n + j;  // rows k.. of L21
-      gemm_into(a + k * n + k, n, l21, n, l21, n, true, n - k, kb, jb, -1.0f, true);
+      gemm_f32(a + k * n + k, n, l21, n, l21, n, true, n - k, kb, jb, -1.0f, true);
     }
   }
   for (int64_t r = 0; r < n; ++r) std::fill(a + r * n + r + 1, a + (r + 1) * n, 0.0f);
@@ -86,10 +67,10 @@ void invert_lower_in_place(float* a, int64_t n) {
       t.setZero(below, jb);
       for (int64_t r = j + jb; r < n; r += kBlock) {
         const int64_t rb = std::min(kBlock, n - r), width = r + rb - (j + jb);  // X22 is lower: columns ≤ r + rb
-        gemm_into(t.data() + (r - j - jb) * jb, jb, a + r * n + j + jb, n, a + (j + jb) * n + j, n, false, rb, jb,
+        gemm_f32(t.data() + (r - j - jb) * jb, jb, a + r * n + j + jb, n, a + (j + jb) * n + j, n, false, rb, jb,
                   width, 1.0f, false);
       }
-      gemm_into(a + (j + jb) * n + j, n, t.data(), jb, inv11.data(), jb, false, below, jb, jb, -1.0f, false);
+      gemm_f32(a + (j + jb) * n + j, n, t.data(), jb, inv11.data(), jb, false, below, jb, jb, -1.0f, false);
     }
     a11 = inv11;
   }

@@ -35,6 +35,12 @@ struct GemmProblem {
 
 void gemm_f32(const GemmProblem& p, Isa isa = active_isa());
 
+// The common row-major case as one call: C[m, n] (ld ldc) = alpha · A[m, k]
+// (ld lda) · op(B), or += with accumulate; op(B) is B [k, n], or Bᵀ of
+// B [n, k] when b_transposed (ld ldb).
+void gemm_f32(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb, bool b_transposed,
+              int64_t m, int64_t n, int64_t k, float alpha = 1.0f, bool accumulate = false);
+
 namespace detail {
 void gemm_f32_portable(const GemmProblem& p);
 void gemm_f32_avx2(const GemmProblem& p);

@@ -47,18 +47,7 @@ RowMatrix to_f32(const CheckpointSource& source, const TensorKey& key) {
 // x · Wᵀ in the CPU's best ISA (quant/gemm.h).
 RowMatrix times_transposed(const RowMatrix& x, const RowMatrix& w) {
   RowMatrix out(x.rows(), w.rows());
-  GemmProblem p;
-  p.m = x.rows();
-  p.n = w.rows();
-  p.k = x.cols();
-  p.a = x.data();
-  p.lda = x.cols();
-  p.b = w.data();
-  p.ldb = w.cols();
-  p.b_transposed = true;
-  p.c = out.data();
-  p.ldc = out.cols();
-  gemm_f32(p);
+  gemm_f32(out.data(), out.cols(), x.data(), x.cols(), w.data(), w.cols(), true, x.rows(), w.rows(), x.cols());
   return out;
 }
 
