@@ -520,9 +520,12 @@ class LayerQuantizer {
     rms_norm(x.data(), m, h, model_.moe_norm(l).data(), float(c.rms_norm_eps), normed.data());
     MoeBlock block;
     constexpr int64_t kChunk = 512;  // the block's scratch grows with tokens × intermediate size
+    MpiWorld& world = MpiWorld::get();
     for (int64_t t0 = 0; t0 < m; t0 += kChunk)
-      block.forward(model_.pool(), original, c.moe_layer(l) ? c.top_k : 1, &normed[t0 * h], std::min(kChunk, m - t0),
-                    &reference[t0 * h], nullptr);
+      if (owns_batch(world, t0 / kChunk))  // under mpirun the chunks are split like the batches
+        block.forward(model_.pool(), original, c.moe_layer(l) ? c.top_k : 1, &normed[t0 * h],
+                      std::min(kChunk, m - t0), &reference[t0 * h], nullptr);
+    share_batches(reference, size_t(kChunk * h), world);
     for (const TensorInfo& t : source_.tensors())
       if (t.key.layer == int(l)) source_.read(t.key).release_pages();
     return reference;
