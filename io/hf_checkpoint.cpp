@@ -131,8 +131,7 @@ TensorData HfCheckpoint::read(const TensorKey& key) const {
                             dtype_size(it->second.entry->dtype));
 }
 
-namespace {
-std::optional<std::vector<std::byte>> read_optional_file(const fs::path& p) {
+std::optional<std::vector<std::byte>> read_tokenizer_file(const fs::path& p) {
   if (!fs::exists(p)) return std::nullopt;
   if (fs::file_size(p) > limits::kMaxTokenizerBytes)
     fail("{}: {} bytes is over the {} byte limit for a tokenizer file", p.string(), fs::file_size(p),
@@ -144,14 +143,13 @@ std::optional<std::vector<std::byte>> read_optional_file(const fs::path& p) {
   std::memcpy(bytes.data(), chars.data(), chars.size());
   return bytes;
 }
-}  // namespace
 
 std::optional<std::vector<std::byte>> HfCheckpoint::tokenizer_model() const {
-  return read_optional_file(path_ / "tokenizer.model");
+  return read_tokenizer_file(path_ / "tokenizer.model");
 }
 
 std::optional<std::vector<std::byte>> HfCheckpoint::tokenizer_json() const {
-  return read_optional_file(path_ / "tokenizer.json");
+  return read_tokenizer_file(path_ / "tokenizer.json");
 }
 
 std::vector<fs::path> HfCheckpoint::files() const {

@@ -34,4 +34,8 @@ class HfCheckpoint final : public CheckpointSource {
   std::map<TensorKey, Location> locations_;
 };
 
+// A tokenizer file's bytes (tokenizer.model or tokenizer.json), nullopt when
+// it does not exist; over limits::kMaxTokenizerBytes is an error.
+std::optional<std::vector<std::byte>> read_tokenizer_file(const std::filesystem::path& path);
+
 }  // namespace moec

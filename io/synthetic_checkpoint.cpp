@@ -2,12 +2,11 @@
 
 #include <atomic>
 #include <cmath>
-#include <fstream>
-#include <iterator>
 #include <thread>
 
 #include "io/dtype.h"
 #include "io/error.h"
+#include "io/hf_checkpoint.h"
 #include "io/model_config.h"
 #include "io/tensor_names.h"
 
@@ -71,15 +70,6 @@ void fill_normal_bf16(std::vector<uint16_t>& out, double std, uint64_t seed, uin
   for (auto& t : pool) t.join();
 }
 
-std::vector<std::byte> read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot read the tokenizer", path.string());
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<std::byte> out(bytes.size());
-  std::memcpy(out.data(), bytes.data(), bytes.size());
-  return out;
-}
-
 }  // namespace
 
 std::string synthetic_shapes() {
@@ -119,7 +109,9 @@ HfWriteResult write_synthetic_checkpoint(const fs::path& out_dir, const Syntheti
   const ModelConfig config = parse_model_config(config_json, out_dir.string());
   TokenizerFiles tokenizer;
   if (!o.tokenizer.empty()) {
-    (o.tokenizer.extension() == ".json" ? tokenizer.json : tokenizer.model) = read_bytes(o.tokenizer);
+    auto bytes = read_tokenizer_file(o.tokenizer);
+    if (!bytes) fail("synth: --tokenizer {}: no such file", o.tokenizer.string());
+    (o.tokenizer.extension() == ".json" ? tokenizer.json : tokenizer.model) = std::move(bytes);
   }
   const ArchitectureNames& arch = *find_architecture("mixtral");
   const std::vector<TensorKey> keys = expected_tensors(config);
