@@ -6,7 +6,11 @@
 #include <unicode/unistr.h>
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
 #include <limits>
+#include <mutex>
+#include <thread>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
@@ -111,6 +115,31 @@ bool valid_utf8(std::string_view s) {
   return true;
 }
 
+// Runs fn(i, thread) for i < n on `threads` threads (the caller's among
+// them); the first exception is rethrown after all have stopped.
+template <class Fn>
+void parallel_for(size_t n, size_t threads, Fn&& fn) {
+  std::atomic<size_t> next{0};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  auto work = [&](size_t thread) {
+    for (size_t i; (i = next.fetch_add(1)) < n;) {
+      try {
+        fn(i, thread);
+      } catch (...) {
+        std::lock_guard lock(error_mutex);
+        if (!error) error = std::current_exception();
+        next = n;
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < std::min(threads, n); ++t) pool.emplace_back(work, t);
+  work(0);
+  for (auto& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
+}
+
 // A compiled PCRE2 pattern (UTF, Unicode properties for \p, \s, \w; JIT
 // where available).
 class Regex {
@@ -144,14 +173,33 @@ class Regex {
 
   // Cuts `text` into pieces: every match, and the text between matches.
   void split(std::string_view text, std::vector<std::string_view>& pieces) const {
+    scan(
+        text, 0, [](size_t) { return false; }, [](size_t) {}, [&](std::string_view p) { pieces.push_back(p); });
+  }
+
+  // The scan behind split(), from byte `from` (a character boundary) as if
+  // a match had just ended there. A scan's state is where the next match is
+  // searched for; after a non-empty match it is the match's end, and from
+  // such a state the rest of the scan depends on nothing before it (PCRE2
+  // sees the whole subject, lookbehinds included): two scans that reach the
+  // same one agree from there on. at_state(offset) is called at each of
+  // them (the start included), before the pieces that follow; the scan
+  // stops, returning the offset, at the first one after the start where
+  // stop(offset) holds, or at the end of the text (returning its size).
+  template <class Stop, class AtState, class Piece>
+  size_t scan(std::string_view text, size_t from, Stop&& stop, AtState&& at_state, Piece&& piece) const {
     pcre2_match_data* match = pcre2_match_data_create_from_pattern(code_, nullptr);
-    size_t offset = 0, last = 0;
+    struct Free {
+      pcre2_match_data* m;
+      ~Free() { pcre2_match_data_free(m); }
+    } free_match{match};
+    size_t offset = from, last = from;
+    at_state(from);
     while (offset <= text.size()) {
       const int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), offset,
                                  PCRE2_NO_UTF_CHECK, match, context_);  // text checked by encode()
       if (rc == PCRE2_ERROR_NOMATCH) break;
       if (rc < 0) {  // a match limit, JIT stack, ...: never cut the text silently otherwise
-        pcre2_match_data_free(match);
         PCRE2_UCHAR message[256];
         pcre2_get_error_message(rc, message, sizeof message);
         fail("{}: pre-tokenizer regex failed at byte {}: {}", what_, offset, reinterpret_cast<const char*>(message));
@@ -163,12 +211,16 @@ class Regex {
         while (offset < text.size() && (static_cast<unsigned char>(text[offset]) & 0xC0) == 0x80) ++offset;
         continue;
       }
-      if (start > last) pieces.push_back(text.substr(last, start - last));
-      pieces.push_back(text.substr(start, end - start));
+      if (start > last) piece(text.substr(last, start - last));
+      piece(text.substr(start, end - start));
       last = offset = end;
+      if (end < text.size()) {
+        if (stop(end)) return end;
+        at_state(end);
+      }
     }
-    if (last < text.size()) pieces.push_back(text.substr(last));
-    pcre2_match_data_free(match);
+    if (last < text.size()) piece(text.substr(last));
+    return text.size();
   }
 
  private:
@@ -181,6 +233,15 @@ class Regex {
 }  // namespace
 
 struct BpeTokenizer::Impl {
+  // Merged ids of distinct pieces; cleared when it holds kMaxCachedPieces
+  // (a corpus of any size keeps memory bounded).
+  struct PieceHash {  // looks pieces up as string_views, without a copy
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using PieceCache = std::unordered_map<std::string, std::vector<int32_t>, PieceHash, std::equal_to<>>;
+  static constexpr size_t kMaxCachedPieces = size_t{1} << 18;
+
   std::string what;
   std::unordered_map<std::string, int32_t> vocab;
   std::vector<std::string> tokens;  // id -> token string (empty for unused ids)
@@ -300,17 +361,36 @@ struct BpeTokenizer::Impl {
       fail("{}: decoder '{}' is not supported (ByteLevel)", what, decoder.value("type", ""));
   }
 
-  std::string normalize(std::string_view text) const {
-    if (!nfc || std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; }))
-      return std::string(text);
+  // NFC, in parts of about chunk_bytes cut between two ASCII characters
+  // (neither composes with anything across such a cut, so the parts
+  // normalize alone to the same text; ICU's working copies stay small).
+  // `space_first`: with a space before it (ByteLevel's add_prefix_space).
+  std::string normalize(std::string_view text, size_t chunk_bytes, bool space_first) const {
+    auto ascii = [](char c) { return static_cast<unsigned char>(c) < 0x80; };
+    std::string out;
+    out.reserve(text.size() + 1);
+    if (space_first) out += ' ';
+    if (!nfc || std::all_of(text.begin(), text.end(), ascii)) {
+      out += text;
+      return out;
+    }
     UErrorCode status = U_ZERO_ERROR;
     const icu::Normalizer2* n = icu::Normalizer2::getNFCInstance(status);
     if (U_FAILURE(status)) fail("{}: ICU's NFC data is unavailable", what);
-    icu::UnicodeString u = icu::UnicodeString::fromUTF8(icu::StringPiece(text.data(), int32_t(text.size())));
-    icu::UnicodeString normalized = n->normalize(u, status);
-    if (U_FAILURE(status)) fail("{}: NFC normalization failed", what);
-    std::string out;
-    normalized.toUTF8String(out);
+    for (size_t begin = 0; begin < text.size();) {
+      size_t end = std::min(text.size(), begin + std::max<size_t>(chunk_bytes, 1));
+      while (end < text.size() && !(ascii(text[end - 1]) && ascii(text[end]))) ++end;
+      const std::string_view part = text.substr(begin, end - begin);
+      if (std::all_of(part.begin(), part.end(), ascii)) {
+        out += part;
+      } else {
+        icu::UnicodeString u = icu::UnicodeString::fromUTF8(icu::StringPiece(part.data(), int32_t(part.size())));
+        icu::UnicodeString normalized = n->normalize(u, status);
+        if (U_FAILURE(status)) fail("{}: NFC normalization failed", what);
+        normalized.toUTF8String(out);  // appends
+      }
+      begin = end;
+    }
     return out;
   }
 
@@ -341,21 +421,129 @@ struct BpeTokenizer::Impl {
     out.insert(out.end(), symbols.begin(), symbols.end());
   }
 
-  void encode_segment(std::string_view raw, std::vector<int32_t>& out,
-                      std::unordered_map<std::string, std::vector<int32_t>>& cache) const {
-    if (raw.empty()) return;
-    std::string text = normalize(raw);
-    if (prefix_space && text.front() != ' ') text.insert(text.begin(), ' ');
-    std::vector<std::string_view> pieces{text}, next;
-    for (const auto& regex : splitters) {
-      next.clear();
-      for (std::string_view p : pieces) regex->split(p, next);
-      pieces.swap(next);
+  // A piece of the first pre-tokenizer: the later ones cut it further, then
+  // each part is merged (once per distinct part: `cache`, bounded).
+  void encode_piece(std::string_view piece, size_t level, std::vector<int32_t>& out, PieceCache& cache) const {
+    if (level < splitters.size()) {
+      std::vector<std::string_view> parts;
+      splitters[level]->split(piece, parts);
+      for (std::string_view p : parts) encode_piece(p, level + 1, out, cache);
+      return;
     }
-    for (std::string_view p : pieces) {
-      auto [it, fresh] = cache.try_emplace(std::string(p));
-      if (fresh) bpe(p, it->second);
-      out.insert(out.end(), it->second.begin(), it->second.end());
+    auto it = cache.find(piece);
+    if (it == cache.end()) {
+      if (cache.size() >= kMaxCachedPieces) cache.clear();
+      it = cache.emplace(std::string(piece), std::vector<int32_t>()).first;
+      bpe(piece, it->second);
+    }
+    out.insert(out.end(), it->second.begin(), it->second.end());
+  }
+
+  void encode_segment(std::string_view raw, std::vector<int32_t>& out, PieceCache& cache, size_t chunk_bytes) const {
+    if (raw.empty()) return;
+    const bool space_first = prefix_space && raw.front() != ' ';
+    const bool unchanged = !space_first && (!nfc || std::all_of(raw.begin(), raw.end(), [](char c) {
+                             return static_cast<unsigned char>(c) < 0x80;
+                           }));
+    std::string normalized;  // a copy only where the text changes
+    if (!unchanged) normalized = normalize(raw, chunk_bytes, space_first);
+    const std::string_view text = unchanged ? raw : std::string_view(normalized);
+    if (splitters.empty()) return encode_piece(text, 0, out, cache);
+    const std::vector<size_t> cuts = chunk_starts(text, chunk_bytes);
+    if (cuts.size() == 1) {
+      splitters[0]->scan(
+          text, 0, [](size_t) { return false; }, [](size_t) {},
+          [&](std::string_view p) { encode_piece(p, 1, out, cache); });
+      return;
+    }
+    encode_chunks(text, cuts, out);
+  }
+
+  // Where chunks of a long text start: 0, then about every chunk_bytes, at
+  // a space (where pre-tokenizers usually start a piece, so a chunk's scan
+  // is usually right from its first byte) or else a character boundary.
+  static std::vector<size_t> chunk_starts(std::string_view text, size_t chunk_bytes) {
+    std::vector<size_t> cuts{0};
+    chunk_bytes = std::max<size_t>(chunk_bytes, 1);
+    for (size_t target = chunk_bytes; target < text.size(); target = cuts.back() + chunk_bytes) {
+      size_t cut = text.find(' ', target);
+      if (cut == std::string_view::npos || cut - target > 4096) cut = target;
+      while (cut < text.size() && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) ++cut;
+      if (cut >= text.size()) break;
+      cuts.push_back(cut);
+    }
+    return cuts;
+  }
+
+  // One chunk's scan, started at its cut as if a piece ended there (which
+  // may be wrong for its first pieces) and run to the first state past the
+  // next cut: its pieces (as boundaries: the cut, then each piece's end),
+  // the states it passed near its start (offset, index in bounds) and the
+  // state it stopped at. Joined, the chunk's true pieces are `rescanned`
+  // (boundaries; none when its scan was met at once), then its own from
+  // bounds[first_true] on.
+  struct ChunkScan {
+    std::vector<size_t> bounds, rescanned;
+    std::vector<std::pair<size_t, size_t>> states;
+    size_t end = 0, first_true = 0;
+    std::vector<int32_t> ids;
+    bool has_state(size_t offset, size_t& bound) const {
+      auto it = std::lower_bound(states.begin(), states.end(), std::pair{offset, size_t{0}});
+      if (it == states.end() || it->first != offset) return false;
+      bound = it->second;
+      return true;
+    }
+  };
+  static constexpr size_t kKeptStates = 4096;  // per chunk: where the previous chunk can join it
+  static constexpr size_t kRoundChunks = 64;   // chunks pre-tokenized, then merged, at a time
+
+  // Long texts, 64 chunks at a time: the chunks pre-tokenized on every core,
+  // joined into the true pieces, then merged on every core. The first
+  // chunk's scan is the true one; it runs on to the first state at or past
+  // the next chunk's start, and where the next chunk's scan passed that very
+  // state, that scan is the true one from there (see Regex::scan). Where it
+  // did not, the text is scanned again from the true state until it reaches
+  // one of that chunk's states or its end. So the pieces are those of one
+  // scan over the whole text, whatever the cuts.
+  void encode_chunks(std::string_view text, const std::vector<size_t>& cuts, std::vector<int32_t>& out) const {
+    const size_t threads = std::min<size_t>(kRoundChunks, std::max(1u, std::thread::hardware_concurrency()));
+    std::vector<PieceCache> caches(threads);
+    auto end_of = [&](std::string_view p) { return size_t(p.data() + p.size() - text.data()); };
+    auto encode_bounds = [&](const std::vector<size_t>& bounds, size_t first, ChunkScan& c, PieceCache& cache) {
+      for (size_t i = first; i + 1 < bounds.size(); ++i)
+        encode_piece(text.substr(bounds[i], bounds[i + 1] - bounds[i]), 1, c.ids, cache);
+    };
+    size_t state = 0;  // the true scan's state: the text before it is encoded into out
+    for (size_t first = 0; first < cuts.size(); first += kRoundChunks) {
+      std::vector<ChunkScan> chunks(std::min(kRoundChunks, cuts.size() - first));
+      parallel_for(chunks.size(), threads, [&](size_t j, size_t) {
+        ChunkScan& c = chunks[j];
+        const size_t from = cuts[first + j], stop_at = first + j + 1 < cuts.size() ? cuts[first + j + 1] : text.size();
+        c.bounds.push_back(from);
+        c.end = splitters[0]->scan(
+            text, from, [&](size_t offset) { return offset >= stop_at; },
+            [&](size_t offset) {
+              if (c.states.size() < kKeptStates) c.states.emplace_back(offset, c.bounds.size() - 1);
+            },
+            [&](std::string_view p) { c.bounds.push_back(end_of(p)); });
+      });
+      for (ChunkScan& c : chunks) {  // the join
+        c.first_true = c.bounds.size();
+        if (state >= c.end) continue;  // a rescan went past this chunk
+        if (!c.has_state(state, c.first_true)) {
+          c.rescanned.push_back(state);
+          state = splitters[0]->scan(
+              text, state, [&](size_t offset) { return offset >= c.end || c.has_state(offset, c.first_true); },
+              [](size_t) {}, [&](std::string_view p) { c.rescanned.push_back(end_of(p)); });
+        }
+        if (state < c.end) state = c.end;
+      }
+      parallel_for(chunks.size(), threads, [&](size_t j, size_t thread) {
+        ChunkScan& c = chunks[j];
+        encode_bounds(c.rescanned, 0, c, caches[thread]);
+        encode_bounds(c.bounds, c.first_true, c, caches[thread]);
+      });
+      for (const ChunkScan& c : chunks) out.insert(out.end(), c.ids.begin(), c.ids.end());
     }
   }
 };
@@ -374,10 +562,10 @@ BpeTokenizer::BpeTokenizer(std::string_view json_text, const std::string& what) 
 BpeTokenizer::~BpeTokenizer() = default;
 BpeTokenizer::BpeTokenizer(BpeTokenizer&&) noexcept = default;
 
-std::vector<int32_t> BpeTokenizer::encode(std::string_view text) const {
+std::vector<int32_t> BpeTokenizer::encode(std::string_view text, size_t chunk_bytes) const {
   if (!valid_utf8(text)) fail("{}: the text is not valid UTF-8", impl_->what);
   std::vector<int32_t> out;
-  std::unordered_map<std::string, std::vector<int32_t>> cache;
+  Impl::PieceCache cache;
   size_t segment = 0, i = 0;
   while (i < text.size()) {
     if (!impl_->added_first_byte[static_cast<unsigned char>(text[i])]) {
@@ -393,12 +581,12 @@ std::vector<int32_t> BpeTokenizer::encode(std::string_view text) const {
       ++i;
       continue;
     }
-    impl_->encode_segment(text.substr(segment, i - segment), out, cache);
+    impl_->encode_segment(text.substr(segment, i - segment), out, cache, chunk_bytes);
     out.push_back(match->id);
     i += match->content.size();
     segment = i;
   }
-  impl_->encode_segment(text.substr(segment), out, cache);
+  impl_->encode_segment(text.substr(segment), out, cache, chunk_bytes);
   return out;
 }
 

@@ -33,7 +33,9 @@ class BpeTokenizer {
   ~BpeTokenizer();
   BpeTokenizer(BpeTokenizer&&) noexcept;
 
-  std::vector<int32_t> encode(std::string_view text) const;
+  // Texts longer than `chunk_bytes` are pre-tokenized and merged in chunks
+  // on every core, with the same ids as one pass (see encode_chunks).
+  std::vector<int32_t> encode(std::string_view text, size_t chunk_bytes = size_t{1} << 18) const;
   std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens = false) const;
   int64_t vocab_size() const;  // the model's vocabulary plus added tokens (largest id + 1)
   // The id of an added token by its content, or -1.

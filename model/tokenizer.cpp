@@ -46,7 +46,7 @@ size_t find_cut(std::string_view text, size_t target) {
 }  // namespace
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, size_t chunk_bytes) const {
-  if (bpe_) return bpe_->encode(text);
+  if (bpe_) return bpe_->encode(text, chunk_bytes);
   std::vector<std::string_view> pieces;
   while (!text.empty()) {
     size_t cut = text.size() > chunk_bytes ? find_cut(text, std::max<size_t>(chunk_bytes, 1)) : std::string_view::npos;

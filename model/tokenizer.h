@@ -31,10 +31,12 @@ class Tokenizer {
   Tokenizer(Tokenizer&&) noexcept;
 
   // Ids of `text` with no BOS/EOS added. Texts longer than `chunk_bytes`
-  // are encoded in pieces (sentencepiece needs ~90 bytes of memory per input
-  // byte): each cut replaces a single space between two words, whose
-  // "▁word" token the next piece's dummy prefix restores, so the ids are
-  // the same as encoding the whole text at once (tests check this).
+  // are encoded in pieces on every core, with the same ids as one pass
+  // (tests check this). Sentencepiece (which needs ~90 bytes of memory per
+  // input byte): each cut replaces a single space between two words, whose
+  // "▁word" token the next piece's dummy prefix restores. Byte-level BPE:
+  // chunks pre-tokenized apart and joined where their scans agree
+  // (model/bpe_tokenizer.h).
   std::vector<int32_t> encode(std::string_view text, size_t chunk_bytes = size_t{1} << 18) const;
   std::string decode(std::span<const int32_t> ids) const;
   // A prompt as the model reads it: `bos_token_id` (the config's) first when

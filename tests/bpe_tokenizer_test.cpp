@@ -51,6 +51,9 @@ TEST_CASE("tokenizer.json BPE: ids and decodes equal the Hugging Face reference"
       const std::string text = c["text"];
       const auto ids = tokenizer.encode(text);
       CHECK(ids == c["ids"].get<std::vector<int32_t>>());
+      // Chunks of 1..7 bytes: cuts inside pieces, characters and space runs
+      // must still give one pass's ids (and NFC parts the whole text's).
+      for (size_t chunk : {1, 2, 3, 7}) CHECK(tokenizer.encode(text, chunk) == ids);
       CHECK(tokenizer.decode(c["ids"].get<std::vector<int32_t>>()) == c["decoded"].get<std::string>());
       const std::string skip = c.contains("decoded_skip_special") ? c["decoded_skip_special"] : c["decoded"];
       CHECK(tokenizer.decode(c["ids"].get<std::vector<int32_t>>(), true) == skip);
@@ -68,6 +71,8 @@ TEST_CASE("tokenizer.json BPE: ids and decodes equal the Hugging Face reference"
     CHECK(std::vector<int32_t>(ids.begin(), ids.begin() + ptrdiff_t(first.size())) == first);
     CHECK(sha256_hex(ids) == b["ids_sha256_int32le"].get<std::string>());
     CHECK(tokenizer.decode(ids) == brown);
+    CHECK(tokenizer.encode(brown, 997) == ids);  // ~490 chunks on every core
+    CHECK(tokenizer.encode(brown, size_t{1} << 30) == ids);  // one pass
   }
 }
 
