@@ -20,8 +20,16 @@ struct ExpertMatrices {
   std::vector<float> w1, w2, w3;
 };
 
+class ThreadPool;
+
 // The permutation p with member neuron p[i] matched to reference neuron i.
-std::vector<int64_t> align_neurons(const ExpertMatrices& reference, const ExpertMatrices& member);
+// Up to `exact_limit` neurons: the exact assignment of the (double) cosine
+// similarities of the neurons' (w1 row, w3 row, w2 column). Above it (wide
+// experts, whose n × n matrix would not fit): greedy over each neuron's 16
+// most similar, computed in blocks by f32 GEMMs (on `pool` when given), in
+// O(n) memory (alignment.cpp).
+std::vector<int64_t> align_neurons(const ExpertMatrices& reference, const ExpertMatrices& member,
+                                   ThreadPool* pool = nullptr, int64_t exact_limit = 2048);
 // The member with its neurons reordered: neuron i becomes p[i].
 ExpertMatrices permute_neurons(const ExpertMatrices& member, const std::vector<int64_t>& p);
 

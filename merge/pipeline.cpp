@@ -66,12 +66,25 @@ ExpertMatrices load_expert(const CheckpointSource& source, int l, int e, int whi
   const ModelConfig& c = source.config();
   ExpertMatrices m{c.intermediate_size, c.hidden_size, {}, {}, {}};
   const int64_t h = m.hidden, inter = m.inter;
+  // Rows permuted in place (row i becomes row p[i]), cycle by cycle with one
+  // row of scratch: no second copy of a 235 MB Mixtral matrix.
   auto rows = [&](TensorRole role) {
     std::vector<float> w = to_f32(source, {role, l, e});
     if (!p) return w;
-    std::vector<float> out(w.size());
-    for (int64_t i = 0; i < inter; ++i) std::copy_n(&w[(*p)[i] * h], h, &out[i * h]);
-    return out;
+    std::vector<char> done(static_cast<size_t>(inter), 0);
+    std::vector<float> first(static_cast<size_t>(h));
+    for (int64_t start = 0; start < inter; ++start) {
+      if (done[start]) continue;
+      std::copy_n(&w[start * h], h, first.data());
+      int64_t i = start;
+      for (int64_t from = (*p)[i]; from != start; i = from, from = (*p)[i]) {
+        std::copy_n(&w[from * h], h, &w[i * h]);
+        done[i] = 1;
+      }
+      std::copy_n(first.data(), h, &w[i * h]);
+      done[i] = 1;
+    }
+    return w;
   };
   if (which & 1) m.w1 = rows(TensorRole::ExpertW1);
   if (which & 4) m.w3 = rows(TensorRole::ExpertW3);
@@ -118,6 +131,8 @@ std::vector<double> member_weights(const ExpertGroup& g, const std::vector<doubl
   for (int64_t e : g.members) w.push_back(total > 0 ? usage[e] / total : 1.0 / double(g.members.size()));
   return w;
 }
+
+constexpr int64_t kExactAlignLimit = 2048;  // align_neurons' default
 
 // The group's members averaged (usage-weighted, aligned to the dominant
 // member when `align`), then pulled toward the dominant member:
@@ -374,6 +389,10 @@ MergeReport merge_model(const CheckpointSource& source, const std::filesystem::p
           if (e != g.dominant) members.push_back(e);
         if (members.empty()) continue;
         const ExpertMatrices dominant = load_expert(source, l, int(g.dominant));
+        if (dominant.inter > kExactAlignLimit) {  // wide: one member at a time, its GEMMs on every thread
+          for (int64_t e : members) permutation[e] = align_neurons(dominant, load_expert(source, l, int(e)), &pool);
+          continue;
+        }
         pool.parallel_for(members.size(), [&](size_t i, int) {
           permutation[members[i]] = align_neurons(dominant, load_expert(source, l, int(members[i])));
         });

@@ -82,6 +82,21 @@ TEST_CASE("alignment recovers a known random permutation exactly", "[merge]") {
   CHECK(back.w1 == a.w1);
   CHECK(back.w2 == a.w2);
   CHECK(back.w3 == a.w3);
+  // The wide-expert path (blocked GEMM similarities, greedy over each
+  // neuron's candidates, rounds for the rest) finds it too, with and
+  // without a pool, and gives a permutation on noisy data.
+  ThreadPool pool(2);
+  CHECK(align_neurons(a, b, nullptr, 0) == inverse);
+  CHECK(align_neurons(a, b, &pool, 0) == inverse);
+  ExpertMatrices noisy = b;
+  for (auto* v : {&noisy.w1, &noisy.w2, &noisy.w3})
+    for (float& x : *v) x += 2.0f * normal(rng);
+  auto q = align_neurons(a, noisy, &pool, 0);
+  std::vector<int64_t> sorted = q;
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<int64_t> identity(48);
+  std::iota(identity.begin(), identity.end(), 0);
+  CHECK(sorted == identity);
   // The greedy matcher (used above 2048 neurons) finds it too on clear data.
   std::vector<double> cost(9, 1.0);
   cost[0 * 3 + 2] = cost[1 * 3 + 0] = cost[2 * 3 + 1] = 0.0;
