@@ -9,10 +9,14 @@
 
 namespace moec {
 
+// Neurons up to which alignment is exact (the Hungarian algorithm).
+constexpr int64_t kExactAlignmentLimit = 2048;
+
 // Minimum-cost perfect matching of an n×n cost matrix (row-major): result[i]
 // is the column assigned to row i. Hungarian algorithm (O(n³)) up to
 // `exact_limit` rows, greedy best-pair matching above it.
-std::vector<int64_t> solve_assignment(const std::vector<double>& cost, int64_t n, int64_t exact_limit = 2048);
+std::vector<int64_t> solve_assignment(const std::vector<double>& cost, int64_t n,
+                                      int64_t exact_limit = kExactAlignmentLimit);
 
 // Expert weights in f32: w1, w3 [inter, hidden], w2 [hidden, inter], row-major.
 struct ExpertMatrices {
@@ -29,7 +33,7 @@ class ThreadPool;
 // most similar, computed in blocks by f32 GEMMs (on `pool` when given), in
 // O(n) memory (alignment.cpp).
 std::vector<int64_t> align_neurons(const ExpertMatrices& reference, const ExpertMatrices& member,
-                                   ThreadPool* pool = nullptr, int64_t exact_limit = 2048);
+                                   ThreadPool* pool = nullptr, int64_t exact_limit = kExactAlignmentLimit);
 // The member with its neurons reordered: neuron i becomes p[i].
 ExpertMatrices permute_neurons(const ExpertMatrices& member, const std::vector<int64_t>& p);
 

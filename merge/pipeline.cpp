@@ -132,8 +132,6 @@ std::vector<double> member_weights(const ExpertGroup& g, const std::vector<doubl
   return w;
 }
 
-constexpr int64_t kExactAlignLimit = 2048;  // align_neurons' default
-
 // The group's members averaged (usage-weighted, aligned to the dominant
 // member when `align`), then pulled toward the dominant member:
 // merged = dominant + blend · (average − dominant). blend = 1 is the plain
@@ -392,7 +390,7 @@ MergeReport merge_model(const CheckpointSource& source, const std::filesystem::p
           if (e != g.dominant) members.push_back(e);
         if (members.empty()) continue;
         const ExpertMatrices dominant = load_expert(source, l, int(g.dominant));
-        if (dominant.inter > kExactAlignLimit) {  // wide: one member at a time, its GEMMs on every thread
+        if (dominant.inter > kExactAlignmentLimit) {  // wide: one member at a time, its GEMMs on every thread
           for (int64_t e : members) permutation[e] = align_neurons(dominant, load_expert(source, l, int(e)), &pool);
           continue;
         }

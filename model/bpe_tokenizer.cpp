@@ -6,17 +6,14 @@
 #include <unicode/unistr.h>
 
 #include <algorithm>
-#include <atomic>
-#include <exception>
 #include <limits>
-#include <mutex>
-#include <thread>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
 #include "io/error.h"
 #include "io/limits.h"
+#include "model/thread_pool.h"
 
 namespace moec {
 
@@ -106,6 +103,10 @@ std::string lossy_utf8(std::string_view s) {
   return out;
 }
 
+bool is_ascii(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+}
+
 bool valid_utf8(std::string_view s) {
   for (size_t i = 0, invalid = 0; i < s.size();) {
     const size_t length = utf8_sequence(s, i, invalid);
@@ -113,31 +114,6 @@ bool valid_utf8(std::string_view s) {
     i += length;
   }
   return true;
-}
-
-// Runs fn(i, thread) for i < n on `threads` threads (the caller's among
-// them); the first exception is rethrown after all have stopped.
-template <class Fn>
-void parallel_for(size_t n, size_t threads, Fn&& fn) {
-  std::atomic<size_t> next{0};
-  std::exception_ptr error;
-  std::mutex error_mutex;
-  auto work = [&](size_t thread) {
-    for (size_t i; (i = next.fetch_add(1)) < n;) {
-      try {
-        fn(i, thread);
-      } catch (...) {
-        std::lock_guard lock(error_mutex);
-        if (!error) error = std::current_exception();
-        next = n;
-      }
-    }
-  };
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < std::min(threads, n); ++t) pool.emplace_back(work, t);
-  work(0);
-  for (auto& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
 }
 
 // A compiled PCRE2 pattern (UTF, Unicode properties for \p, \s, \w; JIT
@@ -365,12 +341,14 @@ struct BpeTokenizer::Impl {
   // (neither composes with anything across such a cut, so the parts
   // normalize alone to the same text; ICU's working copies stay small).
   // `space_first`: with a space before it (ByteLevel's add_prefix_space).
+  // Whether normalize() would change the text.
+  bool changes(std::string_view text, bool space_first) const { return space_first || (nfc && !is_ascii(text)); }
   std::string normalize(std::string_view text, size_t chunk_bytes, bool space_first) const {
     auto ascii = [](char c) { return static_cast<unsigned char>(c) < 0x80; };
     std::string out;
     out.reserve(text.size() + 1);
     if (space_first) out += ' ';
-    if (!nfc || std::all_of(text.begin(), text.end(), ascii)) {
+    if (!nfc || is_ascii(text)) {
       out += text;
       return out;
     }
@@ -381,7 +359,7 @@ struct BpeTokenizer::Impl {
       size_t end = std::min(text.size(), begin + std::max<size_t>(chunk_bytes, 1));
       while (end < text.size() && !(ascii(text[end - 1]) && ascii(text[end]))) ++end;
       const std::string_view part = text.substr(begin, end - begin);
-      if (std::all_of(part.begin(), part.end(), ascii)) {
+      if (is_ascii(part)) {
         out += part;
       } else {
         icu::UnicodeString u = icu::UnicodeString::fromUTF8(icu::StringPiece(part.data(), int32_t(part.size())));
@@ -442,12 +420,10 @@ struct BpeTokenizer::Impl {
   void encode_segment(std::string_view raw, std::vector<int32_t>& out, PieceCache& cache, size_t chunk_bytes) const {
     if (raw.empty()) return;
     const bool space_first = prefix_space && raw.front() != ' ';
-    const bool unchanged = !space_first && (!nfc || std::all_of(raw.begin(), raw.end(), [](char c) {
-                             return static_cast<unsigned char>(c) < 0x80;
-                           }));
+    const bool changed = changes(raw, space_first);
     std::string normalized;  // a copy only where the text changes
-    if (!unchanged) normalized = normalize(raw, chunk_bytes, space_first);
-    const std::string_view text = unchanged ? raw : std::string_view(normalized);
+    if (changed) normalized = normalize(raw, chunk_bytes, space_first);
+    const std::string_view text = changed ? std::string_view(normalized) : raw;
     if (splitters.empty()) return encode_piece(text, 0, out, cache);
     const std::vector<size_t> cuts = chunk_starts(text, chunk_bytes);
     if (cuts.size() == 1) {
@@ -506,8 +482,8 @@ struct BpeTokenizer::Impl {
   // one of that chunk's states or its end. So the pieces are those of one
   // scan over the whole text, whatever the cuts.
   void encode_chunks(std::string_view text, const std::vector<size_t>& cuts, std::vector<int32_t>& out) const {
-    const size_t threads = std::min<size_t>(kRoundChunks, std::max(1u, std::thread::hardware_concurrency()));
-    std::vector<PieceCache> caches(threads);
+    ThreadPool pool;  // one thread per core
+    std::vector<PieceCache> caches(size_t(pool.size()));
     auto end_of = [&](std::string_view p) { return size_t(p.data() + p.size() - text.data()); };
     auto encode_bounds = [&](const std::vector<size_t>& bounds, size_t first, ChunkScan& c, PieceCache& cache) {
       for (size_t i = first; i + 1 < bounds.size(); ++i)
@@ -516,7 +492,7 @@ struct BpeTokenizer::Impl {
     size_t state = 0;  // the true scan's state: the text before it is encoded into out
     for (size_t first = 0; first < cuts.size(); first += kRoundChunks) {
       std::vector<ChunkScan> chunks(std::min(kRoundChunks, cuts.size() - first));
-      parallel_for(chunks.size(), threads, [&](size_t j, size_t) {
+      pool.parallel_for(chunks.size(), [&](size_t j, int) {
         ChunkScan& c = chunks[j];
         const size_t from = cuts[first + j], stop_at = first + j + 1 < cuts.size() ? cuts[first + j + 1] : text.size();
         c.bounds.push_back(from);
@@ -538,7 +514,7 @@ struct BpeTokenizer::Impl {
         }
         if (state < c.end) state = c.end;
       }
-      parallel_for(chunks.size(), threads, [&](size_t j, size_t thread) {
+      pool.parallel_for(chunks.size(), [&](size_t j, int thread) {
         ChunkScan& c = chunks[j];
         encode_bounds(c.rescanned, 0, c, caches[thread]);
         encode_bounds(c.bounds, c.first_true, c, caches[thread]);

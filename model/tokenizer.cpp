@@ -1,14 +1,11 @@
 #include "model/tokenizer.h"
 
-#include <atomic>
-#include <mutex>
-#include <thread>
-
 #include <sentencepiece_processor.h>
 
 #include "io/checkpoint.h"
 #include "io/error.h"
 #include "model/bpe_tokenizer.h"
+#include "model/thread_pool.h"
 
 namespace moec {
 
@@ -57,26 +54,11 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, size_t chunk_bytes
   // and thread-safe), so a calibration corpus of 100 MB uses every core;
   // memory stays a piece's working set per thread plus the ids.
   std::vector<std::vector<int>> ids(pieces.size());
-  std::atomic<size_t> next{0};
-  std::atomic<bool> failed{false};
-  std::string error;
-  std::mutex error_mutex;
-  auto work = [&] {
-    for (size_t i; !failed && (i = next.fetch_add(1)) < pieces.size();) {
-      auto status = processor_->Encode(pieces[i], &ids[i]);
-      if (!status.ok()) {
-        std::lock_guard lock(error_mutex);
-        error = status.ToString();
-        failed = true;
-      }
-    }
-  };
-  const size_t threads = std::min<size_t>(pieces.size(), std::max(1u, std::thread::hardware_concurrency()));
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  if (failed) fail("tokenizer: cannot encode text: {}", error);
+  ThreadPool pool(pieces.size() > 1 ? 0 : 1);  // one thread per core; none started for a short text
+  pool.parallel_for(pieces.size(), [&](size_t i, int) {
+    auto status = processor_->Encode(pieces[i], &ids[i]);
+    if (!status.ok()) fail("tokenizer: cannot encode text: {}", status.ToString());
+  });
   std::vector<int32_t> out;
   size_t total = 0;
   for (const auto& v : ids) total += v.size();
