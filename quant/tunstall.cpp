@@ -8,7 +8,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <queue>
 
 #include "io/error.h"
 #include "quant/sub1_kernels.h"
@@ -129,60 +128,78 @@ void TunstallDictionary::build(std::span<const double> p, int symbol_trits, int 
     uint32_t id;  // creation order: ties split the older leaf first
     uint32_t parent;
     uint8_t symbol, depth;  // depth in symbols
-    std::array<uint64_t, 2> path;  // 2-bit trits
+    uint64_t low, high;  // bit i: trit i is 0 (low level), 2 (high level)
   };
-  auto less_probable = [](const Leaf& a, const Leaf& b) {
-    return a.probability < b.probability || (a.probability == b.probability && a.id > b.id);
-  };
-  std::priority_queue<Leaf, std::vector<Leaf>, decltype(less_probable)> open(less_probable);
+  // Tunstall splits the most probable open leaf, older first on ties. No
+  // heap is needed for that: leaves are split in non-increasing probability
+  // order, so the children a symbol s adds (parent · p[s], rounding being
+  // monotone) arrive in non-increasing order too, and in increasing id. One
+  // FIFO queue per symbol then holds its open leaves sorted, and the leaf to
+  // split is the best of the queues' heads: the same order as a priority
+  // queue over (probability, id), hence the same dictionary, in O(1) a split.
+  std::vector<std::vector<Leaf>> open(alphabet);  // per last symbol; consumed from head[s]
+  std::vector<size_t> head(alphabet, 0);
   std::vector<Leaf> capped;  // at max_symbols: leaves for good
   uint32_t next_id = 0, internal = 1;
   child_.assign(alphabet, 0);
-  auto add_children = [&](uint32_t node, uint8_t depth, std::array<uint64_t, 2> path, double probability) {
+  auto add_children = [&](uint32_t node, const Leaf& parent) {
     for (uint32_t s = 0; s < alphabet; ++s) {
-      auto child_path = path;
+      uint64_t low = parent.low, high = parent.high;
       for (int j = 0; j < symbol_trits; ++j) {
-        const int at = depth * symbol_trits + j;
-        const uint64_t t = symbol_trits == 1 ? s : (j == 0 ? s / 3 : s % 3);
-        child_path[at >> 5] |= t << (2 * (at & 31));
+        const int at = parent.depth * symbol_trits + j;  // < kMaxTrits = 64
+        const uint32_t t = symbol_trits == 1 ? s : (j == 0 ? s / 3 : s % 3);
+        low |= uint64_t(t == 0) << at;
+        high |= uint64_t(t == 2) << at;
       }
-      Leaf leaf{probability * p[s], next_id++, node, uint8_t(s), uint8_t(depth + 1), child_path};
-      (leaf.depth >= max_symbols ? capped.push_back(leaf) : open.push(leaf));
+      Leaf leaf{parent.probability * p[s], next_id++, node, uint8_t(s), uint8_t(parent.depth + 1), low, high};
+      (leaf.depth >= max_symbols ? capped : open[s]).push_back(leaf);
     }
   };
-  add_children(0, 0, {0, 0}, 1.0);
+  // The symbol whose queue holds the most probable open leaf (oldest on ties), or -1.
+  auto best_queue = [&] {
+    int best = -1;
+    for (uint32_t s = 0; s < alphabet; ++s) {
+      if (head[s] == open[s].size()) continue;
+      const Leaf& a = open[s][head[s]];
+      if (best < 0) {
+        best = int(s);
+        continue;
+      }
+      const Leaf& b = open[size_t(best)][head[size_t(best)]];
+      if (a.probability > b.probability || (a.probability == b.probability && a.id < b.id)) best = int(s);
+    }
+    return best;
+  };
+  add_children(0, Leaf{1.0, 0, 0, 0, 0, 0, 0});
   uint32_t leaves = alphabet;
-  while (leaves + alphabet - 1 <= max_words && !open.empty()) {
-    Leaf leaf = open.top();
-    open.pop();
+  for (int s; leaves + alphabet - 1 <= max_words && (s = best_queue()) >= 0;) {
+    const Leaf leaf = open[size_t(s)][head[size_t(s)]++];
     const uint32_t node = internal++;
     child_.resize(size_t(internal) * alphabet, 0);
     child_[size_t(leaf.parent) * alphabet + leaf.symbol] = node;
-    add_children(node, leaf.depth, leaf.path, leaf.probability);
+    add_children(node, leaf);
     leaves += alphabet - 1;
   }
-  // The remaining leaves become codewords, in creation order.
-  std::vector<Leaf> all(capped);
-  while (!open.empty()) {
-    all.push_back(open.top());
-    open.pop();
-  }
-  std::sort(all.begin(), all.end(), [](const Leaf& a, const Leaf& b) { return a.id < b.id; });
+  // The remaining leaves become codewords, in creation order (ids are
+  // dense: place each at its id, then read the ids in order).
+  std::vector<const Leaf*> by_id(next_id, nullptr);
+  for (const Leaf& leaf : capped) by_id[leaf.id] = &leaf;
+  for (uint32_t s = 0; s < alphabet; ++s)
+    for (size_t i = head[s]; i < open[s].size(); ++i) by_id[open[s][i].id] = &open[s][i];
+  std::vector<const Leaf*> all;
+  all.reserve(leaves);
+  for (const Leaf* leaf : by_id)
+    if (leaf) all.push_back(leaf);
   masks_.reset(allocate_table(all.size() * 2));
-  for (const Leaf& leaf : all) {
+  for (const Leaf* leaf_ptr : all) {
+    const Leaf& leaf = *leaf_ptr;
     const uint32_t word = uint32_t(lengths_.size());
     const int trits = leaf.depth * symbol_trits;
     child_[size_t(leaf.parent) * alphabet + leaf.symbol] = kLeafBit | word;
     lengths_.push_back(uint8_t(trits));
-    uint64_t low = 0, high = 0;
-    for (int i = 0; i < trits; ++i) {
-      const uint64_t t = (leaf.path[i >> 5] >> (2 * (i & 31))) & 3;
-      low |= uint64_t(t == 0) << i;
-      high |= uint64_t(t == 2) << i;
-    }
     const uint64_t marker = trits < 64 ? uint64_t(1) << trits : 0;
-    masks_[2 * word] = low | marker;
-    masks_[2 * word + 1] = high | marker;
+    masks_[2 * word] = leaf.low | marker;
+    masks_[2 * word + 1] = leaf.high | marker;
     mean_trits_ += leaf.probability * trits;
   }
   sparse_.reset(allocate_table(sub1_sparse_table_bytes(size()) / sizeof(uint64_t)));

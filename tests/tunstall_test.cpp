@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <queue>
 #include <random>
 
 #include "quant/sub1.h"
@@ -96,4 +98,83 @@ TEST_CASE("At p(0) = 0.885 trit codes beat pairs and QMoE's fixed row-wise dicti
   CHECK(qmoe == Approx(0.76).margin(0.03));  // the issue's figure for QMoE's dictionary
   CHECK(sub1 < pairs);
   CHECK(sub1 < qmoe - 0.05);
+}
+
+namespace {
+
+// Tunstall's construction as textbooks state it, with a priority queue over
+// (probability, creation order): the codewords' trit strings in creation
+// order. TunstallDictionary builds the same tree with one FIFO queue per
+// symbol; containers store only the counts, so the two must agree exactly.
+std::vector<std::vector<uint8_t>> textbook_tunstall(const std::vector<double>& p, int symbol_trits, int max_symbols,
+                                                    uint32_t max_words) {
+  struct Leaf {
+    double probability;
+    uint32_t id;
+    std::vector<uint8_t> trits;
+  };
+  auto less_probable = [](const Leaf& a, const Leaf& b) {
+    return a.probability < b.probability || (a.probability == b.probability && a.id > b.id);
+  };
+  std::priority_queue<Leaf, std::vector<Leaf>, decltype(less_probable)> open(less_probable);
+  std::vector<Leaf> done;
+  uint32_t next_id = 0;
+  const uint32_t alphabet = uint32_t(p.size());
+  auto split = [&](const Leaf& parent) {
+    for (uint32_t s = 0; s < alphabet; ++s) {
+      Leaf child{parent.probability * p[s], next_id++, parent.trits};
+      if (symbol_trits == 1) child.trits.push_back(uint8_t(s));
+      else child.trits.insert(child.trits.end(), {uint8_t(s / 3), uint8_t(s % 3)});
+      (int(child.trits.size()) >= max_symbols * symbol_trits ? done.push_back(child) : open.push(child));
+    }
+  };
+  split(Leaf{1.0, 0, {}});
+  uint32_t leaves = alphabet;
+  while (leaves + alphabet - 1 <= max_words && !open.empty()) {
+    const Leaf top = open.top();
+    open.pop();
+    split(top);
+    leaves += alphabet - 1;
+  }
+  for (; !open.empty(); open.pop()) done.push_back(open.top());
+  std::sort(done.begin(), done.end(), [](const Leaf& a, const Leaf& b) { return a.id < b.id; });
+  std::vector<std::vector<uint8_t>> words;
+  for (const Leaf& leaf : done) words.push_back(leaf.trits);
+  return words;
+}
+
+std::vector<double> smoothed(const std::vector<uint64_t>& counts) {
+  double total = 0;
+  for (uint64_t c : counts) total += double(c) + 1.0;
+  std::vector<double> p;
+  for (uint64_t c : counts) p.push_back((double(c) + 1.0) / total);
+  return p;
+}
+
+void require_same_words(const TunstallDictionary& dict, const std::vector<std::vector<uint8_t>>& words) {
+  REQUIRE(dict.size() == words.size());
+  for (uint32_t w = 0; w < dict.size(); ++w) {
+    REQUIRE(dict.lengths()[w] == words[w].size());
+    for (size_t i = 0; i < words[w].size(); ++i) REQUIRE(dict.trit(w, int(i)) == words[w][i]);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("Tunstall dictionaries equal the textbook priority-queue construction, ties included", "[sub1]") {
+  // Real skewed counts, ties (equal ±1 counts, all equal, all zero), and extremes.
+  const std::vector<TritCounts> trit_counts = {
+      {577, 8850, 573}, {1000, 1000, 1000}, {0, 0, 0}, {5, 1'000'000, 5}, {3, 7, 1'000'000'000'000ull}, {1, 2, 3}};
+  for (const TritCounts& c : trit_counts)
+    for (uint32_t size : {3u, 101u, 4096u, 65536u}) {
+      INFO("counts " << c[0] << " " << c[1] << " " << c[2] << ", size " << size);
+      require_same_words(TunstallDictionary(c, size), textbook_tunstall(smoothed({c[0], c[1], c[2]}), 1,
+                                                                          TunstallDictionary::kMaxTrits, size));
+    }
+  const PairCounts pairs = {10, 80, 9, 81, 700, 79, 11, 80, 10};
+  for (int max_pairs : {3, 14, 32}) {
+    INFO("pairs, at most " << max_pairs);
+    require_same_words(TunstallDictionary::pairs(pairs, max_pairs, 65536),
+                       textbook_tunstall(smoothed({pairs.begin(), pairs.end()}), 2, max_pairs, 65536));
+  }
 }
