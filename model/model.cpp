@@ -114,6 +114,10 @@ void Model::set_attention_weights(int64_t layer, const AttentionWeights& w) {
 
 namespace {
 
+// Rows per chunk of the element-wise steps: ~8k values, a few microseconds of
+// work, well above the cost of handing a chunk to a thread.
+int64_t rows_per_chunk(int64_t dim) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(dim, 1)); }
+
 // The spans of `sequences` sequences each running `length` tokens from `start`.
 void uniform_spans(int64_t sequences, int64_t start, int64_t length, std::vector<SequenceSpan>& spans) {
   spans.clear();
@@ -144,38 +148,58 @@ void Model::attention_layer(int64_t index, float* x, std::span<const SequenceSpa
   v_.resize(size_t(n * kvd));
   attn_.resize(size_t(n * qd));
   out_.resize(size_t(n * hd));
-  rms_norm(x, n, hd, layer.attn_norm.data(), float(c.rms_norm_eps), h_.data());
+  norm_rows(x, n, hd, layer.attn_norm.data(), h_.data());
   const LinearProblem qkv[] = {{h_.data(), hd, n, layer.q, q_.data(), qd},
                                {h_.data(), hd, n, layer.k, k_.data(), kvd},
                                {h_.data(), hd, n, layer.v, v_.data(), kvd}};
   linear(pool_, qkv);
   if (c.attention_bias)
-    for (int64_t r = 0; r < n; ++r) {
-      for (int64_t i = 0; i < qd; ++i) q_[size_t(r * qd + i)] += layer.q_bias[size_t(i)];
-      for (int64_t i = 0; i < kvd; ++i) k_[size_t(r * kvd + i)] += layer.k_bias[size_t(i)];
-      for (int64_t i = 0; i < kvd; ++i) v_[size_t(r * kvd + i)] += layer.v_bias[size_t(i)];
-    }
+    parallel_rows(pool_, n, rows_per_chunk(qd + 2 * kvd), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        for (int64_t i = 0; i < qd; ++i) q_[size_t(r * qd + i)] += layer.q_bias[size_t(i)];
+        for (int64_t i = 0; i < kvd; ++i) k_[size_t(r * kvd + i)] += layer.k_bias[size_t(i)];
+        for (int64_t i = 0; i < kvd; ++i) v_[size_t(r * kvd + i)] += layer.v_bias[size_t(i)];
+      }
+    });
   if (c.qk_norm != QkNorm::None) {  // q and k RMS-normalized before RoPE: each head, or each whole row
-    const float eps = float(c.rms_norm_eps);
     const bool whole = c.qk_norm == QkNorm::Whole;
-    rms_norm(q_.data(), whole ? n : n * c.num_heads, whole ? qd : c.head_dim, layer.q_norm.data(), eps, q_.data());
-    rms_norm(k_.data(), whole ? n : n * c.num_kv_heads, whole ? kvd : c.head_dim, layer.k_norm.data(), eps,
-             k_.data());
+    norm_rows(q_.data(), whole ? n : n * c.num_heads, whole ? qd : c.head_dim, layer.q_norm.data(), q_.data());
+    norm_rows(k_.data(), whole ? n : n * c.num_kv_heads, whole ? kvd : c.head_dim, layer.k_norm.data(), k_.data());
   }
-  int64_t row = 0;
-  for (const SequenceSpan& s : spans)
+  row_slot_.resize(size_t(n));
+  row_pos_.resize(size_t(n));
+  for (int64_t row = 0; const SequenceSpan& s : spans)
     for (int64_t i = 0; i < s.length; ++i, ++row) {
-      const int64_t pos = s.start + i;
+      row_slot_[size_t(row)] = s.slot;
+      row_pos_[size_t(row)] = s.start + i;
+    }
+  parallel_rows(pool_, n, rows_per_chunk(qd + 2 * kvd), [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {
+      const int64_t pos = row_pos_[size_t(row)], slot = row_slot_[size_t(row)];
       rope_.apply(&q_[row * qd], c.num_heads, pos);
       rope_.apply(&k_[row * kvd], c.num_kv_heads, pos);
-      std::memcpy(cache.key(cache_layer, s.slot, pos), &k_[row * kvd], size_t(kvd) * sizeof(float));
-      std::memcpy(cache.value(cache_layer, s.slot, pos), &v_[row * kvd], size_t(kvd) * sizeof(float));
+      std::memcpy(cache.key(cache_layer, slot, pos), &k_[row * kvd], size_t(kvd) * sizeof(float));
+      std::memcpy(cache.value(cache_layer, slot, pos), &v_[row * kvd], size_t(kvd) * sizeof(float));
     }
+  });
   const AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim, c.sliding_window.value_or(0)};
   attention(pool_, cache, cache_layer, shape, q_.data(), spans, attn_.data());
   if (attention_tap_) attention_tap_(h_.data(), attn_.data(), n);
   linear(pool_, LinearProblem{attn_.data(), qd, n, layer.o, out_.data(), hd});
-  for (int64_t i = 0; i < n * hd; ++i) x[i] += out_[i];
+  add_into(x, out_.data(), n * hd);
+}
+
+void Model::norm_rows(const float* x, int64_t rows, int64_t dim, const float* weight, float* out) {
+  const float eps = float(config_.rms_norm_eps);
+  parallel_rows(pool_, rows, rows_per_chunk(dim), [&](int64_t r0, int64_t r1) {
+    rms_norm(x + r0 * dim, r1 - r0, dim, weight, eps, out + r0 * dim);
+  });
+}
+
+void Model::add_into(float* x, const float* y, int64_t n) {
+  parallel_rows(pool_, n, 8192, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) x[i] += y[i];
+  });
 }
 
 const std::vector<float>& Model::forward(std::span<const int32_t> tokens, int64_t length, KvCache& cache,
@@ -211,7 +235,7 @@ const std::vector<float>& Model::forward(std::span<const int32_t> tokens, std::s
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const Layer& layer = layers_[l];
     attention_layer(l, x_.data(), spans, cache, l);
-    rms_norm(x_.data(), n, hd, layer.moe_norm.data(), float(c.rms_norm_eps), h_.data());
+    norm_rows(x_.data(), n, hd, layer.moe_norm.data(), h_.data());
     if (layer.sparse)
       moe_.forward(pool_, layer.moe, c.top_k, h_.data(), n, x_.data(), trace ? &trace->routing[l] : nullptr);
     else
@@ -219,7 +243,7 @@ const std::vector<float>& Model::forward(std::span<const int32_t> tokens, std::s
     if (trace && trace->keep_hidden) trace->hidden.push_back(x_);
   }
   h_.resize(size_t(n * hd));
-  rms_norm(x_.data(), n, hd, final_norm_.data(), float(c.rms_norm_eps), h_.data());
+  norm_rows(x_.data(), n, hd, final_norm_.data(), h_.data());
   return h_;
 }
 
@@ -231,9 +255,11 @@ void Model::mlp(const Layer& layer, const float* h, int64_t n, float* x) {
   const LinearProblem gate_up[] = {{h, hd, n, layer.gate, mlp_gate_.data(), inter},
                                    {h, hd, n, layer.up, mlp_up_.data(), inter}};
   linear(pool_, gate_up);
-  silu_mul(mlp_gate_.data(), mlp_up_.data(), n * inter);
+  parallel_rows(pool_, n, rows_per_chunk(inter), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) silu_mul(&mlp_gate_[size_t(r * inter)], &mlp_up_[size_t(r * inter)], inter);
+  });
   linear(pool_, LinearProblem{mlp_gate_.data(), inter, n, layer.down, mlp_out_.data(), hd});
-  for (int64_t i = 0; i < n * hd; ++i) x[i] += mlp_out_[i];
+  add_into(x, mlp_out_.data(), n * hd);
 }
 
 void Model::logits(const float* hidden, int64_t rows, float* out) {

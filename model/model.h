@@ -98,6 +98,10 @@ class Model {
   void mlp(const Layer& layer, const float* h, int64_t n, float* x);
   WeightView view(const TensorKey& key);
   std::vector<float> vector(const TensorKey& key);
+  // rms_norm of `rows` rows of `dim` values on every thread.
+  void norm_rows(const float* x, int64_t rows, int64_t dim, const float* weight, float* out);
+  // x[i] += y[i] for n values, on every thread.
+  void add_into(float* x, const float* y, int64_t n);
 
   const CheckpointSource& source_;
   ModelConfig config_;
@@ -113,6 +117,7 @@ class Model {
   // Activations, reused between calls (no per-token allocation).
   std::vector<float> x_, h_, q_, k_, v_, attn_, out_;
   std::vector<SequenceSpan> spans_;
+  std::vector<int64_t> row_slot_, row_pos_;  // per token row of a forward: its cache slot and position
   std::vector<float> mlp_gate_, mlp_up_, mlp_out_;
 };
 

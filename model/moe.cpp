@@ -9,6 +9,14 @@
 #include "model/thread_pool.h"
 
 namespace moec {
+namespace {
+
+// Tokens per chunk of the per-token steps (routing, gather, scatter): enough
+// work per chunk to be worth handing to another thread. Fixed, so results do
+// not depend on the thread count.
+constexpr int64_t kTokensPerChunk = 64;
+
+}  // namespace
 
 void route_tokens(ThreadPool& pool, const WeightView& router, int64_t top_k, const float* x, int64_t tokens,
                   Routing& routing, std::vector<float>& logits, bool normalize) {
@@ -18,21 +26,23 @@ void route_tokens(ThreadPool& pool, const WeightView& router, int64_t top_k, con
   routing.top_k = top_k;
   routing.chosen.resize(size_t(tokens * top_k));
   routing.weight.resize(routing.chosen.size());
-  std::vector<int32_t> order(static_cast<size_t>(experts));
-  for (int64_t t = 0; t < tokens; ++t) {
-    float* p = &logits[t * experts];
-    softmax(p, experts);
-    std::iota(order.begin(), order.end(), 0);
-    // Highest probability first; ties to the lower expert id, as torch.topk.
-    std::partial_sort(order.begin(), order.begin() + top_k, order.end(),
-                      [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
-    float sum = 0;
-    for (int64_t j = 0; j < top_k; ++j) sum += p[order[j]];
-    for (int64_t j = 0; j < top_k; ++j) {
-      routing.chosen[t * top_k + j] = order[j];
-      routing.weight[t * top_k + j] = normalize ? p[order[j]] / sum : p[order[j]];
+  parallel_rows(pool, tokens, kTokensPerChunk, [&](int64_t t0, int64_t t1) {
+    std::vector<int32_t> order(static_cast<size_t>(experts));
+    for (int64_t t = t0; t < t1; ++t) {
+      float* p = &logits[t * experts];
+      softmax(p, experts);
+      std::iota(order.begin(), order.end(), 0);
+      // Highest probability first; ties to the lower expert id, as torch.topk.
+      std::partial_sort(order.begin(), order.begin() + top_k, order.end(),
+                        [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+      float sum = 0;
+      for (int64_t j = 0; j < top_k; ++j) sum += p[order[j]];
+      for (int64_t j = 0; j < top_k; ++j) {
+        routing.chosen[t * top_k + j] = order[j];
+        routing.weight[t * top_k + j] = normalize ? p[order[j]] / sum : p[order[j]];
+      }
     }
-  }
+  });
 }
 
 void MoeBlock::forward(ThreadPool& pool, const MoeWeights& weights, int64_t top_k, const float* x, int64_t tokens,
@@ -41,7 +51,8 @@ void MoeBlock::forward(ThreadPool& pool, const MoeWeights& weights, int64_t top_
   route_tokens(pool, weights.router, top_k, x, tokens, routing_, logits_, weights.normalize);
   const auto& chosen = routing_.chosen;
 
-  // Group (token, choice) pairs by expert and pack each expert's tokens.
+  // Group (token, choice) pairs by expert and pack each expert's tokens;
+  // packed_row_ remembers where each pair's row went.
   rows_.resize(size_t(experts));
   for (auto& r : rows_) r.clear();
   for (int64_t t = 0; t < tokens; ++t)
@@ -49,13 +60,23 @@ void MoeBlock::forward(ThreadPool& pool, const MoeWeights& weights, int64_t top_
   offsets_.assign(size_t(experts) + 1, 0);
   for (int64_t e = 0; e < experts; ++e) offsets_[e + 1] = offsets_[e] + int64_t(rows_[e].size());
   const int64_t packed = offsets_[experts];
+  packed_token_.resize(size_t(packed));
+  packed_row_.resize(chosen.size());
+  {
+    std::vector<int64_t> cursor(offsets_.begin(), offsets_.end() - 1);
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t j = 0; j < top_k; ++j) packed_row_[size_t(t * top_k + j)] = cursor[chosen[t * top_k + j]]++;
+    for (int64_t e = 0; e < experts; ++e)
+      for (size_t i = 0; i < rows_[e].size(); ++i) packed_token_[size_t(offsets_[e]) + i] = rows_[e][i];
+  }
   gathered_.resize(size_t(packed * h));
   gate_.resize(size_t(packed * inter));
   up_.resize(gate_.size());
   down_.resize(gathered_.size());
-  for (int64_t e = 0; e < experts; ++e)
-    for (size_t i = 0; i < rows_[e].size(); ++i)
-      std::memcpy(&gathered_[(offsets_[e] + int64_t(i)) * h], x + rows_[e][i] * h, size_t(h) * sizeof(float));
+  parallel_rows(pool, packed, kTokensPerChunk, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      std::memcpy(&gathered_[r * h], x + packed_token_[size_t(r)] * h, size_t(h) * sizeof(float));
+  });
 
   std::vector<LinearProblem> problems;
   for (int64_t e = 0; e < experts; ++e) {
@@ -65,7 +86,11 @@ void MoeBlock::forward(ThreadPool& pool, const MoeWeights& weights, int64_t top_
     problems.push_back({&gathered_[o * h], h, n, weights.experts[e].w3, &up_[o * inter], inter});
   }
   linear(pool, problems);
-  silu_mul(gate_.data(), up_.data(), packed * inter);
+  // One row at a time: the exp kernel rounds a buffer's tail differently, so
+  // a token's result must not depend on where its row lands in the batch.
+  parallel_rows(pool, packed, kTokensPerChunk, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) silu_mul(&gate_[size_t(r * inter)], &up_[size_t(r * inter)], inter);
+  });
   problems.clear();
   for (int64_t e = 0; e < experts; ++e) {
     const int64_t n = int64_t(rows_[e].size()), o = offsets_[e];
@@ -76,20 +101,26 @@ void MoeBlock::forward(ThreadPool& pool, const MoeWeights& weights, int64_t top_
 
   // Scatter back: each token sums its experts' outputs in ascending expert
   // order (as HF's loop over experts does), weighted.
-  combined_.assign(size_t(tokens * h), 0.0f);
-  std::vector<int64_t> cursor(offsets_.begin(), offsets_.end() - 1);
-  for (int64_t e = 0; e < experts; ++e)
-    for (int64_t t : rows_[e]) {
-      const int64_t row = cursor[e]++;
-      float weight = 0;
-      for (int64_t j = 0; j < top_k; ++j)
-        if (chosen[t * top_k + j] == e) weight = routing_.weight[t * top_k + j];
+  combined_.resize(size_t(tokens * h));
+  parallel_rows(pool, tokens, kTokensPerChunk, [&](int64_t t0, int64_t t1) {
+    std::vector<int64_t> by_expert(static_cast<size_t>(top_k));  // the token's choices j, ascending expert id
+    for (int64_t t = t0; t < t1; ++t) {
+      std::iota(by_expert.begin(), by_expert.end(), 0);
+      std::sort(by_expert.begin(), by_expert.end(),
+                [&](int64_t a, int64_t b) { return chosen[t * top_k + a] < chosen[t * top_k + b]; });
       float* out = &combined_[t * h];
-      const float* y = &down_[row * h];
-      for (int64_t i = 0; i < h; ++i) out[i] += weight * y[i];
+      std::fill(out, out + h, 0.0f);
+      for (int64_t j : by_expert) {
+        const float weight = routing_.weight[t * top_k + j];
+        const float* y = &down_[packed_row_[size_t(t * top_k + j)] * h];
+        for (int64_t i = 0; i < h; ++i) out[i] += weight * y[i];
+      }
     }
+  });
   if (weights.has_shared()) add_shared(pool, weights, x, tokens);
-  for (int64_t i = 0; i < tokens * h; ++i) residual[i] += combined_[i];
+  parallel_rows(pool, tokens, kTokensPerChunk, [&](int64_t t0, int64_t t1) {
+    for (int64_t i = t0 * h; i < t1 * h; ++i) residual[i] += combined_[i];
+  });
   if (record) {
     record->chosen = chosen;
     record->expert_load.resize(size_t(experts), 0);
@@ -108,7 +139,10 @@ void MoeBlock::add_shared(ThreadPool& pool, const MoeWeights& weights, const flo
                                  {x, h, tokens, w.w1, shared_gate_.data(), inter},
                                  {x, h, tokens, w.w3, shared_up_.data(), inter}};
   linear(pool, first);
-  silu_mul(shared_gate_.data(), shared_up_.data(), tokens * inter);
+  parallel_rows(pool, tokens, kTokensPerChunk, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      silu_mul(&shared_gate_[size_t(r * inter)], &shared_up_[size_t(r * inter)], inter);
+  });
   linear(pool, LinearProblem{shared_gate_.data(), inter, tokens, w.w2, shared_out_.data(), h});
   for (int64_t t = 0; t < tokens; ++t) {
     const float scale = 1.0f / (1.0f + std::exp(-shared_scale_[size_t(t)]));

@@ -60,6 +60,8 @@ class MoeBlock {
   std::vector<float> logits_;        // [tokens, E]
   std::vector<std::vector<int64_t>> rows_;  // per expert: token indices
   std::vector<int64_t> offsets_;     // per expert: first row in the packed buffers
+  std::vector<int64_t> packed_token_;  // per packed row: its token
+  std::vector<int64_t> packed_row_;    // per (token, choice): its packed row
   // Adds sigmoid(gate·x) · shared(x) of every token to combined_.
   void add_shared(ThreadPool& pool, const MoeWeights& weights, const float* x, int64_t tokens);
   std::vector<float> gathered_, gate_, up_, down_, combined_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "io/error.h"
 #include "io/process_stats.h"
@@ -62,10 +63,15 @@ PerplexityResult evaluate_perplexity(Model& model, std::span<const int32_t> ids,
   std::vector<double> row_nll;
   double nll = 0;
   ForwardTrace trace;
+  // One cache for all batches (rewritten by each before it is read: a window
+  // starts at position 0), instead of allocating and zeroing one per batch.
+  std::optional<KvCache> cache_storage;
   for (int64_t w0 = 0; w0 < result.windows; w0 += o.batch_windows) {
     const int64_t batch = std::min(o.batch_windows, result.windows - w0);
     auto tokens = ids.subspan(size_t(w0 * o.ctx), size_t(batch * o.ctx));
-    KvCache cache = model.make_cache(batch, o.ctx);
+    if (!cache_storage || cache_storage->sequences != batch) cache_storage.emplace(model.make_cache(batch, o.ctx));
+    KvCache& cache = *cache_storage;
+    cache.length = 0;
     const auto& hidden = model.forward(tokens, o.ctx, cache, o.routing ? &trace : nullptr);
     nll += window_nll(model, hidden, tokens, batch, o.ctx, logits, row_nll);
     if (o.routing)

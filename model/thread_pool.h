@@ -7,6 +7,7 @@
 // waking threads through a condition variable would cost more than the work:
 // idle workers spin briefly on an atomic generation counter before sleeping.
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -52,5 +53,23 @@ class ThreadPool {
   std::atomic<bool> stop_{false};
   std::exception_ptr error_;  // first exception of the current loop (under mutex_)
 };
+
+// Runs fn(begin, end) over [0, rows) in chunks of `chunk` rows (the last
+// may be shorter), on every thread when there is more than one chunk: for
+// the per-token element-wise steps between GEMMs (norms, RoPE, routing,
+// scatter), which would otherwise run on one thread while the others wait.
+// The chunks do not depend on the thread count, so neither do the results
+// (element-wise kernels may round a buffer's tail differently).
+template <typename Fn>
+void parallel_rows(ThreadPool& pool, int64_t rows, int64_t chunk, Fn&& fn) {
+  if (rows <= 0) return;
+  chunk = std::max<int64_t>(chunk, 1);
+  const int64_t chunks = (rows + chunk - 1) / chunk;
+  if (chunks == 1) return fn(int64_t(0), rows);
+  pool.parallel_for(size_t(chunks), [&](size_t c, int) {
+    const int64_t begin = int64_t(c) * chunk;
+    fn(begin, std::min(rows, begin + chunk));
+  });
+}
 
 }  // namespace moec
