@@ -51,23 +51,22 @@ void MoeBlock::forward(ThreadPool& pool, const MoeWeights& weights, int64_t top_
   route_tokens(pool, weights.router, top_k, x, tokens, routing_, logits_, weights.normalize);
   const auto& chosen = routing_.chosen;
 
-  // Group (token, choice) pairs by expert and pack each expert's tokens;
-  // packed_row_ remembers where each pair's row went.
-  rows_.resize(size_t(experts));
-  for (auto& r : rows_) r.clear();
-  for (int64_t t = 0; t < tokens; ++t)
-    for (int64_t j = 0; j < top_k; ++j) rows_[chosen[t * top_k + j]].push_back(t);
+  // Group (token, choice) pairs by expert, each expert's tokens in token
+  // order: packed_token_ is each packed row's token, packed_row_ each pair's row.
   offsets_.assign(size_t(experts) + 1, 0);
-  for (int64_t e = 0; e < experts; ++e) offsets_[e + 1] = offsets_[e] + int64_t(rows_[e].size());
+  for (int32_t e : chosen) ++offsets_[size_t(e) + 1];
+  for (int64_t e = 0; e < experts; ++e) offsets_[e + 1] += offsets_[e];
   const int64_t packed = offsets_[experts];
   packed_token_.resize(size_t(packed));
   packed_row_.resize(chosen.size());
   {
     std::vector<int64_t> cursor(offsets_.begin(), offsets_.end() - 1);
     for (int64_t t = 0; t < tokens; ++t)
-      for (int64_t j = 0; j < top_k; ++j) packed_row_[size_t(t * top_k + j)] = cursor[chosen[t * top_k + j]]++;
-    for (int64_t e = 0; e < experts; ++e)
-      for (size_t i = 0; i < rows_[e].size(); ++i) packed_token_[size_t(offsets_[e]) + i] = rows_[e][i];
+      for (int64_t j = 0; j < top_k; ++j) {
+        const int64_t row = cursor[chosen[t * top_k + j]]++;
+        packed_row_[size_t(t * top_k + j)] = row;
+        packed_token_[size_t(row)] = t;
+      }
   }
   gathered_.resize(size_t(packed * h));
   gate_.resize(size_t(packed * inter));
@@ -80,7 +79,7 @@ void MoeBlock::forward(ThreadPool& pool, const MoeWeights& weights, int64_t top_
 
   std::vector<LinearProblem> problems;
   for (int64_t e = 0; e < experts; ++e) {
-    const int64_t n = int64_t(rows_[e].size()), o = offsets_[e];
+    const int64_t n = offsets_[e + 1] - offsets_[e], o = offsets_[e];
     if (n == 0) continue;
     problems.push_back({&gathered_[o * h], h, n, weights.experts[e].w1, &gate_[o * inter], inter});
     problems.push_back({&gathered_[o * h], h, n, weights.experts[e].w3, &up_[o * inter], inter});
@@ -93,7 +92,7 @@ void MoeBlock::forward(ThreadPool& pool, const MoeWeights& weights, int64_t top_
   });
   problems.clear();
   for (int64_t e = 0; e < experts; ++e) {
-    const int64_t n = int64_t(rows_[e].size()), o = offsets_[e];
+    const int64_t n = offsets_[e + 1] - offsets_[e], o = offsets_[e];
     if (n == 0) continue;
     problems.push_back({&gate_[o * inter], inter, n, weights.experts[e].w2, &down_[o * h], h});
   }
@@ -124,7 +123,7 @@ void MoeBlock::forward(ThreadPool& pool, const MoeWeights& weights, int64_t top_
   if (record) {
     record->chosen = chosen;
     record->expert_load.resize(size_t(experts), 0);
-    for (int64_t e = 0; e < experts; ++e) record->expert_load[e] += rows_[e].size();
+    for (int64_t e = 0; e < experts; ++e) record->expert_load[e] += uint64_t(offsets_[e + 1] - offsets_[e]);
   }
 }
 

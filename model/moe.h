@@ -58,7 +58,6 @@ class MoeBlock {
  private:
   Routing routing_;
   std::vector<float> logits_;        // [tokens, E]
-  std::vector<std::vector<int64_t>> rows_;  // per expert: token indices
   std::vector<int64_t> offsets_;     // per expert: first row in the packed buffers
   std::vector<int64_t> packed_token_;  // per packed row: its token
   std::vector<int64_t> packed_row_;    // per (token, choice): its packed row

@@ -186,12 +186,9 @@ void TunstallDictionary::build(std::span<const double> p, int symbol_trits, int 
   for (const Leaf& leaf : capped) by_id[leaf.id] = &leaf;
   for (uint32_t s = 0; s < alphabet; ++s)
     for (size_t i = head[s]; i < open[s].size(); ++i) by_id[open[s][i].id] = &open[s][i];
-  std::vector<const Leaf*> all;
-  all.reserve(leaves);
-  for (const Leaf* leaf : by_id)
-    if (leaf) all.push_back(leaf);
-  masks_.reset(allocate_table(all.size() * 2));
-  for (const Leaf* leaf_ptr : all) {
+  masks_.reset(allocate_table(size_t(leaves) * 2));
+  for (const Leaf* leaf_ptr : by_id) {
+    if (!leaf_ptr) continue;  // split: an internal node now
     const Leaf& leaf = *leaf_ptr;
     const uint32_t word = uint32_t(lengths_.size());
     const int trits = leaf.depth * symbol_trits;
