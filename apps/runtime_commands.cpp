@@ -110,7 +110,7 @@ void run_generate(const RuntimeFlags& f) {
   fmt::print(stderr, "{} prompt tokens in {:.3f} s; {} tokens generated, {:.0f} tokens/s ({} threads, {} kernels){}\n",
              r.prompt_tokens, r.prefill_seconds, r.tokens.size(), r.decode_tokens_per_second(), pool.size(),
              isa_name(active_isa()), r.truncated ? "; stopped at max_position_embeddings" : "");
-  const Sub1ListCache::Stats cache = model.expert_cache().stats();
+  const Sub1PlaneCache::Stats cache = model.expert_cache().stats();
   if (cache.hits + cache.misses > 0)
     fmt::print(stderr, "sub1 expert cache: {:.1f}% hits ({} of {} products), {:.1f} of {} MiB, {} evictions\n",
                100 * cache.hit_rate(), cache.hits, cache.hits + cache.misses, double(cache.bytes) / (1 << 20),

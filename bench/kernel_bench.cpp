@@ -12,7 +12,7 @@
 #include "io/error.h"
 #include "io/process_stats.h"
 #include "model/linear.h"
-#include "model/sub1_list_cache.h"
+#include "model/sub1_plane_cache.h"
 #include "model/thread_pool.h"
 #include "quant/sub1_kernels.h"
 
@@ -25,7 +25,7 @@ namespace moec {
 namespace {
 
 constexpr int64_t kBatches[] = {1, 8, 32};
-constexpr int64_t kCachedMaxTokens = kSub1SparseMaxTokens;  // linear()'s fused-kernel limit
+constexpr int64_t kCachedMaxTokens = kSub1FusedMaxTokens;  // linear()'s fused-kernel limit
 
 // One shape's matrices in three storages: sub1 and its exact values as dense
 // bf16 (rounded) and f32.
@@ -79,7 +79,6 @@ nlohmann::ordered_json measure(const Case& c, ThreadPool& pool, double min_secon
   j["zero_fraction"] = c.zeros / weights;
   j["bits_per_weight"] = 8.0 * c.stored_bytes / weights;
   j["isa"] = isa_name(active_isa());
-  if (!c.sub1.empty()) j["design"] = sub1_design(c.sub1[0]);
 
   std::vector<float> rows(static_cast<size_t>(kSub1BlockRows * c.cols));
   const double reference = seconds_per_call([&] {
@@ -97,7 +96,7 @@ nlohmann::ordered_json measure(const Case& c, ThreadPool& pool, double min_secon
   j["decode_reference_weights_per_s_1_thread"] = weights / reference;
   j["decode_kernel_weights_per_s"] = weights / kernel;
 
-  Sub1ListCache list_cache(uint64_t(4) << 30);
+  Sub1PlaneCache plane_cache(uint64_t(4) << 30);
   std::mt19937 rng(5);
   std::normal_distribution<float> d(0, 1);
   for (int64_t tokens : kBatches) {
@@ -118,8 +117,8 @@ nlohmann::ordered_json measure(const Case& c, ThreadPool& pool, double min_secon
       return w;
     });
     const double f32 = time([&](size_t i) { return f32_view(c.f32[i].data(), c.rows, c.cols); });
-    // The same products replayed from the expert list cache (what generation
-    // runs on a cache hit; the first call records the lists).
+    // The same products replayed from the expert plane cache (what generation
+    // runs on a cache hit; the first call records the planes).
     // Only small batches use it (linear() runs larger ones as GEMMs).
     nlohmann::ordered_json b{{"tokens", tokens},           {"sub1_ms", 1e3 * sub1},
                              {"bf16_ms", 1e3 * bf16},      {"f32_ms", 1e3 * f32},
@@ -127,7 +126,7 @@ nlohmann::ordered_json measure(const Case& c, ThreadPool& pool, double min_secon
     if (tokens <= kCachedMaxTokens) {
       const double cached = time([&](size_t i) {
         WeightView w = sub1_weights(c.sub1[i]);
-        w.list_cache = &list_cache;
+        w.plane_cache = &plane_cache;
         return w;
       });
       b["sub1_cached_ms"] = 1e3 * cached;
@@ -225,10 +224,9 @@ std::string format_kernel_bench(const nlohmann::ordered_json& j) {
   std::string out = fmt::format("sub1 kernels vs dense products of the same shape ({} threads, medians)\n",
                                 j["threads"].get<int>());
   for (const auto& c : j["cases"]) {
-    out += fmt::format("\n{} [{} x {}] x {} tensors, {:.1f}% zeros, kernels {} ({} design)\n", c["name"].get<std::string>(),
+    out += fmt::format("\n{} [{} x {}] x {} tensors, {:.1f}% zeros, kernels {}\n", c["name"].get<std::string>(),
                        c["shape"][0].get<int64_t>(), c["shape"][1].get<int64_t>(), c["tensors"].get<int>(),
-                       100 * c["zero_fraction"].get<double>(), c["isa"].get<std::string>(),
-                       c["design"].get<std::string>());
+                       100 * c["zero_fraction"].get<double>(), c["isa"].get<std::string>());
     out += fmt::format("  bits per weight, every stored byte: {:.3f}\n", c["bits_per_weight"].get<double>());
     out += fmt::format("  decode: reference {:.0f} Mweights/s (1 thread), kernel {:.0f} Mweights/s\n",
                        c["decode_reference_weights_per_s_1_thread"].get<double>() / 1e6,

@@ -10,8 +10,8 @@
 // (reference scalar decoder and the kernel decoder), and the time of a
 // matrix-vector product, batch 8 and batch 32 through linear() (the runtime's
 // entry point) with sub1, bf16 and f32 weights; ratios are dense time / sub1
-// time; "cached": the sub1 products replayed from the expert list cache
-// (model/sub1_list_cache.h), as generation runs them on a hit. Each figure
+// time; "cached": the sub1 products replayed from the expert plane cache
+// (model/sub1_plane_cache.h), as generation runs them on a hit. Each figure
 // is measured for every instruction set the CPU runs
 // (or the one asked for), sub1 and dense through the same ISA's kernels.
 // With a CUDA device (builds with nvcc): the synthetic shapes' GPU

@@ -65,7 +65,7 @@ nlohmann::ordered_json run_runtime_bench(const RuntimeBenchOptions& o) {
   j["eval_per_token_baseline_tokens_per_s"] = median(per_token);
   j["eval_speedup_vs_per_token"] = median(batched) / median(per_token);
   j["generate_tokens_per_s"] = median(generation);
-  const Sub1ListCache::Stats cache = model.expert_cache().stats();
+  const Sub1PlaneCache::Stats cache = model.expert_cache().stats();
   if (cache.hits + cache.misses > 0)
     j["sub1_expert_cache"] = {{"capacity_mib", cache.capacity >> 20},
                               {"hit_rate", cache.hit_rate()},

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "io/error.h"
-#include "model/sub1_list_cache.h"
+#include "model/sub1_plane_cache.h"
 #include "model/thread_pool.h"
 #include "quant/dense_kernels.h"
 #include "quant/gemm.h"
@@ -25,12 +25,6 @@ namespace {
 constexpr int64_t kDirectMaxTokens = kBatchInvariantTokens;
 constexpr int64_t kTokenTile = 256;
 constexpr int64_t kDirectRowTile = 64;  // a multiple of sub1's 16-row blocks
-// sub1 weights: batches up to this size use the fused decode-and-multiply
-// kernel; larger ones decode a tile to f32 and run the GEMM.
-// The sparse design's cost grows with the nonzeros times the token groups
-// and stays below decode-then-GEMM up to about 100 tokens (AVX2, Mixtral
-// shapes: 32 tokens 2× faster fused); the dense design's crosses at ~32.
-constexpr int64_t kSub1DenseFusedMaxTokens = kBatchInvariantTokens;
 
 // Rows per GEMM tile: about 64 KB of widened f32 weights, a multiple of 16.
 int64_t gemm_row_tile(int64_t cols) {
@@ -55,10 +49,10 @@ void gemm_tile(const LinearProblem& p, int64_t t0, int64_t tn, int64_t n0, int64
   gemm_f32(g);
 }
 
-void direct_tile(const LinearProblem& p, int64_t n0, int64_t nn, Sub1BlockLists* lists, const Sub1Activations* x) {
+void direct_tile(const LinearProblem& p, int64_t n0, int64_t nn, Sub1BlockPlanes* planes, const Sub1Tables* tables) {
   if (p.w.kind == WeightKind::Sub1) {  // fused decode and product
     sub1_linear_blocks(p.w.sub1, n0 / kSub1BlockRows, (nn + kSub1BlockRows - 1) / kSub1BlockRows, p.x, p.x_stride,
-                       p.tokens, p.y, p.y_stride, active_isa(), lists, x);
+                       p.tokens, p.y, p.y_stride, active_isa(), planes, tables);
     return;
   }
   DenseRows rows;
@@ -78,49 +72,47 @@ struct Tile {
   const LinearProblem* problem;
   int64_t t0, tn, n0, nn;
   bool direct;
-  Sub1BlockLists* lists = nullptr;  // sub1 direct tiles with a list cache: the tile's blocks
-  const Sub1Activations* x = nullptr;  // sub1 sparse direct tiles: the problem's prepared activations
+  Sub1BlockPlanes* planes = nullptr;  // sub1 direct tiles with a plane cache: the tile's blocks
+  const Sub1Tables* tables = nullptr;  // sub1 direct tiles: the problem's lookup tables
 };
 
 // Cache entries one linear() call records into or replays, released when it
 // ends (also by an exception: an entry left half recorded is dropped).
-class HeldLists {
+class HeldPlanes {
  public:
-  ~HeldLists() {
-    for (auto& [p, entry] : held_) p->w.list_cache->release(p->w.sub1, entry);
+  ~HeldPlanes() {
+    for (auto& [p, entry] : held_) p->w.plane_cache->release(p->w.sub1, entry);
   }
-  // The problem's lists (one per block), or null without a cache entry.
-  Sub1BlockLists* acquire(const LinearProblem& p) {
-    if (p.w.list_cache == nullptr) return nullptr;
-    auto entry = p.w.list_cache->acquire(p.w.sub1);
+  // The problem's planes (one per block), or null without a cache entry.
+  Sub1BlockPlanes* acquire(const LinearProblem& p) {
+    if (p.w.plane_cache == nullptr) return nullptr;
+    auto entry = p.w.plane_cache->acquire(p.w.sub1);
     if (!entry) return nullptr;
     held_.emplace_back(&p, entry);
     return entry->blocks.data();
   }
 
  private:
-  std::vector<std::pair<const LinearProblem*, std::shared_ptr<Sub1ListCache::Entry>>> held_;
+  std::vector<std::pair<const LinearProblem*, std::shared_ptr<Sub1PlaneCache::Entry>>> held_;
 };
 
-// Sub1 sparse-design problems' activations, prepared once per problem for
-// all its tiles (std::deque: the tiles keep pointers).
-using PreparedActivations = std::deque<Sub1Activations>;
+// Sub1 problems' lookup tables, built once per problem for all its tiles
+// (std::deque: the tiles keep pointers).
+using PreparedTables = std::deque<Sub1Tables>;
 
-void add_tiles(const LinearProblem& p, std::vector<Tile>& tiles, HeldLists& held, PreparedActivations& prepared) {
+void add_tiles(const LinearProblem& p, std::vector<Tile>& tiles, HeldPlanes& held, PreparedTables& prepared) {
   if (p.tokens <= 0 || p.w.rows <= 0) return;
   const bool sub1 = p.w.kind == WeightKind::Sub1;
-  const int64_t direct_max =
-      !sub1 ? kDirectMaxTokens : sub1_uses_sparse_design(p.w.sub1) ? kSub1SparseMaxTokens : kSub1DenseFusedMaxTokens;
-  if (p.tokens <= direct_max) {
-    Sub1BlockLists* lists = sub1 ? held.acquire(p) : nullptr;
-    const Sub1Activations* x = nullptr;
-    if (sub1 && sub1_uses_sparse_design(p.w.sub1)) {
-      prepared.emplace_back().prepare(p.w.sub1, p.x, p.x_stride, p.tokens, lists != nullptr);
-      x = &prepared.back();
+  if (p.tokens <= (sub1 ? kSub1FusedMaxTokens : kDirectMaxTokens)) {
+    Sub1BlockPlanes* planes = sub1 ? held.acquire(p) : nullptr;
+    const Sub1Tables* tables = nullptr;
+    if (sub1) {
+      prepared.emplace_back().prepare(p.x, p.x_stride, p.tokens, p.w.cols);
+      tables = &prepared.back();
     }
     for (int64_t n0 = 0; n0 < p.w.rows; n0 += kDirectRowTile)
       tiles.push_back({&p, 0, p.tokens, n0, std::min(kDirectRowTile, p.w.rows - n0), true,
-                       lists ? lists + n0 / kSub1BlockRows : nullptr, x});
+                       planes ? planes + n0 / kSub1BlockRows : nullptr, tables});
     return;
   }
   const int64_t row_tile = gemm_row_tile(p.w.cols);
@@ -169,13 +161,13 @@ WeightView weight_view(const TensorData& tensor) {
 
 void linear(ThreadPool& pool, std::span<const LinearProblem> problems) {
   std::vector<Tile> tiles;
-  HeldLists held;
-  PreparedActivations prepared;
+  HeldPlanes held;
+  PreparedTables prepared;
   for (const auto& p : problems) add_tiles(p, tiles, held, prepared);
   pool.parallel_for(tiles.size(), [&](size_t i, int) {
     const Tile& t = tiles[i];
     if (t.direct)
-      direct_tile(*t.problem, t.n0, t.nn, t.lists, t.x);
+      direct_tile(*t.problem, t.n0, t.nn, t.planes, t.tables);
     else
       gemm_tile(*t.problem, t.t0, t.tn, t.n0, t.nn);
   });

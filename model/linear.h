@@ -19,7 +19,7 @@
 namespace moec {
 
 class ThreadPool;
-class Sub1ListCache;
+class Sub1PlaneCache;
 
 enum class WeightKind : uint8_t { Dense, Quantized, Sub1 };
 
@@ -35,8 +35,8 @@ struct WeightView {
   QuantizedView quant;  // kind Quantized
   Sub1View sub1;        // kind Sub1
   // Sub1 only, optional: where small batches keep the decoded matrix
-  // (model/sub1_list_cache.h); the results are the same with or without.
-  Sub1ListCache* list_cache = nullptr;
+  // (model/sub1_plane_cache.h); the results are the same with or without.
+  Sub1PlaneCache* plane_cache = nullptr;
   bool dense() const { return kind == WeightKind::Dense; }
 };
 inline WeightView quantized_weights(const QuantizedView& q) {
@@ -66,11 +66,6 @@ inline WeightView f32_view(const float* data, int64_t rows, int64_t cols) {
 // Checks the tensor is a 2-D float matrix (dense or quantized) and views it.
 WeightView weight_view(const TensorData& tensor);
 
-// Sub1 weights with the sparse kernel design (quant/sub1_kernels.h) are
-// multiplied by the fused kernel up to this many tokens (larger batches
-// decode tiles for a GEMM); small batches use the list cache.
-constexpr int64_t kSub1SparseMaxTokens = 64;
-
 // y[t, n] = Σ_k x[t, k] · w[n, k] for t < tokens, n < w.rows.
 struct LinearProblem {
   const float* x;
@@ -86,6 +81,13 @@ struct LinearProblem {
 // sub1 weights alike): continuous batching relies on it for outputs that are
 // the same alone or batched.
 constexpr int64_t kBatchInvariantTokens = 16;
+
+// Sub1 weights are multiplied by the fused lookup-table kernel
+// (quant/sub1_kernels.h), through the plane cache, up to this many tokens;
+// larger batches decode tiles for a GEMM. The table kernel's cost grows with
+// the tokens (two lookups per 64 weights each) where a GEMM's widening is
+// shared, so it is kept to the batch-invariant sizes.
+constexpr int64_t kSub1FusedMaxTokens = kBatchInvariantTokens;
 
 // Solves all problems, their tiles spread over the pool together.
 void linear(ThreadPool& pool, std::span<const LinearProblem> problems);

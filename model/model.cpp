@@ -13,7 +13,7 @@ Model::Model(const CheckpointSource& source, ThreadPool& pool)
     : source_(source),
       config_(source.config()),
       pool_(pool),
-      expert_cache_(std::make_unique<Sub1ListCache>(kDefaultExpertCacheBytes)),
+      expert_cache_(std::make_unique<Sub1PlaneCache>(kDefaultExpertCacheBytes)),
       rope_(config_.head_dim, config_.rope_theta) {
   const ModelConfig& c = config_;
   embed_ = view({TensorRole::Embed});
@@ -66,7 +66,7 @@ WeightView Model::view(const TensorKey& key) {
   held_.push_back(source_.read(key));
   try {
     WeightView w = weight_view(held_.back());
-    if (w.kind == WeightKind::Sub1) w.list_cache = expert_cache_.get();
+    if (w.kind == WeightKind::Sub1) w.plane_cache = expert_cache_.get();
     return w;
   } catch (const Error& e) {
     fail("{}: {}", source_.path().string(), e.what());

@@ -14,7 +14,7 @@
 #include "model/linear.h"
 #include "model/moe.h"
 #include "model/rope.h"
-#include "model/sub1_list_cache.h"
+#include "model/sub1_plane_cache.h"
 
 namespace moec {
 
@@ -76,8 +76,8 @@ class Model {
   const std::vector<float>& moe_norm(int64_t layer) const { return layers_[layer].moe_norm; }
 
   // The cache of sub1 experts decoded for small batches
-  // (model/sub1_list_cache.h); capacity kDefaultExpertCacheBytes until set.
-  Sub1ListCache& expert_cache() { return *expert_cache_; }
+  // (model/sub1_plane_cache.h); capacity kDefaultExpertCacheBytes until set.
+  Sub1PlaneCache& expert_cache() { return *expert_cache_; }
   static constexpr uint64_t kDefaultExpertCacheBytes = uint64_t(512) << 20;
 
   // logits[r, :] = lm_head(hidden[r, :]) for `rows` rows.
@@ -107,7 +107,7 @@ class Model {
   ModelConfig config_;
   ThreadPool& pool_;
   std::vector<TensorData> held_;  // keeps views (or owned buffers) alive
-  std::unique_ptr<Sub1ListCache> expert_cache_;  // before the views that point at it
+  std::unique_ptr<Sub1PlaneCache> expert_cache_;  // before the views that point at it
   std::vector<Layer> layers_;
   WeightView embed_, lm_head_;
   std::vector<float> final_norm_;

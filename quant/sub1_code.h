@@ -29,9 +29,6 @@ constexpr int kSub1MaxWordTrits = 64;
 struct Sub1Codebook {
   const uint64_t* masks = nullptr;  // [size][2]: low, high (with the end marker)
   uint32_t size = 0;                // codewords
-  // The CPU kernels' per-codeword lists of nonzero positions
-  // (quant/sub1_kernels.h); null where some codeword has too many nonzeros.
-  const uint8_t* sparse = nullptr;
 };
 
 MOEC_HD int sub1_word_length(const Sub1Codebook& cb, unsigned word) {

@@ -1,7 +1,6 @@
 #include "quant/sub1_kernels.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -11,19 +10,21 @@
 namespace moec {
 namespace {
 
-constexpr int64_t kSlack = 64;  // decode buffer bytes past the block's trits
-constexpr int kTokenGroup = 4;  // tokens sharing one pass over a row's trits (dense design)
+constexpr int64_t kSlack = 64;  // decode buffer bytes past a row's or a block's trits
+constexpr int kRows = int(kSub1BlockRows);
+constexpr int kWordCols = 32;       // columns per plane word
+constexpr int kGroupsPerWord = 8;   // 4-column groups per word
+constexpr int kTableFloats = 16;    // one group's subset sums
+constexpr int kPlaneStride = 2 * kRows;  // u32 per plane word of a block: [low, high][rows]
+// Codewords ahead whose masks are prefetched: the dictionary's table (1 MiB
+// at 65,536 codewords) is read at random and mostly misses L2.
+constexpr int64_t kPrefetch = 8;
 
-// ---- the sparse table ---------------------------------------------------------
-
-constexpr int kEntryBytes = 16;
-constexpr int kMaxPerLevel = 7;
-constexpr int kLowAt = 2, kHighAt = 2 + kMaxPerLevel;  // byte offsets of the position lists
-constexpr int64_t kSparseMaxCols = 65000;                // positions < cols + 64 fit a u16
-constexpr int64_t kListSlack = 8;                      // each append stores 8 positions
-constexpr int64_t kPrefetch = 8;                       // codewords ahead (measured: 6-12 alike, 24 slower)
-
-bool sparse_usable(const Sub1View& w) { return w.codebook.sparse != nullptr && w.cols <= kSparseMaxCols; }
+// Where a decoding loop stops prefetching: kPrefetch codewords before the
+// block's end.
+inline const uint16_t* prefetch_end(const uint16_t* word, const uint16_t* end) {
+  return end - word > kPrefetch ? end - kPrefetch : word;
+}
 
 // The last level combination, shared by every path so they round alike
 // (this file is compiled with -ffp-contract=off: never fused into an FMA).
@@ -33,257 +34,20 @@ inline float combine(float low, float sum_low, float high, float sum_high) {
   return a + b;
 }
 
-// Positions of one row: a row's codewords append to these; the last one may
-// run into the next row, whose positions (≥ cols) are carried over.
-struct RowLists {
-  std::vector<uint16_t> low, high;
-  int64_t n_low = 0, n_high = 0;
-  void reserve(int64_t cols) {
-    const size_t need = size_t(cols + kSub1MaxWordTrits + kListSlack);
-    if (low.size() < need) {
-      low.resize(need);
-      high.resize(need);
-    }
-  }
-};
-
-// Appends the positions of the codewords at *word.. to the lists at lo and
-// hi until the row's `cols` trits are covered or the block's codewords end;
-// pos counts the row's trits. Per codeword, two copies of 8 positions with
-// the codeword's start added (the stores write 8, the counts say how many
-// are real: the lists have room for the excess). The table is read at random
-// (1 MiB, mostly not in L2): entries are prefetched kPrefetch codewords ahead.
-struct ListCursor {
-  const uint16_t* word;
-  int64_t pos;
-  uint16_t *lo, *hi;
-};
-
-inline void advance(const uint8_t* e, ListCursor& c) {
-  c.lo += e[1] & 15;
-  c.hi += e[1] >> 4;
-  c.pos += e[0];
+// Bits of plane word w that are columns of the row.
+inline uint32_t columns_mask(int64_t cols, int64_t w) {
+  const int64_t n = cols - kWordCols * w;
+  return n >= kWordCols ? ~0u : (1u << n) - 1u;
 }
 
-// The prefetching part of a row's loop ends kPrefetch codewords before the
-// block's end.
-inline const uint16_t* prefetch_end(const uint16_t* word, const uint16_t* end) {
-  return end - word > kPrefetch ? end - kPrefetch : word;
+// A row's decoding buffer: its trits, then the spill of the codeword that
+// ran past its end (< 64 trits), moved to the front for the next row.
+uint8_t* row_buffer(int64_t cols) {
+  thread_local std::vector<uint8_t> buffer;
+  const size_t need = size_t(cols + 3 * kSlack);
+  if (buffer.size() < need) buffer.resize(need);
+  return buffer.data();
 }
-
-#if defined(__x86_64__)
-// SSE2 (every x86-64).
-inline void append_sse2(const uint8_t* e, ListCursor& c) {
-  const __m128i p = _mm_set1_epi16(short(c.pos));
-  const __m128i l = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(e + kLowAt));
-  const __m128i h = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(e + kHighAt));  // 1 byte into the next entry
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(c.lo), _mm_add_epi16(_mm_unpacklo_epi8(l, _mm_setzero_si128()), p));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(c.hi), _mm_add_epi16(_mm_unpacklo_epi8(h, _mm_setzero_si128()), p));
-  advance(e, c);
-}
-
-__attribute__((target("avx2"))) inline void append_avx2(const uint8_t* e, ListCursor& c) {
-  const __m128i p = _mm_set1_epi16(short(c.pos));  // vpbroadcastw
-  const __m128i l = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(e + kLowAt)));
-  const __m128i h = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(e + kHighAt)));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(c.lo), _mm_add_epi16(l, p));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(c.hi), _mm_add_epi16(h, p));
-  advance(e, c);
-}
-
-__attribute__((target("avx2"))) void list_row_avx2(const uint8_t* table, const uint16_t* end, int64_t cols,
-                                                   ListCursor& cursor) {
-  ListCursor c = cursor;  // a local: the vector stores may alias anything
-  for (const uint16_t* safe = prefetch_end(c.word, end); c.pos < cols && c.word < safe;) {
-    __builtin_prefetch(table + size_t(c.word[kPrefetch]) * kEntryBytes);
-    append_avx2(table + size_t(*c.word++) * kEntryBytes, c);
-  }
-  while (c.pos < cols && c.word < end) append_avx2(table + size_t(*c.word++) * kEntryBytes, c);
-  cursor = c;
-}
-#else
-inline void append_sse2(const uint8_t* e, ListCursor& c) {  // the portable version, named for the dispatcher
-  for (int i = 0; i < 8; ++i) {
-    c.lo[i] = uint16_t(e[kLowAt + i] + c.pos);
-    c.hi[i] = uint16_t(e[kHighAt + i] + c.pos);
-  }
-  advance(e, c);
-}
-#endif
-
-void list_row_portable(const uint8_t* table, const uint16_t* end, int64_t cols, ListCursor& cursor) {
-  ListCursor c = cursor;
-  for (const uint16_t* safe = prefetch_end(c.word, end); c.pos < cols && c.word < safe;) {
-    __builtin_prefetch(table + size_t(c.word[kPrefetch]) * kEntryBytes);
-    append_sse2(table + size_t(*c.word++) * kEntryBytes, c);
-  }
-  while (c.pos < cols && c.word < end) append_sse2(table + size_t(*c.word++) * kEntryBytes, c);
-  cursor = c;
-}
-
-using ListRowFn = void (*)(const uint8_t*, const uint16_t*, int64_t, ListCursor&);
-
-// Number of leading positions < cols (the lists are ascending).
-inline int64_t split_at(const uint16_t* list, int64_t n, int64_t cols) {
-  while (n > 0 && list[n - 1] >= cols) --n;
-  return n;
-}
-
-// Moves positions [keep, n) to the front, less cols: the next row's.
-inline int64_t carry(uint16_t* list, int64_t keep, int64_t n, int64_t cols) {
-  for (int64_t i = keep; i < n; ++i) list[i - keep] = uint16_t(list[i] - cols);
-  return n - keep;
-}
-
-// Walks block b row by row: after next(), the positions of the row's
-// nonzeros of either level (ascending).
-class SparseRows {
- public:
-  SparseRows(const Sub1View& w, int64_t b, ListRowFn list_row = list_row_portable)
-      : w_(w), list_row_(list_row), word_(w.words + w.blocks[b]), end_(w.words + w.blocks[b + 1]),
-        rows_(w.rows_in_block(b)) {
-    lists().reserve(w.cols);
-    lists().n_low = lists().n_high = 0;
-  }
-  bool next() {
-    RowLists& l = lists();
-    if (row_ > 0) {  // carry the previous row's spill
-      l.n_low = carry(l.low.data(), n_low_, l.n_low, w_.cols);
-      l.n_high = carry(l.high.data(), n_high_, l.n_high, w_.cols);
-      pos_ -= w_.cols;
-    }
-    if (row_ == rows_) return false;
-    ListCursor c{word_, pos_, l.low.data() + l.n_low, l.high.data() + l.n_high};  // locals: no aliasing
-    list_row_(w_.codebook.sparse, end_, w_.cols, c);
-    l.n_low = c.lo - l.low.data();
-    l.n_high = c.hi - l.high.data();
-    word_ = c.word;
-    pos_ = c.pos < w_.cols ? w_.cols : c.pos;  // a short (malformed) stream: zeros
-    n_low_ = split_at(l.low.data(), l.n_low, w_.cols);
-    n_high_ = split_at(l.high.data(), l.n_high, w_.cols);
-    ++row_;
-    return true;
-  }
-  int64_t row() const { return row_ - 1; }  // of the block
-  const uint16_t* low() const { return lists().low.data(); }
-  const uint16_t* high() const { return lists().high.data(); }
-  int64_t n_low() const { return n_low_; }
-  int64_t n_high() const { return n_high_; }
-
- private:
-  static RowLists& lists() {
-    thread_local RowLists l;
-    return l;
-  }
-  const Sub1View& w_;
-  ListRowFn list_row_;
-  const uint16_t *word_, *end_;
-  int64_t rows_, row_ = 0, pos_ = 0, n_low_ = 0, n_high_ = 0;
-};
-
-// Σ x[list[i]] for one token: eight partial sums, element i into sum
-// i mod 8, added as ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)) — the
-// order every path keeps (for many tokens, a vector per partial sum, a lane
-// per token). Eight independent chains: 2.2× faster than four (measured).
-inline float gather_sum(const float* x, const uint16_t* list, int64_t n) {
-  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) s[k] += x[list[i + k]];
-  for (int k = 0; k < 7; ++k)  // constant indices keep s in registers
-    if (i + k < n) s[k] += x[list[i + k]];
-  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-}
-
-// One call's activations as an ISA's row function wants them, and where
-// its results go.
-struct SparseProduct {
-  const Sub1View* w;
-  const float* x;      // [tokens, x_stride], or transposed [groups][cols + 1][lanes] (lanes > 1)
-  int64_t x_stride, tokens;
-  int lanes;           // 1: x as given; 8/16: transposed
-  float* y;
-  int64_t y_stride;
-};
-
-// A row of the matrix: the positions of its nonzeros and its two levels.
-struct SparseRow {
-  int64_t r;
-  const uint16_t* lo;
-  int64_t n_lo;
-  const uint16_t* hi;
-  int64_t n_hi;
-  float low, high;
-};
-
-// Writes y for one row.
-using SparseRowFn = void (*)(const SparseProduct&, const SparseRow&);
-
-void sparse_row_portable(const SparseProduct& p, const SparseRow& row) {
-  for (int64_t t = 0; t < p.tokens; ++t) {
-    const float* xt = p.x + t * p.x_stride;
-    p.y[t * p.y_stride + row.r] =
-        combine(row.low, gather_sum(xt, row.lo, row.n_lo), row.high, gather_sum(xt, row.hi, row.n_hi));
-  }
-}
-
-// Appends a row's list to recorded lists, padded to a multiple of 8 with
-// position `cols`: replays read activations with a zero there (+0.0 leaves
-// a partial sum's bits unchanged), so their sums have no ragged tail.
-void record_list(Sub1BlockLists& l, const uint16_t* list, int64_t n, int64_t cols) {
-  l.positions.insert(l.positions.end(), list, list + n);
-  for (int64_t i = n; i % 8; ++i) l.positions.push_back(uint16_t(cols));
-  l.ends.push_back(uint32_t(l.positions.size()));
-}
-
-// Blocks [block0, block0 + n_blocks): rows decoded into position lists, or
-// replayed from `lists` (one per block) when they hold a block already; a
-// block decoded with `lists` given is recorded there.
-void sparse_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, const SparseProduct& p, SparseRowFn row,
-                   ListRowFn list_row, Sub1BlockLists* lists) {
-  for (int64_t b = block0; b < block0 + n_blocks; ++b) {
-    Sub1BlockLists* l = lists ? &lists[b - block0] : nullptr;
-    if (l && l->ready) {
-      uint32_t begin = 0;
-      for (int64_t i = 0; i < w.rows_in_block(b); ++i) {
-        const uint32_t lo_end = l->ends[2 * i], hi_end = l->ends[2 * i + 1];
-        const uint16_t* pos = l->positions.data();
-        row(p, {b * kSub1BlockRows + i, pos + begin, lo_end - begin, pos + lo_end, hi_end - lo_end, l->levels[2 * i],
-                l->levels[2 * i + 1]});
-        begin = hi_end;
-      }
-      continue;
-    }
-    if (l) {
-      l->positions.clear();
-      l->ends.clear();
-      l->levels.clear();
-    }
-    for (SparseRows rows(w, b, list_row); rows.next();) {
-      const int64_t r = b * kSub1BlockRows + rows.row();
-      const float low = w.low(r), high = w.high(r);
-      row(p, {r, rows.low(), rows.n_low(), rows.high(), rows.n_high(), low, high});
-      if (l) {
-        l->levels.push_back(low);
-        l->levels.push_back(high);
-        record_list(*l, rows.low(), rows.n_low(), w.cols);
-        record_list(*l, rows.high(), rows.n_high(), w.cols);
-      }
-    }
-    if (l) {
-      l->positions.shrink_to_fit();
-      l->ready = true;
-    }
-  }
-}
-
-// The per-row epilogue of the vector paths: lane t of the sums is token t.
-inline void store_rows(const SparseRow& row, const float* sum_lo, const float* sum_hi, int64_t tokens, float* y,
-                       int64_t y_stride) {
-  for (int64_t t = 0; t < tokens; ++t) y[t * y_stride + row.r] = combine(row.low, sum_lo[t], row.high, sum_hi[t]);
-}
-
-// ---- dense design, portable -------------------------------------------------
 
 uint8_t* block_buffer(const Sub1View& w) {
   thread_local std::vector<uint8_t> buffer;
@@ -292,27 +56,75 @@ uint8_t* block_buffer(const Sub1View& w) {
   return buffer.data();
 }
 
-// Each token's sum: four partial sums over columns c ≡ 0, 1, 2, 3 (mod 4),
-// added as (s0 + s1) + (s2 + s3).
-void dot_rows_portable(const uint8_t* trits, const float level[3], const float* x, int64_t x_stride,
-                       int64_t tokens, int64_t cols, float* y, int64_t y_stride) {
-  for (int64_t t = 0; t < tokens; ++t) {
-    const float* xt = x + t * x_stride;
-    float s[4] = {0, 0, 0, 0};
-    for (int64_t c = 0; c < cols; ++c) s[c & 3] += level[trits[c]] * xt[c];
-    y[t * y_stride] = (s[0] + s[1]) + (s[2] + s[3]);
+// The two levels of each row of block b (zeros past the last row).
+struct BlockLevels {
+  alignas(64) float low[kRows];
+  alignas(64) float high[kRows];
+  int rows;
+  BlockLevels(const Sub1View& w, int64_t b) : rows(int(w.rows_in_block(b))) {
+    for (int i = 0; i < kRows; ++i) {
+      low[i] = i < rows ? w.low(b * kSub1BlockRows + i) : 0.0f;
+      high[i] = i < rows ? w.high(b * kSub1BlockRows + i) : 0.0f;
+    }
+  }
+};
+
+// ---- portable ----------------------------------------------------------------
+
+// A group's 16 subset sums, each from 0 in the order of the bits.
+void group_table_portable(const float v[4], float* t) {
+  for (int i = 0; i < kTableFloats; ++i) {
+    float s = 0.0f;
+    for (int b = 0; b < 4; ++b)
+      if (i >> b & 1) s += v[b];
+    t[i] = s;
   }
 }
 
-void linear_block_portable(const Sub1View& w, int64_t b, const float* x, int64_t x_stride, int64_t tokens, float* y,
-                           int64_t y_stride) {
+void tables_portable(const float* x, int64_t cols, int64_t groups, float* t) {
+  for (int64_t g = 0; g < groups; ++g) {
+    float v[4];
+    for (int b = 0; b < 4; ++b) v[b] = 4 * g + b < cols ? x[4 * g + b] : 0.0f;
+    group_table_portable(v, t + g * kTableFloats);
+  }
+}
+
+// Row i's plane words from its decoded trits (0 low, 1 zero, 2 high).
+void row_planes_portable(const uint8_t* trits, int64_t cols, int i, uint32_t* planes) {
+  for (int64_t w = 0; w < sub1_plane_words(cols); ++w) {
+    uint32_t lo = 0, hi = 0;
+    for (int64_t j = 0; j < kWordCols && kWordCols * w + j < cols; ++j) {
+      lo |= uint32_t(trits[kWordCols * w + j] == 0) << j;
+      hi |= uint32_t(trits[kWordCols * w + j] == 2) << j;
+    }
+    planes[w * kPlaneStride + i] = lo;
+    planes[w * kPlaneStride + kRows + i] = hi;
+  }
+}
+
+void decode_planes_portable(const Sub1View& w, int64_t b, uint32_t* planes) {
   uint8_t* trits = block_buffer(w);
   decode_sub1_block(w, b, trits);
-  for (int64_t i = 0; i < w.rows_in_block(b); ++i) {
-    const int64_t r = b * kSub1BlockRows + i;
-    const float level[3] = {w.low(r), 0.0f, w.high(r)};
-    dot_rows_portable(trits + i * w.cols, level, x, x_stride, tokens, w.cols, y + r, y_stride);
+  for (int i = 0; i < int(w.rows_in_block(b)); ++i) row_planes_portable(trits + i * w.cols, w.cols, i, planes);
+}
+
+// Σ_g T[g][nibble g of the plane row]: four partial sums (g mod 4).
+float plane_sum_portable(const uint32_t* plane_row, int64_t words, const float* tables) {
+  float s[4] = {0, 0, 0, 0};
+  for (int64_t w = 0; w < words; ++w) {
+    const uint32_t v = plane_row[w * kPlaneStride];
+    for (int j = 0; j < kGroupsPerWord; ++j)
+      s[j & 3] += tables[(kGroupsPerWord * w + j) * kTableFloats + (v >> (4 * j) & 15)];
   }
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+void product_portable(const uint32_t* planes, int64_t words, const Sub1Tables& tables, const BlockLevels& lv,
+                      float* y, int64_t y_stride) {
+  for (int64_t t = 0; t < tables.tokens(); ++t)
+    for (int i = 0; i < lv.rows; ++i)
+      y[t * y_stride + i] = combine(lv.low[i], plane_sum_portable(planes + i, words, tables.token(t)), lv.high[i],
+                                    plane_sum_portable(planes + kRows + i, words, tables.token(t)));
 }
 
 void dequantize_block_portable(const Sub1View& w, int64_t b, float* out) {
@@ -330,39 +142,15 @@ void dequantize_block_portable(const Sub1View& w, int64_t b, float* out) {
 
 #define MOEC_AVX2 __attribute__((target("avx2,fma,bmi")))
 
-// Sparse design, 2..N tokens: lanes are tokens of [cols + 1][8] activations.
-MOEC_AVX2 inline __m256 gather_sum8(const float* xt, const uint16_t* list, int64_t n) {
-  __m256 s[8];
-  for (int k = 0; k < 8; ++k) s[k] = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) s[k] = _mm256_add_ps(s[k], _mm256_loadu_ps(xt + 8 * size_t(list[i + k])));
-  for (int k = 0; k < 7; ++k)
-    if (i + k < n) s[k] = _mm256_add_ps(s[k], _mm256_loadu_ps(xt + 8 * size_t(list[i + k])));
-  return _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3])),
-                       _mm256_add_ps(_mm256_add_ps(s[4], s[5]), _mm256_add_ps(s[6], s[7])));
-}
-
-MOEC_AVX2 void sparse_row_avx2(const SparseProduct& p, const SparseRow& row) {
-  const int64_t cols = p.w->cols;
-  for (int64_t g = 0; g * 8 < p.tokens; ++g) {
-    alignas(32) float sum_lo[8], sum_hi[8];
-    _mm256_store_ps(sum_lo, gather_sum8(p.x + g * 8 * (cols + 1), row.lo, row.n_lo));
-    _mm256_store_ps(sum_hi, gather_sum8(p.x + g * 8 * (cols + 1), row.hi, row.n_hi));
-    store_rows(row, sum_lo, sum_hi, std::min<int64_t>(8, p.tokens - 8 * g), p.y + 8 * g * p.y_stride,
-               p.y_stride);
-  }
-}
-
 MOEC_AVX2 inline __m256i trits32(__m256i low, __m256i high, __m256i spread, __m256i bits) {
   const __m256i l = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(low, spread), bits), bits);
   const __m256i h = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(high, spread), bits), bits);
   return _mm256_add_epi8(_mm256_sub_epi8(_mm256_set1_epi8(1), h), l);  // compare results are −1
 }
 
-// Dense design: a codeword's two 64-bit masks to 64 trit bytes. Each 32-byte
-// half: the mask bytes spread 8 times (shuffle), one bit per byte kept
-// (and), compared to a byte of 0xFF; trit = 1 + high − low.
+// A codeword's two 64-bit masks to 64 trit bytes. Each 32-byte half: the
+// mask bytes spread 8 times (shuffle), one bit per byte kept (and), compared
+// to a byte of 0xFF; trit = 1 + high − low. Returns the codeword's length.
 MOEC_AVX2 inline int store_word_avx2(const uint64_t* masks, uint8_t* out) {
   const __m256i spread0 = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,  //
                                            2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
@@ -376,77 +164,101 @@ MOEC_AVX2 inline int store_word_avx2(const uint64_t* masks, uint8_t* out) {
 
 MOEC_AVX2 void decode_block_avx2(const Sub1View& w, int64_t b, uint8_t* out) {
   const uint64_t* masks = w.codebook.masks;
-  const uint16_t* words = w.words + w.blocks[b];
-  const int64_t n_words = int64_t(w.blocks[b + 1]) - int64_t(w.blocks[b]), n = w.rows_in_block(b) * w.cols;
+  const uint16_t* word = w.words + w.blocks[b];
+  const uint16_t *end = w.words + w.blocks[b + 1], *safe = prefetch_end(word, end);
+  const int64_t n = w.rows_in_block(b) * w.cols;
   int64_t pos = 0;
-  for (int64_t k = 0; k < n_words && pos < n; ++k) pos += store_word_avx2(masks + 2 * words[k], out + pos);
+  for (; word < end && pos < n; ++word) {
+    if (word < safe) __builtin_prefetch(masks + 2 * word[kPrefetch]);
+    pos += store_word_avx2(masks + 2 * *word, out + pos);
+  }
   for (; pos < n; ++pos) out[pos] = 1;  // a short (malformed) stream: zeros
+}
+
+// Decodes block b a row at a time (the row's trits stay in L1) into planes.
+MOEC_AVX2 void decode_planes_avx2(const Sub1View& w, int64_t b, uint32_t* planes) {
+  const int64_t cols = w.cols;  // a local: the byte stores may alias w
+  uint8_t* trits = row_buffer(cols);
+  const uint64_t* masks = w.codebook.masks;
+  const uint16_t* word = w.words + w.blocks[b];
+  const uint16_t *end = w.words + w.blocks[b + 1], *safe = prefetch_end(word, end);
+  const __m256i zero = _mm256_setzero_si256(), two = _mm256_set1_epi8(2);
+  const int rows = int(w.rows_in_block(b));
+  int64_t pos = 0;  // trits of the current row already in the buffer
+  for (int i = 0; i < rows; ++i) {
+    for (; pos < cols && word < end; ++word) {
+      if (word < safe) __builtin_prefetch(masks + 2 * word[kPrefetch]);
+      pos += store_word_avx2(masks + 2 * *word, trits + pos);
+    }
+    for (; pos < cols; ++pos) trits[pos] = 1;  // a short (malformed) stream: zeros
+    for (int64_t k = 0; k < sub1_plane_words(cols); ++k) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(trits + kWordCols * k));
+      const uint32_t m = columns_mask(cols, k);
+      planes[k * kPlaneStride + i] = uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, zero))) & m;
+      planes[k * kPlaneStride + kRows + i] = uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, two))) & m;
+    }
+    std::memmove(trits, trits + cols, kSlack);  // the spill starts the next row
+    pos -= cols;
+  }
+}
+
+// The 16 subset sums of each 4-column group as two 8-lane halves: a lane
+// gains x_b where bit b of its index is set (blend of t and t + x_b), the
+// same additions as the portable loop.
+MOEC_AVX2 void tables_avx2(const float* x, int64_t cols, int64_t groups, float* t) {
+  for (int64_t g = 0; g < groups; ++g) {
+    float v[4];
+    for (int b = 0; b < 4; ++b) v[b] = 4 * g + b < cols ? x[4 * g + b] : 0.0f;
+    __m256 lo = _mm256_setzero_ps();
+    lo = _mm256_blend_ps(lo, _mm256_add_ps(lo, _mm256_set1_ps(v[0])), 0xAA);
+    lo = _mm256_blend_ps(lo, _mm256_add_ps(lo, _mm256_set1_ps(v[1])), 0xCC);
+    lo = _mm256_blend_ps(lo, _mm256_add_ps(lo, _mm256_set1_ps(v[2])), 0xF0);
+    const __m256 hi = _mm256_add_ps(lo, _mm256_set1_ps(v[3]));  // entries 8..15: bit 3 set
+    _mm256_storeu_ps(t + g * kTableFloats, lo);
+    _mm256_storeu_ps(t + g * kTableFloats + 8, hi);
+  }
+}
+
+// Rows h·8..h·8+7 of a block for one token: a nibble's 16-entry lookup is
+// two 8-entry vpermps (the index's low 3 bits) blended on its bit 3.
+MOEC_AVX2 void product_half_avx2(const uint32_t* planes, int64_t words, const float* tables, const BlockLevels& lv,
+                                 int h, float* y) {
+  __m256 al[4], ah[4];
+  for (int k = 0; k < 4; ++k) al[k] = ah[k] = _mm256_setzero_ps();
+  for (int64_t w = 0; w < words; ++w) {
+    __m256i vl = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(planes + w * kPlaneStride + 8 * h));
+    __m256i vh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(planes + w * kPlaneStride + kRows + 8 * h));
+    const float* t = tables + kGroupsPerWord * w * kTableFloats;
+    for (int j = 0; j < kGroupsPerWord; ++j) {
+      const __m256 t0 = _mm256_load_ps(t + j * kTableFloats), t1 = _mm256_load_ps(t + j * kTableFloats + 8);
+      const __m256 l = _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, vl), _mm256_permutevar8x32_ps(t1, vl),
+                                        _mm256_castsi256_ps(_mm256_slli_epi32(vl, 28)));
+      const __m256 u = _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, vh), _mm256_permutevar8x32_ps(t1, vh),
+                                        _mm256_castsi256_ps(_mm256_slli_epi32(vh, 28)));
+      al[j & 3] = _mm256_add_ps(al[j & 3], l);
+      ah[j & 3] = _mm256_add_ps(ah[j & 3], u);
+      vl = _mm256_srli_epi32(vl, 4);
+      vh = _mm256_srli_epi32(vh, 4);
+    }
+  }
+  const __m256 sl = _mm256_add_ps(_mm256_add_ps(al[0], al[1]), _mm256_add_ps(al[2], al[3]));
+  const __m256 sh = _mm256_add_ps(_mm256_add_ps(ah[0], ah[1]), _mm256_add_ps(ah[2], ah[3]));
+  const __m256 r = _mm256_add_ps(_mm256_mul_ps(_mm256_load_ps(lv.low + 8 * h), sl),
+                                 _mm256_mul_ps(_mm256_load_ps(lv.high + 8 * h), sh));
+  alignas(32) float out[8];
+  _mm256_store_ps(out, r);
+  std::copy(out, out + std::min(8, lv.rows - 8 * h), y + 8 * h);
+}
+
+MOEC_AVX2 void product_avx2(const uint32_t* planes, int64_t words, const Sub1Tables& tables, const BlockLevels& lv,
+                            float* y, int64_t y_stride) {
+  for (int64_t t = 0; t < tables.tokens(); ++t)
+    for (int h = 0; h * 8 < lv.rows; ++h) product_half_avx2(planes, words, tables.token(t), lv, h, y + t * y_stride);
 }
 
 MOEC_AVX2 inline __m256 weights8(const uint8_t* trits, __m256 table) {
   const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(trits));
   return _mm256_permutevar8x32_ps(table, _mm256_cvtepu8_epi32(bytes));
-}
-
-MOEC_AVX2 inline float hsum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
-
-// Sums of G tokens: four accumulators each over 8-column chunks k ≡ 0..3
-// (mod 4), a scalar tail, the same order for every G.
-template <int G>
-MOEC_AVX2 void dot_avx2(const uint8_t* trits, __m256 table, const float level[3], const float* x, int64_t x_stride,
-                        int64_t cols, float* y, int64_t y_stride) {
-  __m256 acc[G][4];
-  for (int g = 0; g < G; ++g)
-    for (int a = 0; a < 4; ++a) acc[g][a] = _mm256_setzero_ps();
-  int64_t c = 0;
-  for (; c + 32 <= cols; c += 32)
-    for (int a = 0; a < 4; ++a) {
-      const __m256 wv = weights8(trits + c + 8 * a, table);
-      for (int g = 0; g < G; ++g)
-        acc[g][a] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + g * x_stride + c + 8 * a), acc[g][a]);
-    }
-  for (int a = 0; c + 8 <= cols; c += 8, ++a) {
-    const __m256 wv = weights8(trits + c, table);
-    for (int g = 0; g < G; ++g) acc[g][a] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + g * x_stride + c), acc[g][a]);
-  }
-  for (int g = 0; g < G; ++g) {
-    float s = hsum8(_mm256_add_ps(_mm256_add_ps(acc[g][0], acc[g][1]), _mm256_add_ps(acc[g][2], acc[g][3])));
-    for (int64_t k = c; k < cols; ++k) s = std::fma(level[trits[k]], x[g * x_stride + k], s);  // fused in every path
-    y[g * y_stride] = s;
-  }
-}
-
-// Decodes a block a row at a time into a buffer of cols + 128 bytes, so each
-// row's trits are still in L1 when the dot products read them: the codeword
-// that runs past the row's end leaves its excess (< 64 trits) behind the
-// row, which is moved to the front for the next row.
-MOEC_AVX2 void linear_block_avx2(const Sub1View& w, int64_t b, const float* x, int64_t x_stride, int64_t tokens,
-                                 float* y, int64_t y_stride) {
-  thread_local std::vector<uint8_t> buffer;
-  if (buffer.size() < size_t(w.cols + 2 * kSlack)) buffer.resize(size_t(w.cols + 2 * kSlack));
-  uint8_t* trits = buffer.data();
-  const uint64_t* masks = w.codebook.masks;
-  const uint16_t* word = w.words + w.blocks[b];
-  const uint16_t* end = w.words + w.blocks[b + 1];
-  int64_t pos = 0;  // trits of the current row already in the buffer
-  for (int64_t i = 0; i < w.rows_in_block(b); ++i) {
-    for (; pos < w.cols && word < end; ++word) pos += store_word_avx2(masks + 2 * *word, trits + pos);
-    for (; pos < w.cols; ++pos) trits[pos] = 1;  // a short (malformed) stream: zeros
-    const int64_t r = b * kSub1BlockRows + i;
-    const float level[3] = {w.low(r), 0.0f, w.high(r)};
-    const __m256 table = _mm256_setr_ps(level[0], 0.0f, level[2], 0.0f, 0.0f, 0.0f, 0.0f, 0.0f);
-    int64_t t = 0;
-    for (; t + kTokenGroup <= tokens; t += kTokenGroup)
-      dot_avx2<kTokenGroup>(trits, table, level, x + t * x_stride, x_stride, w.cols, y + t * y_stride + r, y_stride);
-    for (; t < tokens; ++t) dot_avx2<1>(trits, table, level, x + t * x_stride, x_stride, w.cols, y + t * y_stride + r, y_stride);
-    std::memmove(trits, trits + w.cols, kSlack);  // the spill starts the next row
-    pos -= w.cols;
-  }
 }
 
 MOEC_AVX2 void dequantize_block_avx2(const Sub1View& w, int64_t b, float* out) {
@@ -466,31 +278,7 @@ MOEC_AVX2 void dequantize_block_avx2(const Sub1View& w, int64_t b, float* out) {
 
 // ---- AVX-512 ----------------------------------------------------------------
 
-#define MOEC_AVX512 __attribute__((target("avx512f,avx512bw,avx2,fma,bmi")))
-
-// Sparse design, 2..N tokens: lanes are tokens of [cols + 1][16] activations.
-MOEC_AVX512 inline __m512 gather_sum16(const float* xt, const uint16_t* list, int64_t n) {
-  __m512 s[8];
-  for (int k = 0; k < 8; ++k) s[k] = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) s[k] = _mm512_add_ps(s[k], _mm512_loadu_ps(xt + 16 * size_t(list[i + k])));
-  for (int k = 0; k < 7; ++k)
-    if (i + k < n) s[k] = _mm512_add_ps(s[k], _mm512_loadu_ps(xt + 16 * size_t(list[i + k])));
-  return _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3])),
-                       _mm512_add_ps(_mm512_add_ps(s[4], s[5]), _mm512_add_ps(s[6], s[7])));
-}
-
-MOEC_AVX512 void sparse_row_avx512(const SparseProduct& p, const SparseRow& row) {
-  const int64_t cols = p.w->cols;
-  for (int64_t g = 0; g * 16 < p.tokens; ++g) {
-    alignas(64) float sum_lo[16], sum_hi[16];
-    _mm512_store_ps(sum_lo, gather_sum16(p.x + g * 16 * (cols + 1), row.lo, row.n_lo));
-    _mm512_store_ps(sum_hi, gather_sum16(p.x + g * 16 * (cols + 1), row.hi, row.n_hi));
-    store_rows(row, sum_lo, sum_hi, std::min<int64_t>(16, p.tokens - 16 * g), p.y + 16 * g * p.y_stride,
-               p.y_stride);
-  }
-}
+#define MOEC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,bmi")))
 
 // Stores a codeword's 64 trits, built from its two bit masks, and returns
 // its length; the next codeword's store overwrites what lies past it. The
@@ -505,12 +293,99 @@ MOEC_AVX512 inline int store_word(const uint64_t* masks, uint8_t* out, __m512i o
 
 MOEC_AVX512 void decode_block_avx512(const Sub1View& w, int64_t b, uint8_t* out) {
   const uint64_t* masks = w.codebook.masks;
-  const uint16_t* words = w.words + w.blocks[b];
-  const int64_t n_words = int64_t(w.blocks[b + 1]) - int64_t(w.blocks[b]), n = w.rows_in_block(b) * w.cols;
+  const uint16_t* word = w.words + w.blocks[b];
+  const uint16_t *end = w.words + w.blocks[b + 1], *safe = prefetch_end(word, end);
+  const int64_t n = w.rows_in_block(b) * w.cols;
   const __m512i one = _mm512_set1_epi8(1), zero = _mm512_setzero_si512(), two = _mm512_set1_epi8(2);
   int64_t pos = 0;
-  for (int64_t k = 0; k < n_words && pos < n; ++k) pos += store_word(masks + 2 * words[k], out + pos, one, zero, two);
+  for (; word < end && pos < n; ++word) {
+    if (word < safe) __builtin_prefetch(masks + 2 * word[kPrefetch]);
+    pos += store_word(masks + 2 * *word, out + pos, one, zero, two);
+  }
   for (; pos < n; ++pos) out[pos] = 1;  // a short (malformed) stream: zeros
+}
+
+// As decode_planes_avx2; a byte compare gives a plane word directly.
+MOEC_AVX512 void decode_planes_avx512(const Sub1View& w, int64_t b, uint32_t* planes) {
+  const int64_t cols = w.cols;  // a local: the byte stores may alias w
+  uint8_t* trits = row_buffer(cols);
+  const uint64_t* masks = w.codebook.masks;
+  const uint16_t* word = w.words + w.blocks[b];
+  const uint16_t *end = w.words + w.blocks[b + 1], *safe = prefetch_end(word, end);
+  const __m512i one = _mm512_set1_epi8(1), zero = _mm512_setzero_si512(), two = _mm512_set1_epi8(2);
+  const int rows = int(w.rows_in_block(b));
+  int64_t pos = 0;
+  for (int i = 0; i < rows; ++i) {
+    for (; pos < cols && word < end; ++word) {
+      if (word < safe) __builtin_prefetch(masks + 2 * word[kPrefetch]);
+      pos += store_word(masks + 2 * *word, trits + pos, one, zero, two);
+    }
+    for (; pos < cols; ++pos) trits[pos] = 1;  // a short (malformed) stream: zeros
+    for (int64_t k = 0; k < sub1_plane_words(cols); ++k) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(trits + kWordCols * k));
+      const uint32_t m = columns_mask(cols, k);
+      planes[k * kPlaneStride + i] = _mm256_cmpeq_epi8_mask(v, _mm512_castsi512_si256(zero)) & m;
+      planes[k * kPlaneStride + kRows + i] = _mm256_cmpeq_epi8_mask(v, _mm512_castsi512_si256(two)) & m;
+    }
+    std::memmove(trits, trits + cols, kSlack);  // the spill starts the next row
+    pos -= cols;
+  }
+}
+
+// The 16 subset sums of a 4-column group in one register: lanes whose index
+// has bit b set gain x_b (masked adds, in the order of the bits).
+MOEC_AVX512 void tables_avx512(const float* x, int64_t cols, int64_t groups, float* t) {
+  for (int64_t g = 0; g < groups; ++g) {
+    float v[4];
+    for (int b = 0; b < 4; ++b) v[b] = 4 * g + b < cols ? x[4 * g + b] : 0.0f;
+    __m512 s = _mm512_setzero_ps();
+    s = _mm512_mask_add_ps(s, 0xAAAA, s, _mm512_set1_ps(v[0]));
+    s = _mm512_mask_add_ps(s, 0xCCCC, s, _mm512_set1_ps(v[1]));
+    s = _mm512_mask_add_ps(s, 0xF0F0, s, _mm512_set1_ps(v[2]));
+    s = _mm512_mask_add_ps(s, 0xFF00, s, _mm512_set1_ps(v[3]));
+    _mm512_store_ps(t + g * kTableFloats, s);
+  }
+}
+
+// A block's 16 rows (lanes) for T tokens at a time: per group, one vpermps
+// per plane and token looks up all 16 rows' nibbles; the nibbles are the
+// plane words shifted right by 4 per group (vpermps reads the low 4 bits).
+template <int T>
+MOEC_AVX512 void product_tokens_avx512(const uint32_t* planes, int64_t words, const Sub1Tables& tables, int64_t t0,
+                                       const BlockLevels& lv, float* y, int64_t y_stride) {
+  __m512 al[T][4], ah[T][4];
+  const float* tab[T];
+  for (int k = 0; k < T; ++k) {
+    tab[k] = tables.token(t0 + k);
+    for (int a = 0; a < 4; ++a) al[k][a] = ah[k][a] = _mm512_setzero_ps();
+  }
+  for (int64_t w = 0; w < words; ++w) {
+    __m512i vl = _mm512_loadu_si512(planes + w * kPlaneStride);
+    __m512i vh = _mm512_loadu_si512(planes + w * kPlaneStride + kRows);
+    for (int j = 0; j < kGroupsPerWord; ++j) {
+      for (int k = 0; k < T; ++k) {
+        const __m512 t = _mm512_load_ps(tab[k] + (kGroupsPerWord * w + j) * kTableFloats);
+        al[k][j & 3] = _mm512_add_ps(al[k][j & 3], _mm512_permutexvar_ps(vl, t));
+        ah[k][j & 3] = _mm512_add_ps(ah[k][j & 3], _mm512_permutexvar_ps(vh, t));
+      }
+      vl = _mm512_srli_epi32(vl, 4);
+      vh = _mm512_srli_epi32(vh, 4);
+    }
+  }
+  const __mmask16 rows = __mmask16((1u << lv.rows) - 1u);
+  const __m512 low = _mm512_load_ps(lv.low), high = _mm512_load_ps(lv.high);
+  for (int k = 0; k < T; ++k) {
+    const __m512 sl = _mm512_add_ps(_mm512_add_ps(al[k][0], al[k][1]), _mm512_add_ps(al[k][2], al[k][3]));
+    const __m512 sh = _mm512_add_ps(_mm512_add_ps(ah[k][0], ah[k][1]), _mm512_add_ps(ah[k][2], ah[k][3]));
+    _mm512_mask_storeu_ps(y + (t0 + k) * y_stride, rows, _mm512_add_ps(_mm512_mul_ps(low, sl), _mm512_mul_ps(high, sh)));
+  }
+}
+
+MOEC_AVX512 void product_avx512(const uint32_t* planes, int64_t words, const Sub1Tables& tables, const BlockLevels& lv,
+                                float* y, int64_t y_stride) {
+  int64_t t = 0;
+  for (; t + 2 <= tables.tokens(); t += 2) product_tokens_avx512<2>(planes, words, tables, t, lv, y, y_stride);
+  if (t < tables.tokens()) product_tokens_avx512<1>(planes, words, tables, t, lv, y, y_stride);
 }
 
 MOEC_AVX512 inline __m512 weights16(const uint8_t* trits, __m512 table) {
@@ -518,67 +393,12 @@ MOEC_AVX512 inline __m512 weights16(const uint8_t* trits, __m512 table) {
   return _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(bytes), table);
 }
 
-// Sums of G tokens: four accumulators each over 16-column chunks k ≡ 0..3
-// (mod 4), the last partial chunk masked, then a fixed-order reduction.
-template <int G>
-MOEC_AVX512 void dot_avx512(const uint8_t* trits, __m512 table, const float* x, int64_t x_stride, int64_t cols,
-                            float* y, int64_t y_stride) {
-  __m512 acc[G][4];
-  for (int g = 0; g < G; ++g)
-    for (int a = 0; a < 4; ++a) acc[g][a] = _mm512_setzero_ps();
-  int64_t c = 0;
-  for (; c + 64 <= cols; c += 64)
-    for (int a = 0; a < 4; ++a) {
-      const __m512 wv = weights16(trits + c + 16 * a, table);
-      for (int g = 0; g < G; ++g)
-        acc[g][a] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + g * x_stride + c + 16 * a), acc[g][a]);
-    }
-  for (int a = 0; c < cols; c += 16, ++a) {
-    const __mmask16 m = cols - c >= 16 ? __mmask16(0xffff) : __mmask16((1u << (cols - c)) - 1);
-    const __m512 wv = weights16(trits + c, table);  // past the row: buffer slack, times x = 0
-    for (int g = 0; g < G; ++g)
-      acc[g][a] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + g * x_stride + c), acc[g][a]);
-  }
-  for (int g = 0; g < G; ++g)
-    y[g * y_stride] =
-        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[g][0], acc[g][1]), _mm512_add_ps(acc[g][2], acc[g][3])));
-}
-
-MOEC_AVX512 __m512 level_table(const Sub1View& w, int64_t r) {
-  return _mm512_setr_ps(w.low(r), 0.0f, w.high(r), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-}
-
-// As linear_block_avx2: a row at a time, the spill moved to the front.
-MOEC_AVX512 void linear_block_avx512(const Sub1View& w, int64_t b, const float* x, int64_t x_stride, int64_t tokens,
-                                     float* y, int64_t y_stride) {
-  thread_local std::vector<uint8_t> buffer;
-  if (buffer.size() < size_t(w.cols + 2 * kSlack)) buffer.resize(size_t(w.cols + 2 * kSlack));
-  uint8_t* trits = buffer.data();
-  const uint64_t* masks = w.codebook.masks;
-  const uint16_t* word = w.words + w.blocks[b];
-  const uint16_t* end = w.words + w.blocks[b + 1];
-  const __m512i one = _mm512_set1_epi8(1), zero = _mm512_setzero_si512(), two = _mm512_set1_epi8(2);
-  int64_t pos = 0;  // trits of the current row already in the buffer
-  for (int64_t i = 0; i < w.rows_in_block(b); ++i) {
-    for (; pos < w.cols && word < end; ++word) pos += store_word(masks + 2 * *word, trits + pos, one, zero, two);
-    for (; pos < w.cols; ++pos) trits[pos] = 1;  // a short (malformed) stream: zeros
-    const int64_t r = b * kSub1BlockRows + i;
-    const __m512 table = level_table(w, r);
-    int64_t t = 0;
-    for (; t + kTokenGroup <= tokens; t += kTokenGroup)
-      dot_avx512<kTokenGroup>(trits, table, x + t * x_stride, x_stride, w.cols, y + t * y_stride + r, y_stride);
-    for (; t < tokens; ++t) dot_avx512<1>(trits, table, x + t * x_stride, x_stride, w.cols, y + t * y_stride + r, y_stride);
-    std::memmove(trits, trits + w.cols, kSlack);  // the spill starts the next row
-    pos -= w.cols;
-  }
-}
-
 MOEC_AVX512 void dequantize_block_avx512(const Sub1View& w, int64_t b, float* out) {
   uint8_t* trits = block_buffer(w);
   decode_block_avx512(w, b, trits);
   for (int64_t i = 0; i < w.rows_in_block(b); ++i) {
     const int64_t r = b * kSub1BlockRows + i;
-    const __m512 table = level_table(w, r);
+    const __m512 table = _mm512_setr_ps(w.low(r), 0.0f, w.high(r), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     const uint8_t* row = trits + i * w.cols;
     float* o = out + i * w.cols;
     int64_t c = 0;
@@ -589,121 +409,84 @@ MOEC_AVX512 void dequantize_block_avx512(const Sub1View& w, int64_t b, float* ou
 
 #endif  // __x86_64__
 
-}  // namespace
-
-uint64_t sub1_sparse_table_bytes(uint32_t size) { return uint64_t(size) * kEntryBytes + kEntryBytes; }
-
-bool sub1_build_sparse_table(const Sub1Codebook& cb, uint8_t* table) {
-  std::memset(table, 0, sub1_sparse_table_bytes(cb.size));
-  for (uint32_t w = 0; w < cb.size; ++w) {
-    uint8_t* e = table + size_t(w) * kEntryBytes;
-    const int length = sub1_word_length(cb, w);
-    uint8_t lo[kMaxPerLevel], hi[kMaxPerLevel];
-    int n_lo = 0, n_hi = 0;
-    for (int i = 0; i < length; ++i) {
-      const int t = sub1_word_trit(cb, w, i);
-      if (t == 1) continue;
-      int& n = t == 0 ? n_lo : n_hi;
-      if (n == kMaxPerLevel) return false;
-      (t == 0 ? lo : hi)[n++] = uint8_t(i);
-    }
-    e[0] = uint8_t(length);
-    e[1] = uint8_t(n_lo | n_hi << 4);
-    for (int i = 0; i < n_lo; ++i) e[kLowAt + i] = uint8_t(lo[i]);
-    for (int i = 0; i < n_hi; ++i) e[kHighAt + i] = uint8_t(hi[i]);
-  }
-  return true;
-}
-
-const char* sub1_design(const Sub1View& w) { return sparse_usable(w) ? "sparse" : "dense"; }
-bool sub1_uses_sparse_design(const Sub1View& w) { return sparse_usable(w); }
-
-namespace {
-
-// Token lanes of the sparse design's vector paths: several tokens are
-// transposed into 8 (AVX2) or 16 (AVX-512) lanes; one token reads x as
-// given (the same sums on every ISA).
-int sparse_lanes(Isa isa, int64_t tokens) {
-  if (isa == Isa::Portable || tokens == 1) return 1;
-  return isa == Isa::Avx512 ? 16 : 8;
-}
-
-void sparse_linear(const Sub1View& w, int64_t block0, int64_t n_blocks, const Sub1Activations& a, float* y,
-                   int64_t y_stride, Isa isa, Sub1BlockLists* lists) {
-  SparseProduct p{&w, a.x(), a.x_stride(), a.tokens(), a.lanes(), y, y_stride};
-  SparseRowFn row = sparse_row_portable;
-  ListRowFn list_row = list_row_portable;
+void decode_planes(const Sub1View& w, int64_t b, uint32_t* planes, Isa isa) {
 #if defined(__x86_64__)
-  if (isa != Isa::Portable) list_row = list_row_avx2;
-  if (a.lanes() > 1) row = a.lanes() == 16 ? sparse_row_avx512 : sparse_row_avx2;
+  if (isa == Isa::Avx512) return decode_planes_avx512(w, b, planes);
+  if (isa == Isa::Avx2) return decode_planes_avx2(w, b, planes);
 #endif
-  sparse_blocks(w, block0, n_blocks, p, row, list_row, lists);
+  decode_planes_portable(w, b, planes);
+}
+
+void product(const uint32_t* planes, int64_t words, const Sub1Tables& tables, const BlockLevels& lv, float* y,
+             int64_t y_stride, Isa isa) {
+#if defined(__x86_64__)
+  if (isa == Isa::Avx512) return product_avx512(planes, words, tables, lv, y, y_stride);
+  if (isa == Isa::Avx2) return product_avx2(planes, words, tables, lv, y, y_stride);
+#endif
+  product_portable(planes, words, tables, lv, y, y_stride);
 }
 
 }  // namespace
 
-void Sub1Activations::prepare(const Sub1View& w, const float* x, int64_t x_stride, int64_t tokens, bool for_lists,
-                              Isa isa) {
-  cols_ = w.cols;
+uint64_t Sub1BlockPlanes::bytes() const { return sizeof(*this) + bits.capacity() * sizeof(uint32_t); }
+
+void Sub1Tables::prepare(const float* x, int64_t x_stride, int64_t tokens, int64_t cols, Isa isa) {
+  const int64_t groups = kGroupsPerWord * sub1_plane_words(cols);
+  cols_ = cols;
   tokens_ = tokens;
-  lanes_ = sparse_lanes(isa, tokens);
-  for_lists_ = for_lists;
-  x_ = x;
-  x_stride_ = x_stride;
-  if (lanes_ > 1) {  // [groups][cols + 1][lanes], tokens padded to whole groups, column cols zero
-    const int64_t groups = (tokens + lanes_ - 1) / lanes_;
-    buffer_.assign(size_t(groups * (w.cols + 1) * lanes_), 0.0f);
-    for (int64_t t = 0; t < tokens; ++t) {
-      float* out = buffer_.data() + (t / lanes_) * (w.cols + 1) * lanes_ + t % lanes_;
-      const float* in = x + t * x_stride;
-      for (int64_t c = 0; c < w.cols; ++c) out[c * lanes_] = in[c];
-    }
-    x_ = buffer_.data();
-  } else if (for_lists) {  // recorded lists are padded with position cols: rows with a zero there
-    buffer_.resize(size_t(tokens * (w.cols + 1)));
-    for (int64_t t = 0; t < tokens; ++t) {
-      std::copy(x + t * x_stride, x + t * x_stride + w.cols, buffer_.data() + t * (w.cols + 1));
-      buffer_[size_t(t * (w.cols + 1) + w.cols)] = 0.0f;
-    }
-    x_ = buffer_.data();
-    x_stride_ = w.cols + 1;
+  per_token_ = groups * kTableFloats;
+  // 64-byte aligned: a lookup's table is one aligned load (per_token_ is
+  // a multiple of 16 floats).
+  const size_t need = size_t(std::max<int64_t>(tokens * per_token_, kTableFloats));
+  if (need > capacity_) {
+    buffer_.reset(static_cast<float*>(std::aligned_alloc(64, need * sizeof(float))));
+    if (!buffer_) fail("sub1 kernels: out of memory for {} lookup tables", tokens);
+    capacity_ = need;
   }
-}
-
-bool Sub1Activations::fits(const Sub1View& w, int64_t tokens, bool for_lists, Isa isa) const {
-  return cols_ == w.cols && tokens_ == tokens && lanes_ == sparse_lanes(isa, tokens) && for_lists_ == for_lists;
-}
-
-void sub1_linear_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, const float* x, int64_t x_stride,
-                        int64_t tokens, float* y, int64_t y_stride, Isa isa, Sub1BlockLists* lists,
-                        const Sub1Activations* prepared) {
-  if (!isa_supported(isa)) fail("sub1 kernels: this CPU has no {}", isa_name(isa));
-  if (tokens <= 0 || n_blocks <= 0) return;
-  if (sparse_usable(w)) {
-    if (prepared && prepared->fits(w, tokens, lists != nullptr, isa))
-      return sparse_linear(w, block0, n_blocks, *prepared, y, y_stride, isa, lists);
-    thread_local Sub1Activations local;
-    local.prepare(w, x, x_stride, tokens, lists != nullptr, isa);
-    return sparse_linear(w, block0, n_blocks, local, y, y_stride, isa, lists);
-  }
-  for (int64_t b = block0; b < block0 + n_blocks; ++b) {
+  for (int64_t t = 0; t < tokens; ++t) {
+    float* out = buffer_.get() + t * per_token_;
 #if defined(__x86_64__)
     if (isa == Isa::Avx512) {
-      linear_block_avx512(w, b, x, x_stride, tokens, y, y_stride);
+      tables_avx512(x + t * x_stride, cols, groups, out);
       continue;
     }
     if (isa == Isa::Avx2) {
-      linear_block_avx2(w, b, x, x_stride, tokens, y, y_stride);
+      tables_avx2(x + t * x_stride, cols, groups, out);
       continue;
     }
 #endif
-    linear_block_portable(w, b, x, x_stride, tokens, y, y_stride);
+    tables_portable(x + t * x_stride, cols, groups, out);
   }
 }
 
-uint64_t Sub1BlockLists::bytes() const {
-  return sizeof(*this) + positions.capacity() * sizeof(uint16_t) + ends.capacity() * sizeof(uint32_t) +
-         levels.capacity() * sizeof(float);
+void sub1_linear_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, const float* x, int64_t x_stride,
+                        int64_t tokens, float* y, int64_t y_stride, Isa isa, Sub1BlockPlanes* planes,
+                        const Sub1Tables* prepared) {
+  if (!isa_supported(isa)) fail("sub1 kernels: this CPU has no {}", isa_name(isa));
+  if (tokens <= 0 || n_blocks <= 0) return;
+  const Sub1Tables* tables = prepared;
+  if (tables == nullptr || !tables->fits(w.cols, tokens)) {
+    thread_local Sub1Tables local;
+    local.prepare(x, x_stride, tokens, w.cols, isa);
+    tables = &local;
+  }
+  const int64_t words = sub1_plane_words(w.cols);
+  const size_t plane_u32 = size_t(words * kPlaneStride);
+  thread_local std::vector<uint32_t> scratch;
+  for (int64_t b = block0; b < block0 + n_blocks; ++b) {
+    Sub1BlockPlanes* kept = planes ? &planes[b - block0] : nullptr;
+    const uint32_t* p;
+    if (kept && kept->ready) {
+      p = kept->bits.data();
+    } else {
+      std::vector<uint32_t>& out = kept ? kept->bits : scratch;
+      out.assign(plane_u32, 0u);
+      decode_planes(w, b, out.data(), isa);
+      if (kept) kept->ready = true;
+      p = out.data();
+    }
+    product(p, words, *tables, BlockLevels(w, b), y + b * kSub1BlockRows, y_stride, isa);
+  }
 }
 
 void sub1_dequantize_block(const Sub1View& w, int64_t b, float* out, Isa isa) {

@@ -1,42 +1,50 @@
 // Fused CPU kernels over sub1 matrices (quant/sub1.h): decode a block of 16
-// rows and multiply it with 1..N activation rows while the block's codes are
-// in cache, never materializing more than one row of trits.
+// rows into bit planes and multiply it with 1..N activation rows by table
+// lookups while the block is in cache, never materializing its weights.
 //
-// Two designs, chosen per matrix:
+// Design (T-MAC-style lookup tables, one for every ISA and batch size):
 //
-// Sparse (the default): at p(0) ≈ 0.7–0.9 a 16-bit codeword stands for
-// ~10–30 trits of which only 1–4 are nonzero. A second per-codeword table
-// (built from the dictionary once, 16 bytes per codeword) lists the
-// positions of those nonzeros; decoding a row appends each codeword's
-// positions plus its start to two lists (low level, high level) with one
-// 16-byte load/add/store per list, and the product sums the activations
-// the lists point at: Σ_low x and Σ_high x per row and token, then
-// y = low · Σ_low + high · Σ_high. No multiplications per weight and no work
-// for zeros, so a token costs a few loads per nonzero; several tokens share
-// each position (activations transposed to [cols][tokens], one vector add
-// per nonzero for 8 (AVX2) or 16 (AVX-512) tokens).
-//   Entry layout (16 bytes): u8 length, u8 low count | high count << 4,
-//   u8 low positions [7], u8 high positions [7]. A dictionary with a
-//   codeword of more than 7 trits of one level has no sparse table (dense
-//   design instead); so does a matrix wider than 65,000 columns (positions
-//   within a row are u16).
-//   The sums use eight partial sums per list, element i into sum i mod 8,
-//   added pairwise; every ISA and every batch size does the same float
-//   operations per token, so results are bit-identical across ISAs, thread
-//   counts, batch groupings and list-cache replays.
+// Bit planes. A block's trits become two bit planes, one for the low level
+// and one for the high level: bit c of a row's plane is set where trit c is
+// that level. Layout, u32 words: [word w][plane low, high][row 0..15], word w
+// covering columns 32w..32w+31 (bit j = column 32w + j; bits past the last
+// column and rows past the last row are zero). 2 bits per weight, 1/8 of
+// bf16; this is also what the expert cache (model/sub1_plane_cache.h) keeps,
+// so a cache hit skips the Tunstall decoding and reads 1/8 of what a bf16
+// product reads.
 //
-// Dense (fallback, and the GEMM path's dequantization): the block's trits
-// are expanded to bytes (AVX-512: masked byte blends; AVX2: shuffle + compare
-// of the codeword's bit masks; portable: the reference decoder), then each
-// row's trits index a 3-entry level table (vpermps) and are multiplied with
-// the activations. The decode buffer has 64 bytes of slack: a whole 64-trit
-// codeword is stored at a time and the next one overwrites the excess.
+// Tables. Per token and group of 4 columns g, the 16 subset sums
+// T[g][i] = Σ_{bit b of i set} x[4g + b], each summed from 0 in the order
+// b = 0..3 (x past the last column reads as 0): 64 bytes per 4 columns per
+// token, built once per product (Sub1Tables) and shared by its row tiles.
 //
-// ISAs: portable C++, AVX2 (+FMA, BMI) and AVX-512 (F+BW), chosen by
-// active_isa() (io/cpu_isa.h); tests run every one the CPU supports against
-// the scalar reference decoder followed by a dense product.
+// Product. A row's sum over a plane is Σ_g T[g][nibble g of the plane],
+// accumulated in four partial sums (group g into sum g mod 4) added as
+// (s0 + s1) + (s2 + s3); y = low · S_low + high · S_high. Lanes are rows:
+// AVX-512 looks a nibble up for 16 rows with one vpermps (its 16-entry table
+// is one register), AVX2 for 8 rows with two vpermps over the table's halves
+// and a blend on the nibble's high bit, portable C++ one row at a time.
+// Per 64 weights and token that is 2 lookups and 2 adds on AVX-512 (a bf16
+// product: 4 widenings and 4 FMAs), with no work that grows with the
+// nonzeros and no limit on the dictionary or the width.
+//   Every path does the same float additions in the same order for each
+// (row, token), so results are bit-identical across ISAs, thread counts,
+// batch sizes and cache replays (tested), which is what lets serve/ batch
+// sequences without changing any sequence's output.
+//
+// Decoding (per ISA): codewords are expanded to trit bytes a row at a time
+// (AVX-512: masked byte blends; AVX2: shuffle + compare of the codeword's
+// bit masks; portable: the reference decoder), and each 32 bytes compared
+// with the two levels give a row's two plane words. The row buffer has 64
+// bytes of slack: a whole 64-trit codeword is stored at a time and the spill
+// past the row starts the next one.
+//
+// Large batches (more than linear()'s fused limit) dequantize a block to f32
+// (sub1_dequantize_block) and run a GEMM.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <vector>
 
 #include "io/cpu_isa.h"
@@ -44,66 +52,51 @@
 
 namespace moec {
 
-// The kernel design a matrix uses: "sparse" or "dense".
-const char* sub1_design(const Sub1View& w);
-bool sub1_uses_sparse_design(const Sub1View& w);
-
-// A block's position lists as the sparse design decodes them, kept to be
+// A block's bit planes as the kernels read them (layout above), kept to be
 // replayed: generation multiplies the same experts token after token, and a
-// replay skips the decoding (model/sub1_list_cache.h). Per row: its low
-// positions, then its high ones, each list padded to a multiple of 8 with
-// position `cols` (read as a zero activation); ends[2i], ends[2i+1] end row
-// i's two lists.
-struct Sub1BlockLists {
-  std::vector<uint16_t> positions;
-  std::vector<uint32_t> ends;
-  std::vector<float> levels;  // per row: low, high (decoded from their codes)
-  bool ready = false;  // holds the block
+// replay skips the decoding (model/sub1_plane_cache.h).
+struct Sub1BlockPlanes {
+  std::vector<uint32_t> bits;  // [words][2][16]
+  bool ready = false;          // holds the block
   uint64_t bytes() const;
 };
 
-// One product's activations as the sparse design reads them: several
-// tokens transposed into 8 (AVX2) or 16 (AVX-512) token lanes, or, for a
-// product with lists, each row copied with a zero after it (the lists'
-// padding position); otherwise x as given. Prepared once per product and
-// shared by the calls that split its rows (a tile of 64 rows would
-// otherwise transpose all of x again).
-class Sub1Activations {
+// Plane words per row of a matrix with `cols` columns.
+constexpr int64_t sub1_plane_words(int64_t cols) { return (cols + 31) / 32; }
+
+// One product's lookup tables (layout above): [tokens][8 · words][16]
+// floats. Prepared once per product and shared by the calls that split its
+// rows (each call would otherwise build all of them again).
+class Sub1Tables {
  public:
-  void prepare(const Sub1View& w, const float* x, int64_t x_stride, int64_t tokens, bool for_lists,
-               Isa isa = active_isa());
-  // Prepared for a product of this shape, these lists and this ISA.
-  bool fits(const Sub1View& w, int64_t tokens, bool for_lists, Isa isa) const;
-  const float* x() const { return x_; }
-  int64_t x_stride() const { return x_stride_; }
+  Sub1Tables() = default;
+  Sub1Tables(const Sub1Tables&) = delete;
+  Sub1Tables& operator=(const Sub1Tables&) = delete;
+  void prepare(const float* x, int64_t x_stride, int64_t tokens, int64_t cols, Isa isa = active_isa());
+  bool fits(int64_t cols, int64_t tokens) const { return cols_ == cols && tokens_ == tokens; }
+  const float* token(int64_t t) const { return buffer_.get() + t * per_token_; }  // 64-byte aligned
   int64_t tokens() const { return tokens_; }
-  int lanes() const { return lanes_; }
 
  private:
-  std::vector<float> buffer_;
-  const float* x_ = nullptr;
-  int64_t x_stride_ = 0, tokens_ = 0, cols_ = -1;
-  int lanes_ = 1;
-  bool for_lists_ = false;
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float, Free> buffer_;
+  size_t capacity_ = 0;  // floats
+  int64_t cols_ = -1, tokens_ = 0, per_token_ = 0;
 };
 
 // y[t, r] = Σ_c W[r, c] · x[t, c] for t < tokens and the rows of blocks
-// [block0, block0 + n_blocks). With `lists` (one per block, sparse design
-// only: see sub1_design), blocks whose lists are ready are replayed from
-// them and the others recorded; the results are the same bits either way.
-// `prepared`: x as prepared for this product (else prepared here).
+// [block0, block0 + n_blocks). With `planes` (one per block), blocks whose
+// planes are ready are replayed from them and the others recorded there;
+// the results are the same bits either way. `prepared`: the tables of x for
+// this product (else built here).
 void sub1_linear_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, const float* x, int64_t x_stride,
                         int64_t tokens, float* y, int64_t y_stride, Isa isa = active_isa(),
-                        Sub1BlockLists* lists = nullptr, const Sub1Activations* prepared = nullptr);
+                        Sub1BlockPlanes* planes = nullptr, const Sub1Tables* prepared = nullptr);
 
 // Rows of block b as f32 [rows_in_block(b), cols] (for large batches, which
 // multiply a decoded block with a GEMM).
 void sub1_dequantize_block(const Sub1View& w, int64_t b, float* out, Isa isa = active_isa());
-
-// The sparse table of a dictionary (see above): bytes to allocate for
-// `size` codewords, and the builder; false when some codeword has too many
-// nonzeros of one level for the layout (the table is then unused).
-uint64_t sub1_sparse_table_bytes(uint32_t size);
-bool sub1_build_sparse_table(const Sub1Codebook& codebook, uint8_t* table);
 
 }  // namespace moec

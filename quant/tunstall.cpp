@@ -10,7 +10,6 @@
 #include <mutex>
 
 #include "io/error.h"
-#include "quant/sub1_kernels.h"
 
 namespace moec {
 namespace {
@@ -199,8 +198,6 @@ void TunstallDictionary::build(std::span<const double> p, int symbol_trits, int 
     masks_[2 * word + 1] = leaf.high | marker;
     mean_trits_ += leaf.probability * trits;
   }
-  sparse_.reset(allocate_table(sub1_sparse_table_bytes(size()) / sizeof(uint64_t)));
-  sparse_ok_ = sub1_build_sparse_table(codebook(), reinterpret_cast<uint8_t*>(sparse_.get()));
 }
 
 void TunstallDictionary::encode(const uint8_t* trits, int64_t n, std::vector<uint16_t>& out) const {

@@ -56,7 +56,7 @@ class TunstallDictionary {
   const std::vector<uint8_t>& lengths() const { return lengths_; }
   int trit(uint32_t w, int i) const { return sub1_word_trit(codebook(), w, i); }
   // The decoding table (quant/sub1_code.h): 16 bytes per codeword.
-  Sub1Codebook codebook() const { return {masks_.get(), size(), sparse_ok_ ? reinterpret_cast<const uint8_t*>(sparse_.get()) : nullptr}; }
+  Sub1Codebook codebook() const { return {masks_.get(), size()}; }
 
   // Appends the codewords of a stream of n trits; the last codeword is
   // completed with the most probable symbol, which the decoder (knowing n)
@@ -85,9 +85,6 @@ class TunstallDictionary {
     void operator()(uint64_t* p) const;
   };
   std::unique_ptr<uint64_t[], FreeTable> masks_;
-  // The sparse kernels' table (sub1_build_sparse_table), when usable.
-  std::unique_ptr<uint64_t[], FreeTable> sparse_;
-  bool sparse_ok_ = false;
   // Parse tree: child_[node * 3 + t] is an internal node id, or a codeword
   // with the top bit set.
   std::vector<uint32_t> child_;

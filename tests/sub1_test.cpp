@@ -4,7 +4,7 @@
 #include <random>
 
 #include "model/linear.h"
-#include "model/sub1_list_cache.h"
+#include "model/sub1_plane_cache.h"
 #include "model/thread_pool.h"
 #include "quant/gptq.h"
 #include "quant/sub1.h"
@@ -19,12 +19,6 @@ Sub1Matrix random_sub1(int64_t rows, int64_t cols, double p0, uint32_t seed) {
   auto trits = random_trits(rows * cols, p0, seed);
   return encode_sub1(trits, rows, cols, random_level_codes(rows, seed + 1), 0.37f,
                      shared_dictionary(count_trits(trits)));
-}
-
-// The same matrix through the dense design (no sparse table).
-Sub1View dense_design(Sub1View v) {
-  v.codebook.sparse = nullptr;
-  return v;
 }
 
 TEST_CASE("sub1 level codes: exact round trip, monotonic, nearest within 2.2%", "[sub1]") {
@@ -131,15 +125,11 @@ TEST_CASE("sub1 kernels equal the reference decoder followed by a dense product"
     for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 100}, {16, 64}, {33, 1}, {20, 515}, {48, 256}, {5, 3}}) {
       INFO(isa_name(isa) << " " << rows << "x" << cols);
       Sub1Matrix m = random_sub1(rows, cols, 0.75, uint32_t(rows + cols));
-      if (rows * cols >= 1000) REQUIRE(std::string(sub1_design(m.view())) == "sparse");
       check_kernels(m.view(), isa);
-      INFO("dense design");
-      REQUIRE(std::string(sub1_design(dense_design(m.view()))) == "dense");
-      check_kernels(dense_design(m.view()), isa);
     }
 }
 
-TEST_CASE("sub1 sparse kernels: the same bits on every ISA and batch size", "[sub1]") {
+TEST_CASE("sub1 kernels: the same bits on every ISA and batch size", "[sub1]") {
   Sub1Matrix m = random_sub1(70, 333, 0.88, 9);
   const int64_t tokens = 19;
   auto x = random_normals(tokens * 333, 3);
@@ -150,15 +140,21 @@ TEST_CASE("sub1 sparse kernels: the same bits on every ISA and batch size", "[su
     sub1_linear_blocks(m.view(), 0, m.view().n_blocks(), x.data(), 333, tokens, y.data(), 70, isa);
     if (first.empty()) first = y;
     REQUIRE(y == first);
+    for (int64_t t : {0, 1, 7, 18}) {  // each token alone, and in pairs at another offset
+      std::vector<float> alone(70), pair(140);
+      sub1_linear_blocks(m.view(), 0, m.view().n_blocks(), x.data() + t * 333, 333, 1, alone.data(), 70, isa);
+      REQUIRE(std::equal(alone.begin(), alone.end(), first.begin() + t * 70));
+      if (t + 2 > tokens) continue;
+      sub1_linear_blocks(m.view(), 0, m.view().n_blocks(), x.data() + t * 333, 333, 2, pair.data(), 70, isa);
+      REQUIRE(std::equal(pair.begin(), pair.end(), first.begin() + t * 70));
+    }
   }
 }
 
-TEST_CASE("sub1: dictionaries with many nonzeros per codeword and very wide rows use the dense design", "[sub1]") {
+TEST_CASE("sub1 kernels: dictionaries with many nonzeros per codeword, very wide rows", "[sub1]") {
   Sub1Matrix dense = random_sub1(20, 300, 0.2, 4);  // codewords of mostly nonzero trits
-  CHECK(std::string(sub1_design(dense.view())) == "dense");
   for (Isa isa : supported_isas()) check_kernels(dense.view(), isa);
   Sub1Matrix wide = random_sub1(2, 65536, 0.9, 5);
-  CHECK(std::string(sub1_design(wide.view())) == "dense");
   std::vector<float> x(65536, 1.0f), y(2), want(2);
   for (Isa isa : supported_isas()) {
     sub1_linear_blocks(wide.view(), 0, 1, x.data(), 65536, 1, y.data(), 2, isa);
@@ -184,11 +180,11 @@ TEST_CASE("linear() over sub1 weights: fused and GEMM paths, any thread count", 
   }
 }
 
-TEST_CASE("sub1 list cache: replays give the same bits, hits are counted, capacity is kept", "[sub1]") {
+TEST_CASE("sub1 plane cache: replays give the same bits, hits are counted, capacity is kept", "[sub1]") {
   Sub1Matrix a = random_sub1(90, 200, 0.8, 21), b = random_sub1(50, 300, 0.85, 22);
-  Sub1ListCache cache(uint64_t(1) << 20);
+  Sub1PlaneCache cache(uint64_t(1) << 20);
   WeightView wa = sub1_weights(a.view()), wb = sub1_weights(b.view());
-  wa.list_cache = wb.list_cache = &cache;
+  wa.plane_cache = wb.plane_cache = &cache;
   ThreadPool pool(2);
   for (int64_t tokens : {1, 5, 16}) {
     auto x = random_normals(tokens * 300, uint32_t(tokens));
@@ -202,7 +198,7 @@ TEST_CASE("sub1 list cache: replays give the same bits, hits are counted, capaci
     CHECK(first == plain);
     CHECK(again == plain);
   }
-  Sub1ListCache::Stats s = cache.stats();
+  Sub1PlaneCache::Stats s = cache.stats();
   CHECK(s.misses == 1);  // recorded once, replayed for every later product
   CHECK(s.hits == 5);
   CHECK(s.entries == 1);
@@ -216,10 +212,8 @@ TEST_CASE("sub1 list cache: replays give the same bits, hits are counted, capaci
   CHECK(s.entries == 1);
   CHECK(s.evictions == 1);
   CHECK(s.bytes <= s.capacity);
-  // No capacity: nothing is kept; a dense-design matrix is never cached.
+  // No capacity: nothing is kept.
   cache.set_capacity(0);
   CHECK(cache.stats().entries == 0);
   CHECK(cache.acquire(a.view()) == nullptr);
-  cache.set_capacity(uint64_t(1) << 20);
-  CHECK(cache.acquire(dense_design(a.view())) == nullptr);
 }

@@ -1,15 +1,14 @@
-#include "model/sub1_list_cache.h"
+#include "model/sub1_plane_cache.h"
 
 namespace moec {
 
-void Sub1ListCache::set_capacity(uint64_t bytes) {
+void Sub1PlaneCache::set_capacity(uint64_t bytes) {
   std::lock_guard lock(mutex_);
   capacity_ = bytes;
   evict_to(capacity_);
 }
 
-std::shared_ptr<Sub1ListCache::Entry> Sub1ListCache::acquire(const Sub1View& w) {
-  if (!sub1_uses_sparse_design(w)) return nullptr;
+std::shared_ptr<Sub1PlaneCache::Entry> Sub1PlaneCache::acquire(const Sub1View& w) {
   std::lock_guard lock(mutex_);
   if (capacity_ == 0) return nullptr;
   const void* key = w.words;
@@ -28,7 +27,7 @@ std::shared_ptr<Sub1ListCache::Entry> Sub1ListCache::acquire(const Sub1View& w) 
   return entry;
 }
 
-void Sub1ListCache::release(const Sub1View& w, const std::shared_ptr<Entry>& entry) {
+void Sub1PlaneCache::release(const Sub1View& w, const std::shared_ptr<Entry>& entry) {
   std::lock_guard lock(mutex_);
   if (entry->complete) return;
   auto it = slots_.find(w.words);
@@ -48,7 +47,7 @@ void Sub1ListCache::release(const Sub1View& w, const std::shared_ptr<Entry>& ent
   evict_to(capacity_);
 }
 
-void Sub1ListCache::evict_to(uint64_t capacity) {
+void Sub1PlaneCache::evict_to(uint64_t capacity) {
   while (bytes_ > capacity && !lru_.empty()) {
     auto it = slots_.find(lru_.back());
     if (!it->second.entry->complete) break;  // the oldest is being recorded: try again at its release
@@ -59,7 +58,7 @@ void Sub1ListCache::evict_to(uint64_t capacity) {
   }
 }
 
-Sub1ListCache::Stats Sub1ListCache::stats() const {
+Sub1PlaneCache::Stats Sub1PlaneCache::stats() const {
   std::lock_guard lock(mutex_);
   Stats s = stats_;
   s.bytes = bytes_;

@@ -1,13 +1,13 @@
-// A bounded cache of sub1 experts decoded into the sparse kernels' position
-// lists (quant/sub1_kernels.h), for generation.
+// A bounded cache of sub1 experts decoded into the kernels' bit planes
+// (quant/sub1_kernels.h), for generation and serving.
 //
 // Generating one token multiplies each routed expert with one activation
 // row, and consecutive tokens mostly reuse the same experts (Eliseev & Mazur
 // 2023). Decoding the Tunstall code costs more than the product itself; the
-// lists it yields take ~2 bytes per nonzero weight (≈ 0.25–0.5 bytes per
-// weight at 75–88% zeros, 1/4–1/8 of bf16). A matrix used by a small batch
-// is recorded on first use and replayed afterwards, the same bits either
-// way; least recently used matrices are dropped beyond the capacity.
+// planes it yields take 2 bits per weight (1/8 of bf16). A matrix used by a
+// small batch is recorded on first use and replayed afterwards, the same
+// bits either way; least recently used matrices are dropped beyond the
+// capacity.
 //
 // One cache per model (keys are the matrices' code pointers, unique while
 // the model's checkpoint is open). Thread-safe; entries in use by a running
@@ -24,10 +24,10 @@
 
 namespace moec {
 
-class Sub1ListCache {
+class Sub1PlaneCache {
  public:
   struct Entry {
-    std::vector<Sub1BlockLists> blocks;  // one per 16-row block
+    std::vector<Sub1BlockPlanes> blocks;  // one per 16-row block
     bool complete = false;               // every block recorded
     uint64_t bytes = 0;
   };
@@ -36,12 +36,12 @@ class Sub1ListCache {
     double hit_rate() const { return hits + misses ? double(hits) / double(hits + misses) : 0.0; }
   };
 
-  explicit Sub1ListCache(uint64_t capacity_bytes = 0) : capacity_(capacity_bytes) {}
+  explicit Sub1PlaneCache(uint64_t capacity_bytes = 0) : capacity_(capacity_bytes) {}
   void set_capacity(uint64_t bytes);
 
-  // The lists of w for one product over all its rows: a complete entry to
+  // The planes of w for one product over all its rows: a complete entry to
   // replay (a hit), a new one to record into (a miss), or null (no capacity,
-  // a dense-design matrix, or an entry another product is recording).
+  // or an entry another product is recording).
   std::shared_ptr<Entry> acquire(const Sub1View& w);
   // After the product: a recorded entry is complete and counted against the
   // capacity (dropped if alone larger than it); least recently used entries
