@@ -219,41 +219,51 @@ MOEC_AVX2 void tables_avx2(const float* x, int64_t cols, int64_t groups, float* 
   }
 }
 
-// Rows h·8..h·8+7 of a block for one token: a nibble's 16-entry lookup is
-// two 8-entry vpermps (the index's low 3 bits) blended on its bit 3.
-MOEC_AVX2 void product_half_avx2(const uint32_t* planes, int64_t words, const float* tables, const BlockLevels& lv,
-                                 int h, float* y) {
-  __m256 al[4], ah[4];
-  for (int k = 0; k < 4; ++k) al[k] = ah[k] = _mm256_setzero_ps();
+// Rows h·8..h·8+7 of a block for T tokens at a time: a nibble's 16-entry
+// lookup is two 8-entry vpermps (the index's low 3 bits) blended on its
+// bit 3; the shifted plane words and blend masks are shared by the tokens
+// (two tokens per pass: 20–45% faster than one, measured).
+template <int T>
+MOEC_AVX2 void product_half_avx2(const uint32_t* planes, int64_t words, const Sub1Tables& tables, int64_t t0,
+                                 const BlockLevels& lv, int h, float* y, int64_t y_stride) {
+  __m256 al[T][4], ah[T][4];
+  for (int k = 0; k < T; ++k)
+    for (int a = 0; a < 4; ++a) al[k][a] = ah[k][a] = _mm256_setzero_ps();
   for (int64_t w = 0; w < words; ++w) {
     __m256i vl = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(planes + w * kPlaneStride + 8 * h));
     __m256i vh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(planes + w * kPlaneStride + kRows + 8 * h));
-    const float* t = tables + kGroupsPerWord * w * kTableFloats;
     for (int j = 0; j < kGroupsPerWord; ++j) {
-      const __m256 t0 = _mm256_load_ps(t + j * kTableFloats), t1 = _mm256_load_ps(t + j * kTableFloats + 8);
-      const __m256 l = _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, vl), _mm256_permutevar8x32_ps(t1, vl),
-                                        _mm256_castsi256_ps(_mm256_slli_epi32(vl, 28)));
-      const __m256 u = _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, vh), _mm256_permutevar8x32_ps(t1, vh),
-                                        _mm256_castsi256_ps(_mm256_slli_epi32(vh, 28)));
-      al[j & 3] = _mm256_add_ps(al[j & 3], l);
-      ah[j & 3] = _mm256_add_ps(ah[j & 3], u);
+      const __m256 ml = _mm256_castsi256_ps(_mm256_slli_epi32(vl, 28)), mh = _mm256_castsi256_ps(_mm256_slli_epi32(vh, 28));
+      for (int k = 0; k < T; ++k) {
+        const float* t = tables.token(t0 + k) + (kGroupsPerWord * w + j) * kTableFloats;
+        const __m256 lo = _mm256_load_ps(t), hi = _mm256_load_ps(t + 8);
+        al[k][j & 3] = _mm256_add_ps(
+            al[k][j & 3], _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, vl), _mm256_permutevar8x32_ps(hi, vl), ml));
+        ah[k][j & 3] = _mm256_add_ps(
+            ah[k][j & 3], _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, vh), _mm256_permutevar8x32_ps(hi, vh), mh));
+      }
       vl = _mm256_srli_epi32(vl, 4);
       vh = _mm256_srli_epi32(vh, 4);
     }
   }
-  const __m256 sl = _mm256_add_ps(_mm256_add_ps(al[0], al[1]), _mm256_add_ps(al[2], al[3]));
-  const __m256 sh = _mm256_add_ps(_mm256_add_ps(ah[0], ah[1]), _mm256_add_ps(ah[2], ah[3]));
-  const __m256 r = _mm256_add_ps(_mm256_mul_ps(_mm256_load_ps(lv.low + 8 * h), sl),
-                                 _mm256_mul_ps(_mm256_load_ps(lv.high + 8 * h), sh));
-  alignas(32) float out[8];
-  _mm256_store_ps(out, r);
-  std::copy(out, out + std::min(8, lv.rows - 8 * h), y + 8 * h);
+  const __m256 low = _mm256_load_ps(lv.low + 8 * h), high = _mm256_load_ps(lv.high + 8 * h);
+  const int n = std::min(8, lv.rows - 8 * h);
+  for (int k = 0; k < T; ++k) {
+    const __m256 sl = _mm256_add_ps(_mm256_add_ps(al[k][0], al[k][1]), _mm256_add_ps(al[k][2], al[k][3]));
+    const __m256 sh = _mm256_add_ps(_mm256_add_ps(ah[k][0], ah[k][1]), _mm256_add_ps(ah[k][2], ah[k][3]));
+    alignas(32) float out[8];
+    _mm256_store_ps(out, _mm256_add_ps(_mm256_mul_ps(low, sl), _mm256_mul_ps(high, sh)));
+    std::copy(out, out + n, y + (t0 + k) * y_stride + 8 * h);
+  }
 }
 
 MOEC_AVX2 void product_avx2(const uint32_t* planes, int64_t words, const Sub1Tables& tables, const BlockLevels& lv,
                             float* y, int64_t y_stride) {
-  for (int64_t t = 0; t < tables.tokens(); ++t)
-    for (int h = 0; h * 8 < lv.rows; ++h) product_half_avx2(planes, words, tables.token(t), lv, h, y + t * y_stride);
+  for (int h = 0; h * 8 < lv.rows; ++h) {
+    int64_t t = 0;
+    for (; t + 2 <= tables.tokens(); t += 2) product_half_avx2<2>(planes, words, tables, t, lv, h, y, y_stride);
+    if (t < tables.tokens()) product_half_avx2<1>(planes, words, tables, t, lv, h, y, y_stride);
+  }
 }
 
 MOEC_AVX2 inline __m256 weights8(const uint8_t* trits, __m256 table) {
