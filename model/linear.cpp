@@ -49,7 +49,7 @@ void gemm_tile(const LinearProblem& p, int64_t t0, int64_t tn, int64_t n0, int64
   gemm_f32(g);
 }
 
-void direct_tile(const LinearProblem& p, int64_t n0, int64_t nn, Sub1BlockPlanes* planes, const Sub1Tables* tables) {
+void direct_tile(const LinearProblem& p, int64_t n0, int64_t nn, Sub1BlockPlanes* planes, const Sub1Activations* tables) {
   if (p.w.kind == WeightKind::Sub1) {  // fused decode and product
     sub1_linear_blocks(p.w.sub1, n0 / kSub1BlockRows, (nn + kSub1BlockRows - 1) / kSub1BlockRows, p.x, p.x_stride,
                        p.tokens, p.y, p.y_stride, active_isa(), planes, tables);
@@ -73,7 +73,7 @@ struct Tile {
   int64_t t0, tn, n0, nn;
   bool direct;
   Sub1BlockPlanes* planes = nullptr;  // sub1 direct tiles with a plane cache: the tile's blocks
-  const Sub1Tables* tables = nullptr;  // sub1 direct tiles: the problem's lookup tables
+  const Sub1Activations* tables = nullptr;  // sub1 direct tiles: the problem's prepared activations
 };
 
 // Cache entries one linear() call records into or replays, released when it
@@ -96,16 +96,16 @@ class HeldPlanes {
   std::vector<std::pair<const LinearProblem*, std::shared_ptr<Sub1PlaneCache::Entry>>> held_;
 };
 
-// Sub1 problems' lookup tables, built once per problem for all its tiles
-// (std::deque: the tiles keep pointers).
-using PreparedTables = std::deque<Sub1Tables>;
+// Sub1 problems' activations (lookup tables or token lanes), prepared once
+// per problem for all its tiles (std::deque: the tiles keep pointers).
+using PreparedTables = std::deque<Sub1Activations>;
 
 void add_tiles(const LinearProblem& p, std::vector<Tile>& tiles, HeldPlanes& held, PreparedTables& prepared) {
   if (p.tokens <= 0 || p.w.rows <= 0) return;
   const bool sub1 = p.w.kind == WeightKind::Sub1;
   if (p.tokens <= (sub1 ? kSub1FusedMaxTokens : kDirectMaxTokens)) {
     Sub1BlockPlanes* planes = sub1 ? held.acquire(p) : nullptr;
-    const Sub1Tables* tables = nullptr;
+    const Sub1Activations* tables = nullptr;
     if (sub1) {
       prepared.emplace_back().prepare(p.x, p.x_stride, p.tokens, p.w.cols);
       tables = &prepared.back();

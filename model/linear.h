@@ -15,6 +15,7 @@
 #include "io/dtype.h"
 #include "quant/quantized_matrix.h"
 #include "quant/sub1.h"
+#include "quant/sub1_kernels.h"
 
 namespace moec {
 
@@ -82,12 +83,13 @@ struct LinearProblem {
 // the same alone or batched.
 constexpr int64_t kBatchInvariantTokens = 16;
 
-// Sub1 weights are multiplied by the fused lookup-table kernel
-// (quant/sub1_kernels.h), through the plane cache, up to this many tokens;
-// larger batches decode tiles for a GEMM. The table kernel's cost grows with
-// the tokens (two lookups per 64 weights each) where a GEMM's widening is
-// shared, so it is kept to the batch-invariant sizes.
-constexpr int64_t kSub1FusedMaxTokens = kBatchInvariantTokens;
+// Sub1 weights are multiplied by the fused kernels (quant/sub1_kernels.h),
+// through the plane cache, up to this many tokens: lookup tables up to
+// kSub1TableMaxTokens (batch-invariant), sums over the nonzeros with tokens
+// in vector lanes above; larger batches decode tiles for a GEMM (the sums'
+// cost grows with the token groups: at 64 tokens about a GEMM's).
+constexpr int64_t kSub1FusedMaxTokens = 64;
+static_assert(kBatchInvariantTokens <= kSub1TableMaxTokens, "sub1 products above the tables' limit depend on the batch");
 
 // Solves all problems, their tiles spread over the pool together.
 void linear(ThreadPool& pool, std::span<const LinearProblem> problems);

@@ -119,12 +119,56 @@ float plane_sum_portable(const uint32_t* plane_row, int64_t words, const float* 
   return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
-void product_portable(const uint32_t* planes, int64_t words, const Sub1Tables& tables, const BlockLevels& lv,
+void product_portable(const uint32_t* planes, int64_t words, const Sub1Activations& tables, const BlockLevels& lv,
                       float* y, int64_t y_stride) {
   for (int64_t t = 0; t < tables.tokens(); ++t)
     for (int i = 0; i < lv.rows; ++i)
-      y[t * y_stride + i] = combine(lv.low[i], plane_sum_portable(planes + i, words, tables.token(t)), lv.high[i],
-                                    plane_sum_portable(planes + kRows + i, words, tables.token(t)));
+      y[t * y_stride + i] = combine(lv.low[i], plane_sum_portable(planes + i, words, tables.token_tables(t)), lv.high[i],
+                                    plane_sum_portable(planes + kRows + i, words, tables.token_tables(t)));
+}
+
+// Batches above kSub1TableMaxTokens: the positions of a row's nonzeros of
+// one plane, ascending, padded to a multiple of 8 with position `cols`
+// (x reads 0 there; adding +0 leaves a partial sum's bits unchanged).
+int64_t plane_positions(const uint32_t* planes, int64_t words, int plane, int i, int64_t cols, uint32_t* list) {
+  int64_t n = 0;
+  for (int64_t w = 0; w < words; ++w)
+    for (uint32_t bits = planes[w * kPlaneStride + plane * kRows + i]; bits != 0; bits &= bits - 1)
+      list[n++] = uint32_t(kWordCols * w + __builtin_ctz(bits));
+  for (; n % 8; ++n) list[n] = uint32_t(cols);
+  return n;
+}
+
+// A thread's two position lists, with room for every column plus padding.
+uint32_t* position_buffer(int64_t words) {
+  thread_local std::vector<uint32_t> buffer;
+  const size_t need = size_t(2 * (kWordCols * words + 8));
+  if (buffer.size() < need) buffer.resize(need);
+  return buffer.data();
+}
+
+// Σ x[list[i]] for one token: eight partial sums, element i into sum
+// i mod 8, added as ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)) — the
+// order the vector paths keep with a lane per token.
+float position_sum(const float* x, const uint32_t* list, int64_t n) {
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t i = 0; i < n; i += 8)
+    for (int k = 0; k < 8; ++k) s[k] += x[list[i + k]];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+void lanes_portable(const uint32_t* planes, int64_t words, const Sub1Activations& a, const BlockLevels& lv,
+                    int64_t cols, float* y, int64_t y_stride) {
+  uint32_t* lo = position_buffer(words);
+  uint32_t* hi = lo + kWordCols * words + 8;
+  for (int i = 0; i < lv.rows; ++i) {
+    const int64_t n_lo = plane_positions(planes, words, 0, i, cols, lo);
+    const int64_t n_hi = plane_positions(planes, words, 1, i, cols, hi);
+    for (int64_t t = 0; t < a.tokens(); ++t) {
+      const float* xt = a.lane_group(t);  // one lane: [tokens][cols + 1]
+      y[t * y_stride + i] = combine(lv.low[i], position_sum(xt, lo, n_lo), lv.high[i], position_sum(xt, hi, n_hi));
+    }
+  }
 }
 
 void dequantize_block_portable(const Sub1View& w, int64_t b, float* out) {
@@ -224,7 +268,7 @@ MOEC_AVX2 void tables_avx2(const float* x, int64_t cols, int64_t groups, float* 
 // bit 3; the shifted plane words and blend masks are shared by the tokens
 // (two tokens per pass: 20–45% faster than one, measured).
 template <int T>
-MOEC_AVX2 void product_half_avx2(const uint32_t* planes, int64_t words, const Sub1Tables& tables, int64_t t0,
+MOEC_AVX2 void product_half_avx2(const uint32_t* planes, int64_t words, const Sub1Activations& tables, int64_t t0,
                                  const BlockLevels& lv, int h, float* y, int64_t y_stride) {
   __m256 al[T][4], ah[T][4];
   for (int k = 0; k < T; ++k)
@@ -235,7 +279,7 @@ MOEC_AVX2 void product_half_avx2(const uint32_t* planes, int64_t words, const Su
     for (int j = 0; j < kGroupsPerWord; ++j) {
       const __m256 ml = _mm256_castsi256_ps(_mm256_slli_epi32(vl, 28)), mh = _mm256_castsi256_ps(_mm256_slli_epi32(vh, 28));
       for (int k = 0; k < T; ++k) {
-        const float* t = tables.token(t0 + k) + (kGroupsPerWord * w + j) * kTableFloats;
+        const float* t = tables.token_tables(t0 + k) + (kGroupsPerWord * w + j) * kTableFloats;
         const __m256 lo = _mm256_load_ps(t), hi = _mm256_load_ps(t + 8);
         al[k][j & 3] = _mm256_add_ps(
             al[k][j & 3], _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, vl), _mm256_permutevar8x32_ps(hi, vl), ml));
@@ -257,12 +301,41 @@ MOEC_AVX2 void product_half_avx2(const uint32_t* planes, int64_t words, const Su
   }
 }
 
-MOEC_AVX2 void product_avx2(const uint32_t* planes, int64_t words, const Sub1Tables& tables, const BlockLevels& lv,
+MOEC_AVX2 void product_avx2(const uint32_t* planes, int64_t words, const Sub1Activations& tables, const BlockLevels& lv,
                             float* y, int64_t y_stride) {
   for (int h = 0; h * 8 < lv.rows; ++h) {
     int64_t t = 0;
     for (; t + 2 <= tables.tokens(); t += 2) product_half_avx2<2>(planes, words, tables, t, lv, h, y, y_stride);
     if (t < tables.tokens()) product_half_avx2<1>(planes, words, tables, t, lv, h, y, y_stride);
+  }
+}
+
+// Batches above kSub1TableMaxTokens, 8 tokens per vector: as position_sum,
+// a lane per token of [cols + 1][8] activations.
+MOEC_AVX2 inline __m256 position_sum8(const float* xg, const uint32_t* list, int64_t n) {
+  __m256 s[8];
+  for (int k = 0; k < 8; ++k) s[k] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n; i += 8)
+    for (int k = 0; k < 8; ++k) s[k] = _mm256_add_ps(s[k], _mm256_load_ps(xg + 8 * size_t(list[i + k])));
+  return _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3])),
+                       _mm256_add_ps(_mm256_add_ps(s[4], s[5]), _mm256_add_ps(s[6], s[7])));
+}
+
+MOEC_AVX2 void lanes_avx2(const uint32_t* planes, int64_t words, const Sub1Activations& a, const BlockLevels& lv,
+                          int64_t cols, float* y, int64_t y_stride) {
+  uint32_t* lo = position_buffer(words);
+  uint32_t* hi = lo + kWordCols * words + 8;
+  for (int i = 0; i < lv.rows; ++i) {
+    const int64_t n_lo = plane_positions(planes, words, 0, i, cols, lo);
+    const int64_t n_hi = plane_positions(planes, words, 1, i, cols, hi);
+    const __m256 low = _mm256_set1_ps(lv.low[i]), high = _mm256_set1_ps(lv.high[i]);
+    for (int64_t g = 0; g * 8 < a.tokens(); ++g) {
+      const __m256 r = _mm256_add_ps(_mm256_mul_ps(low, position_sum8(a.lane_group(g), lo, n_lo)),
+                                     _mm256_mul_ps(high, position_sum8(a.lane_group(g), hi, n_hi)));
+      alignas(32) float out[8];
+      _mm256_store_ps(out, r);
+      for (int64_t t = 8 * g; t < std::min<int64_t>(8 * g + 8, a.tokens()); ++t) y[t * y_stride + i] = out[t - 8 * g];
+    }
   }
 }
 
@@ -361,12 +434,12 @@ MOEC_AVX512 void tables_avx512(const float* x, int64_t cols, int64_t groups, flo
 // per plane and token looks up all 16 rows' nibbles; the nibbles are the
 // plane words shifted right by 4 per group (vpermps reads the low 4 bits).
 template <int T>
-MOEC_AVX512 void product_tokens_avx512(const uint32_t* planes, int64_t words, const Sub1Tables& tables, int64_t t0,
+MOEC_AVX512 void product_tokens_avx512(const uint32_t* planes, int64_t words, const Sub1Activations& tables, int64_t t0,
                                        const BlockLevels& lv, float* y, int64_t y_stride) {
   __m512 al[T][4], ah[T][4];
   const float* tab[T];
   for (int k = 0; k < T; ++k) {
-    tab[k] = tables.token(t0 + k);
+    tab[k] = tables.token_tables(t0 + k);
     for (int a = 0; a < 4; ++a) al[k][a] = ah[k][a] = _mm512_setzero_ps();
   }
   for (int64_t w = 0; w < words; ++w) {
@@ -391,11 +464,39 @@ MOEC_AVX512 void product_tokens_avx512(const uint32_t* planes, int64_t words, co
   }
 }
 
-MOEC_AVX512 void product_avx512(const uint32_t* planes, int64_t words, const Sub1Tables& tables, const BlockLevels& lv,
+MOEC_AVX512 void product_avx512(const uint32_t* planes, int64_t words, const Sub1Activations& tables, const BlockLevels& lv,
                                 float* y, int64_t y_stride) {
   int64_t t = 0;
   for (; t + 2 <= tables.tokens(); t += 2) product_tokens_avx512<2>(planes, words, tables, t, lv, y, y_stride);
   if (t < tables.tokens()) product_tokens_avx512<1>(planes, words, tables, t, lv, y, y_stride);
+}
+
+// As lanes_avx2, 16 tokens per vector.
+MOEC_AVX512 inline __m512 position_sum16(const float* xg, const uint32_t* list, int64_t n) {
+  __m512 s[8];
+  for (int k = 0; k < 8; ++k) s[k] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 8)
+    for (int k = 0; k < 8; ++k) s[k] = _mm512_add_ps(s[k], _mm512_load_ps(xg + 16 * size_t(list[i + k])));
+  return _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3])),
+                       _mm512_add_ps(_mm512_add_ps(s[4], s[5]), _mm512_add_ps(s[6], s[7])));
+}
+
+MOEC_AVX512 void lanes_avx512(const uint32_t* planes, int64_t words, const Sub1Activations& a, const BlockLevels& lv,
+                              int64_t cols, float* y, int64_t y_stride) {
+  uint32_t* lo = position_buffer(words);
+  uint32_t* hi = lo + kWordCols * words + 8;
+  for (int i = 0; i < lv.rows; ++i) {
+    const int64_t n_lo = plane_positions(planes, words, 0, i, cols, lo);
+    const int64_t n_hi = plane_positions(planes, words, 1, i, cols, hi);
+    const __m512 low = _mm512_set1_ps(lv.low[i]), high = _mm512_set1_ps(lv.high[i]);
+    for (int64_t g = 0; g * 16 < a.tokens(); ++g) {
+      const __m512 r = _mm512_add_ps(_mm512_mul_ps(low, position_sum16(a.lane_group(g), lo, n_lo)),
+                                     _mm512_mul_ps(high, position_sum16(a.lane_group(g), hi, n_hi)));
+      alignas(64) float out[16];
+      _mm512_store_ps(out, r);
+      for (int64_t t = 16 * g; t < std::min<int64_t>(16 * g + 16, a.tokens()); ++t) y[t * y_stride + i] = out[t - 16 * g];
+    }
+  }
 }
 
 MOEC_AVX512 inline __m512 weights16(const uint8_t* trits, __m512 table) {
@@ -427,34 +528,62 @@ void decode_planes(const Sub1View& w, int64_t b, uint32_t* planes, Isa isa) {
   decode_planes_portable(w, b, planes);
 }
 
-void product(const uint32_t* planes, int64_t words, const Sub1Tables& tables, const BlockLevels& lv, float* y,
-             int64_t y_stride, Isa isa) {
+void product(const uint32_t* planes, int64_t words, const Sub1Activations& a, const BlockLevels& lv, int64_t cols,
+             float* y, int64_t y_stride, Isa isa) {
 #if defined(__x86_64__)
-  if (isa == Isa::Avx512) return product_avx512(planes, words, tables, lv, y, y_stride);
-  if (isa == Isa::Avx2) return product_avx2(planes, words, tables, lv, y, y_stride);
+  if (isa == Isa::Avx512)
+    return a.tables() ? product_avx512(planes, words, a, lv, y, y_stride)
+                      : lanes_avx512(planes, words, a, lv, cols, y, y_stride);
+  if (isa == Isa::Avx2)
+    return a.tables() ? product_avx2(planes, words, a, lv, y, y_stride) : lanes_avx2(planes, words, a, lv, cols, y, y_stride);
 #endif
-  product_portable(planes, words, tables, lv, y, y_stride);
+  if (a.tables()) return product_portable(planes, words, a, lv, y, y_stride);
+  lanes_portable(planes, words, a, lv, cols, y, y_stride);
 }
+
+// Lanes per token group of the batches above kSub1TableMaxTokens.
+int lanes_of(Isa isa) { return isa == Isa::Avx512 ? 16 : isa == Isa::Avx2 ? 8 : 1; }
 
 }  // namespace
 
 uint64_t Sub1BlockPlanes::bytes() const { return sizeof(*this) + bits.capacity() * sizeof(uint32_t); }
 
-void Sub1Tables::prepare(const float* x, int64_t x_stride, int64_t tokens, int64_t cols, Isa isa) {
-  const int64_t groups = kGroupsPerWord * sub1_plane_words(cols);
+float* Sub1Activations::allocate(size_t floats) {
+  // 64-byte aligned: a table or a lane group is one aligned load (both
+  // strides are multiples of 16 floats).
+  floats = std::max<size_t>((floats + 15) / 16 * 16, 16);
+  if (floats > capacity_) {
+    buffer_.reset(static_cast<float*>(std::aligned_alloc(64, floats * sizeof(float))));
+    if (!buffer_) fail("sub1 kernels: out of memory for the activations of {} tokens", tokens_);
+    capacity_ = floats;
+  }
+  return buffer_.get();
+}
+
+void Sub1Activations::prepare(const float* x, int64_t x_stride, int64_t tokens, int64_t cols, Isa isa) {
   cols_ = cols;
   tokens_ = tokens;
-  per_token_ = groups * kTableFloats;
-  // 64-byte aligned: a lookup's table is one aligned load (per_token_ is
-  // a multiple of 16 floats).
-  const size_t need = size_t(std::max<int64_t>(tokens * per_token_, kTableFloats));
-  if (need > capacity_) {
-    buffer_.reset(static_cast<float*>(std::aligned_alloc(64, need * sizeof(float))));
-    if (!buffer_) fail("sub1 kernels: out of memory for {} lookup tables", tokens);
-    capacity_ = need;
+  isa_ = isa;
+  if (!tables()) {  // [groups][cols + 1][lanes], column cols and the last group's missing tokens zero
+    lanes_ = lanes_of(isa);
+    const int64_t groups = (tokens + lanes_ - 1) / lanes_;
+    per_group_ = (cols + 1) * lanes_;
+    if (lanes_ > 1) per_group_ = (per_group_ + 15) / 16 * 16;
+    float* out = allocate(size_t(groups * per_group_));
+    std::fill(out, out + groups * per_group_, 0.0f);
+    for (int64_t t = 0; t < tokens; ++t) {
+      float* o = out + (t / lanes_) * per_group_ + t % lanes_;
+      const float* in = x + t * x_stride;
+      for (int64_t c = 0; c < cols; ++c) o[c * lanes_] = in[c];
+    }
+    return;
   }
+  lanes_ = 1;
+  const int64_t groups = kGroupsPerWord * sub1_plane_words(cols);
+  per_token_ = groups * kTableFloats;
+  float* buffer = allocate(size_t(tokens * per_token_));
   for (int64_t t = 0; t < tokens; ++t) {
-    float* out = buffer_.get() + t * per_token_;
+    float* out = buffer + t * per_token_;
 #if defined(__x86_64__)
     if (isa == Isa::Avx512) {
       tables_avx512(x + t * x_stride, cols, groups, out);
@@ -471,14 +600,14 @@ void Sub1Tables::prepare(const float* x, int64_t x_stride, int64_t tokens, int64
 
 void sub1_linear_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, const float* x, int64_t x_stride,
                         int64_t tokens, float* y, int64_t y_stride, Isa isa, Sub1BlockPlanes* planes,
-                        const Sub1Tables* prepared) {
+                        const Sub1Activations* prepared) {
   if (!isa_supported(isa)) fail("sub1 kernels: this CPU has no {}", isa_name(isa));
   if (tokens <= 0 || n_blocks <= 0) return;
-  const Sub1Tables* tables = prepared;
-  if (tables == nullptr || !tables->fits(w.cols, tokens)) {
-    thread_local Sub1Tables local;
+  const Sub1Activations* a = prepared;
+  if (a == nullptr || !a->fits(w.cols, tokens, isa)) {
+    thread_local Sub1Activations local;
     local.prepare(x, x_stride, tokens, w.cols, isa);
-    tables = &local;
+    a = &local;
   }
   const int64_t words = sub1_plane_words(w.cols);
   const size_t plane_u32 = size_t(words * kPlaneStride);
@@ -495,7 +624,7 @@ void sub1_linear_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, con
       if (kept) kept->ready = true;
       p = out.data();
     }
-    product(p, words, *tables, BlockLevels(w, b), y + b * kSub1BlockRows, y_stride, isa);
+    product(p, words, *a, BlockLevels(w, b), w.cols, y + b * kSub1BlockRows, y_stride, isa);
   }
 }
 

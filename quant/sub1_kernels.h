@@ -16,7 +16,8 @@
 // Tables. Per token and group of 4 columns g, the 16 subset sums
 // T[g][i] = Σ_{bit b of i set} x[4g + b], each summed from 0 in the order
 // b = 0..3 (x past the last column reads as 0): 64 bytes per 4 columns per
-// token, built once per product (Sub1Tables) and shared by its row tiles.
+// token, built once per product (Sub1Activations) and shared by its row
+// tiles. (Batches above kSub1TableMaxTokens: see there.)
 //
 // Product. A row's sum over a plane is Σ_g T[g][nibble g of the plane],
 // accumulated in four partial sums (group g into sum g mod 4) added as
@@ -64,36 +65,55 @@ struct Sub1BlockPlanes {
 // Plane words per row of a matrix with `cols` columns.
 constexpr int64_t sub1_plane_words(int64_t cols) { return (cols + 31) / 32; }
 
-// One product's lookup tables (layout above): [tokens][8 · words][16]
-// floats. Prepared once per product and shared by the calls that split its
-// rows (each call would otherwise build all of them again).
-class Sub1Tables {
+// Products of up to this many tokens use the lookup tables, whose result for
+// a token does not depend on the batch; larger ones (prefill, eval) sum the
+// activations at each row's nonzero positions, read off the planes, with
+// tokens in 8 (AVX2) or 16 (AVX-512) vector lanes: one add per nonzero for
+// that many tokens, where the tables cost two lookups per 64 weights and
+// token (Mixtral shape, 32 tokens: 2–4× faster than the tables or a GEMM).
+// Those sums are bit-identical across ISAs too (eight partial sums, element
+// i of a row's list into sum i mod 8) but not to the tables' sums.
+constexpr int64_t kSub1TableMaxTokens = 16;
+
+// One product's activations as the kernels read them, prepared once per
+// product and shared by the calls that split its rows (each call would
+// otherwise build them again): up to kSub1TableMaxTokens tokens, the lookup
+// tables [tokens][8 · words][16] floats; more, x transposed to
+// [token groups][cols + 1][lanes] (portable: [tokens][cols + 1]), column
+// `cols` zero (the lists' padding reads it).
+class Sub1Activations {
  public:
-  Sub1Tables() = default;
-  Sub1Tables(const Sub1Tables&) = delete;
-  Sub1Tables& operator=(const Sub1Tables&) = delete;
+  Sub1Activations() = default;
+  Sub1Activations(const Sub1Activations&) = delete;
+  Sub1Activations& operator=(const Sub1Activations&) = delete;
   void prepare(const float* x, int64_t x_stride, int64_t tokens, int64_t cols, Isa isa = active_isa());
-  bool fits(int64_t cols, int64_t tokens) const { return cols_ == cols && tokens_ == tokens; }
-  const float* token(int64_t t) const { return buffer_.get() + t * per_token_; }  // 64-byte aligned
+  bool fits(int64_t cols, int64_t tokens, Isa isa) const { return cols_ == cols && tokens_ == tokens && isa_ == isa; }
+  bool tables() const { return tokens_ <= kSub1TableMaxTokens; }
+  const float* token_tables(int64_t t) const { return buffer_.get() + t * per_token_; }  // 64-byte aligned
+  const float* lane_group(int64_t g) const { return buffer_.get() + g * per_group_; }     // lanes() tokens
   int64_t tokens() const { return tokens_; }
+  int lanes() const { return lanes_; }
 
  private:
+  float* allocate(size_t floats);
   struct Free {
     void operator()(float* p) const { std::free(p); }
   };
   std::unique_ptr<float, Free> buffer_;
   size_t capacity_ = 0;  // floats
-  int64_t cols_ = -1, tokens_ = 0, per_token_ = 0;
+  int64_t cols_ = -1, tokens_ = 0, per_token_ = 0, per_group_ = 0;
+  int lanes_ = 1;
+  Isa isa_ = Isa::Portable;
 };
 
 // y[t, r] = Σ_c W[r, c] · x[t, c] for t < tokens and the rows of blocks
 // [block0, block0 + n_blocks). With `planes` (one per block), blocks whose
 // planes are ready are replayed from them and the others recorded there;
-// the results are the same bits either way. `prepared`: the tables of x for
-// this product (else built here).
+// the results are the same bits either way. `prepared`: x as prepared for
+// this product (else prepared here).
 void sub1_linear_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, const float* x, int64_t x_stride,
                         int64_t tokens, float* y, int64_t y_stride, Isa isa = active_isa(),
-                        Sub1BlockPlanes* planes = nullptr, const Sub1Tables* prepared = nullptr);
+                        Sub1BlockPlanes* planes = nullptr, const Sub1Activations* prepared = nullptr);
 
 // Rows of block b as f32 [rows_in_block(b), cols] (for large batches, which
 // multiply a decoded block with a GEMM).
