@@ -7,7 +7,9 @@
 // for the files that include this header.
 #pragma once
 #if defined(__x86_64__)
+#if defined(__GNUC__) && !defined(__clang__)  // clang has no -Wmaybe-uninitialized (and warns about the name)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 #include <immintrin.h>
 #endif

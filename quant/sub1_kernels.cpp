@@ -10,7 +10,7 @@
 namespace moec {
 namespace {
 
-constexpr int64_t kSlack = 64;  // decode buffer bytes past a row's or a block's trits
+constexpr int64_t kSlack = 64;  // decode buffer bytes past a block's trits (a codeword is stored whole)
 constexpr int kRows = int(kSub1BlockRows);
 constexpr int kWordCols = 32;       // columns per plane word
 constexpr int kGroupsPerWord = 8;   // 4-column groups per word
@@ -38,15 +38,6 @@ inline float combine(float low, float sum_low, float high, float sum_high) {
 inline uint32_t columns_mask(int64_t cols, int64_t w) {
   const int64_t n = cols - kWordCols * w;
   return n >= kWordCols ? ~0u : (1u << n) - 1u;
-}
-
-// A row's decoding buffer: its trits, then the spill of the codeword that
-// ran past its end (< 64 trits), moved to the front for the next row.
-uint8_t* row_buffer(int64_t cols) {
-  thread_local std::vector<uint8_t> buffer;
-  const size_t need = size_t(cols + 3 * kSlack);
-  if (buffer.size() < need) buffer.resize(need);
-  return buffer.data();
 }
 
 uint8_t* block_buffer(const Sub1View& w) {
@@ -157,17 +148,28 @@ float position_sum(const float* x, const uint32_t* list, int64_t n) {
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
-void lanes_portable(const uint32_t* planes, int64_t words, const Sub1Activations& a, const BlockLevels& lv,
-                    int64_t cols, float* y, int64_t y_stride) {
+// One row's outputs from its two position lists, for every token (an ISA's
+// vector lanes, or one token at a time).
+using LaneRowFn = void (*)(const Sub1Activations& a, const uint32_t* lo, int64_t n_lo, const uint32_t* hi,
+                           int64_t n_hi, float low, float high, float* y, int64_t y_stride);
+
+void lane_row_portable(const Sub1Activations& a, const uint32_t* lo, int64_t n_lo, const uint32_t* hi, int64_t n_hi,
+                       float low, float high, float* y, int64_t y_stride) {
+  for (int64_t t = 0; t < a.tokens(); ++t) {
+    const float* xt = a.lane_group(t);  // one lane: [tokens][cols + 1]
+    y[t * y_stride] = combine(low, position_sum(xt, lo, n_lo), high, position_sum(xt, hi, n_hi));
+  }
+}
+
+// The block's rows: positions read off the planes, then the ISA's sums.
+void lanes(const uint32_t* planes, int64_t words, const Sub1Activations& a, const BlockLevels& lv, int64_t cols,
+           float* y, int64_t y_stride, LaneRowFn row) {
   uint32_t* lo = position_buffer(words);
   uint32_t* hi = lo + kWordCols * words + 8;
   for (int i = 0; i < lv.rows; ++i) {
     const int64_t n_lo = plane_positions(planes, words, 0, i, cols, lo);
     const int64_t n_hi = plane_positions(planes, words, 1, i, cols, hi);
-    for (int64_t t = 0; t < a.tokens(); ++t) {
-      const float* xt = a.lane_group(t);  // one lane: [tokens][cols + 1]
-      y[t * y_stride + i] = combine(lv.low[i], position_sum(xt, lo, n_lo), lv.high[i], position_sum(xt, hi, n_hi));
-    }
+    row(a, lo, n_lo, hi, n_hi, lv.low[i], lv.high[i], y + i, y_stride);
   }
 }
 
@@ -219,31 +221,22 @@ MOEC_AVX2 void decode_block_avx2(const Sub1View& w, int64_t b, uint8_t* out) {
   for (; pos < n; ++pos) out[pos] = 1;  // a short (malformed) stream: zeros
 }
 
-// Decodes block b a row at a time (the row's trits stay in L1) into planes.
-MOEC_AVX2 void decode_planes_avx2(const Sub1View& w, int64_t b, uint32_t* planes) {
-  const int64_t cols = w.cols;  // a local: the byte stores may alias w
-  uint8_t* trits = row_buffer(cols);
-  const uint64_t* masks = w.codebook.masks;
-  const uint16_t* word = w.words + w.blocks[b];
-  const uint16_t *end = w.words + w.blocks[b + 1], *safe = prefetch_end(word, end);
+// Row i's plane words from its decoded trits: a byte compare per level, its
+// sign bits as a plane word (bytes past the row are masked off).
+MOEC_AVX2 void row_planes_avx2(const uint8_t* trits, int64_t cols, int i, uint32_t* planes) {
   const __m256i zero = _mm256_setzero_si256(), two = _mm256_set1_epi8(2);
-  const int rows = int(w.rows_in_block(b));
-  int64_t pos = 0;  // trits of the current row already in the buffer
-  for (int i = 0; i < rows; ++i) {
-    for (; pos < cols && word < end; ++word) {
-      if (word < safe) __builtin_prefetch(masks + 2 * word[kPrefetch]);
-      pos += store_word_avx2(masks + 2 * *word, trits + pos);
-    }
-    for (; pos < cols; ++pos) trits[pos] = 1;  // a short (malformed) stream: zeros
-    for (int64_t k = 0; k < sub1_plane_words(cols); ++k) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(trits + kWordCols * k));
-      const uint32_t m = columns_mask(cols, k);
-      planes[k * kPlaneStride + i] = uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, zero))) & m;
-      planes[k * kPlaneStride + kRows + i] = uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, two))) & m;
-    }
-    std::memmove(trits, trits + cols, kSlack);  // the spill starts the next row
-    pos -= cols;
+  for (int64_t k = 0; k < sub1_plane_words(cols); ++k) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(trits + kWordCols * k));
+    const uint32_t m = columns_mask(cols, k);
+    planes[k * kPlaneStride + i] = uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, zero))) & m;
+    planes[k * kPlaneStride + kRows + i] = uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, two))) & m;
   }
+}
+
+MOEC_AVX2 void decode_planes_avx2(const Sub1View& w, int64_t b, uint32_t* planes) {
+  uint8_t* trits = block_buffer(w);  // kSlack bytes past the block: the last row's last word reads into them
+  decode_block_avx2(w, b, trits);
+  for (int i = 0; i < int(w.rows_in_block(b)); ++i) row_planes_avx2(trits + i * w.cols, w.cols, i, planes);
 }
 
 // The 16 subset sums of each 4-column group as two 8-lane halves: a lane
@@ -321,21 +314,13 @@ MOEC_AVX2 inline __m256 position_sum8(const float* xg, const uint32_t* list, int
                        _mm256_add_ps(_mm256_add_ps(s[4], s[5]), _mm256_add_ps(s[6], s[7])));
 }
 
-MOEC_AVX2 void lanes_avx2(const uint32_t* planes, int64_t words, const Sub1Activations& a, const BlockLevels& lv,
-                          int64_t cols, float* y, int64_t y_stride) {
-  uint32_t* lo = position_buffer(words);
-  uint32_t* hi = lo + kWordCols * words + 8;
-  for (int i = 0; i < lv.rows; ++i) {
-    const int64_t n_lo = plane_positions(planes, words, 0, i, cols, lo);
-    const int64_t n_hi = plane_positions(planes, words, 1, i, cols, hi);
-    const __m256 low = _mm256_set1_ps(lv.low[i]), high = _mm256_set1_ps(lv.high[i]);
-    for (int64_t g = 0; g * 8 < a.tokens(); ++g) {
-      const __m256 r = _mm256_add_ps(_mm256_mul_ps(low, position_sum8(a.lane_group(g), lo, n_lo)),
-                                     _mm256_mul_ps(high, position_sum8(a.lane_group(g), hi, n_hi)));
-      alignas(32) float out[8];
-      _mm256_store_ps(out, r);
-      for (int64_t t = 8 * g; t < std::min<int64_t>(8 * g + 8, a.tokens()); ++t) y[t * y_stride + i] = out[t - 8 * g];
-    }
+MOEC_AVX2 void lane_row_avx2(const Sub1Activations& a, const uint32_t* lo, int64_t n_lo, const uint32_t* hi,
+                             int64_t n_hi, float low, float high, float* y, int64_t y_stride) {
+  for (int64_t g = 0; g * 8 < a.tokens(); ++g) {
+    alignas(32) float out[8];
+    _mm256_store_ps(out, _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(low), position_sum8(a.lane_group(g), lo, n_lo)),
+                                       _mm256_mul_ps(_mm256_set1_ps(high), position_sum8(a.lane_group(g), hi, n_hi))));
+    for (int64_t t = 8 * g; t < std::min<int64_t>(8 * g + 8, a.tokens()); ++t) y[t * y_stride] = out[t - 8 * g];
   }
 }
 
@@ -388,31 +373,21 @@ MOEC_AVX512 void decode_block_avx512(const Sub1View& w, int64_t b, uint8_t* out)
   for (; pos < n; ++pos) out[pos] = 1;  // a short (malformed) stream: zeros
 }
 
-// As decode_planes_avx2; a byte compare gives a plane word directly.
-MOEC_AVX512 void decode_planes_avx512(const Sub1View& w, int64_t b, uint32_t* planes) {
-  const int64_t cols = w.cols;  // a local: the byte stores may alias w
-  uint8_t* trits = row_buffer(cols);
-  const uint64_t* masks = w.codebook.masks;
-  const uint16_t* word = w.words + w.blocks[b];
-  const uint16_t *end = w.words + w.blocks[b + 1], *safe = prefetch_end(word, end);
-  const __m512i one = _mm512_set1_epi8(1), zero = _mm512_setzero_si512(), two = _mm512_set1_epi8(2);
-  const int rows = int(w.rows_in_block(b));
-  int64_t pos = 0;
-  for (int i = 0; i < rows; ++i) {
-    for (; pos < cols && word < end; ++word) {
-      if (word < safe) __builtin_prefetch(masks + 2 * word[kPrefetch]);
-      pos += store_word(masks + 2 * *word, trits + pos, one, zero, two);
-    }
-    for (; pos < cols; ++pos) trits[pos] = 1;  // a short (malformed) stream: zeros
-    for (int64_t k = 0; k < sub1_plane_words(cols); ++k) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(trits + kWordCols * k));
-      const uint32_t m = columns_mask(cols, k);
-      planes[k * kPlaneStride + i] = _mm256_cmpeq_epi8_mask(v, _mm512_castsi512_si256(zero)) & m;
-      planes[k * kPlaneStride + kRows + i] = _mm256_cmpeq_epi8_mask(v, _mm512_castsi512_si256(two)) & m;
-    }
-    std::memmove(trits, trits + cols, kSlack);  // the spill starts the next row
-    pos -= cols;
+// As row_planes_avx2; a byte compare gives a plane word directly.
+MOEC_AVX512 void row_planes_avx512(const uint8_t* trits, int64_t cols, int i, uint32_t* planes) {
+  const __m256i zero = _mm256_setzero_si256(), two = _mm256_set1_epi8(2);
+  for (int64_t k = 0; k < sub1_plane_words(cols); ++k) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(trits + kWordCols * k));
+    const uint32_t m = columns_mask(cols, k);
+    planes[k * kPlaneStride + i] = _mm256_cmpeq_epi8_mask(v, zero) & m;
+    planes[k * kPlaneStride + kRows + i] = _mm256_cmpeq_epi8_mask(v, two) & m;
   }
+}
+
+MOEC_AVX512 void decode_planes_avx512(const Sub1View& w, int64_t b, uint32_t* planes) {
+  uint8_t* trits = block_buffer(w);
+  decode_block_avx512(w, b, trits);
+  for (int i = 0; i < int(w.rows_in_block(b)); ++i) row_planes_avx512(trits + i * w.cols, w.cols, i, planes);
 }
 
 // The 16 subset sums of a 4-column group in one register: lanes whose index
@@ -471,7 +446,7 @@ MOEC_AVX512 void product_avx512(const uint32_t* planes, int64_t words, const Sub
   if (t < tables.tokens()) product_tokens_avx512<1>(planes, words, tables, t, lv, y, y_stride);
 }
 
-// As lanes_avx2, 16 tokens per vector.
+// As position_sum8 and lane_row_avx2, 16 tokens per vector.
 MOEC_AVX512 inline __m512 position_sum16(const float* xg, const uint32_t* list, int64_t n) {
   __m512 s[8];
   for (int k = 0; k < 8; ++k) s[k] = _mm512_setzero_ps();
@@ -481,21 +456,13 @@ MOEC_AVX512 inline __m512 position_sum16(const float* xg, const uint32_t* list, 
                        _mm512_add_ps(_mm512_add_ps(s[4], s[5]), _mm512_add_ps(s[6], s[7])));
 }
 
-MOEC_AVX512 void lanes_avx512(const uint32_t* planes, int64_t words, const Sub1Activations& a, const BlockLevels& lv,
-                              int64_t cols, float* y, int64_t y_stride) {
-  uint32_t* lo = position_buffer(words);
-  uint32_t* hi = lo + kWordCols * words + 8;
-  for (int i = 0; i < lv.rows; ++i) {
-    const int64_t n_lo = plane_positions(planes, words, 0, i, cols, lo);
-    const int64_t n_hi = plane_positions(planes, words, 1, i, cols, hi);
-    const __m512 low = _mm512_set1_ps(lv.low[i]), high = _mm512_set1_ps(lv.high[i]);
-    for (int64_t g = 0; g * 16 < a.tokens(); ++g) {
-      const __m512 r = _mm512_add_ps(_mm512_mul_ps(low, position_sum16(a.lane_group(g), lo, n_lo)),
-                                     _mm512_mul_ps(high, position_sum16(a.lane_group(g), hi, n_hi)));
-      alignas(64) float out[16];
-      _mm512_store_ps(out, r);
-      for (int64_t t = 16 * g; t < std::min<int64_t>(16 * g + 16, a.tokens()); ++t) y[t * y_stride + i] = out[t - 16 * g];
-    }
+MOEC_AVX512 void lane_row_avx512(const Sub1Activations& a, const uint32_t* lo, int64_t n_lo, const uint32_t* hi,
+                                 int64_t n_hi, float low, float high, float* y, int64_t y_stride) {
+  for (int64_t g = 0; g * 16 < a.tokens(); ++g) {
+    alignas(64) float out[16];
+    _mm512_store_ps(out, _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(low), position_sum16(a.lane_group(g), lo, n_lo)),
+                                       _mm512_mul_ps(_mm512_set1_ps(high), position_sum16(a.lane_group(g), hi, n_hi))));
+    for (int64_t t = 16 * g; t < std::min<int64_t>(16 * g + 16, a.tokens()); ++t) y[t * y_stride] = out[t - 16 * g];
   }
 }
 
@@ -533,12 +500,13 @@ void product(const uint32_t* planes, int64_t words, const Sub1Activations& a, co
 #if defined(__x86_64__)
   if (isa == Isa::Avx512)
     return a.tables() ? product_avx512(planes, words, a, lv, y, y_stride)
-                      : lanes_avx512(planes, words, a, lv, cols, y, y_stride);
+                      : lanes(planes, words, a, lv, cols, y, y_stride, lane_row_avx512);
   if (isa == Isa::Avx2)
-    return a.tables() ? product_avx2(planes, words, a, lv, y, y_stride) : lanes_avx2(planes, words, a, lv, cols, y, y_stride);
+    return a.tables() ? product_avx2(planes, words, a, lv, y, y_stride)
+                      : lanes(planes, words, a, lv, cols, y, y_stride, lane_row_avx2);
 #endif
   if (a.tables()) return product_portable(planes, words, a, lv, y, y_stride);
-  lanes_portable(planes, words, a, lv, cols, y, y_stride);
+  lanes(planes, words, a, lv, cols, y, y_stride, lane_row_portable);
 }
 
 // Lanes per token group of the batches above kSub1TableMaxTokens.

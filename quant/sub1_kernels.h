@@ -33,12 +33,13 @@
 // batch sizes and cache replays (tested), which is what lets serve/ batch
 // sequences without changing any sequence's output.
 //
-// Decoding (per ISA): codewords are expanded to trit bytes a row at a time
+// Decoding (per ISA): a block's codewords are expanded to trit bytes
 // (AVX-512: masked byte blends; AVX2: shuffle + compare of the codeword's
-// bit masks; portable: the reference decoder), and each 32 bytes compared
-// with the two levels give a row's two plane words. The row buffer has 64
-// bytes of slack: a whole 64-trit codeword is stored at a time and the spill
-// past the row starts the next one.
+// bit masks; portable: the reference decoder), each codeword's 64 trits
+// stored whole (the next one overwrites the excess; the buffer has 64 bytes
+// of slack), and each row's 32-byte chunks compared with the two levels give
+// its plane words. The codewords' masks (a 1 MiB table read at random) are
+// prefetched 8 codewords ahead.
 //
 // Large batches (more than linear()'s fused limit) dequantize a block to f32
 // (sub1_dequantize_block) and run a GEMM.
