@@ -108,7 +108,14 @@ QuantizedMatrix quantize_matrix(const RowMatrix& w, HessianAccumulator h, const 
   return std::move(out.matrix);
 }
 
-QuantFormat non_expert_format(NonExpert n) { return QuantFormat::parse(n == NonExpert::Q8 ? "q8g128" : "q4g128"); }
+QuantFormat non_expert_format(NonExpert n) {
+  switch (n) {
+    case NonExpert::Q8: return QuantFormat::parse("q8g128");
+    case NonExpert::Q4: return QuantFormat::parse("q4g128");
+    case NonExpert::Q3: return QuantFormat::parse("q3g128");
+    default: return QuantFormat::parse("q2g128");
+  }
+}
 
 // Round-to-nearest of a large matrix (the embedding, lm_head) a slice of
 // rows at a time: grids are per row and group, so slices quantize alone and
@@ -644,7 +651,9 @@ NonExpert parse_non_expert(std::string_view name) {
   if (name == "keep") return NonExpert::Keep;
   if (name == "q8") return NonExpert::Q8;
   if (name == "q4") return NonExpert::Q4;
-  fail("--non-expert '{}': expected keep, q8 or q4", name);
+  if (name == "q3") return NonExpert::Q3;
+  if (name == "q2") return NonExpert::Q2;
+  fail("--non-expert '{}': expected keep, q8, q4, q3 or q2", name);
 }
 
 QuantizeReport quantize_model(const CheckpointSource& source, const std::filesystem::path& out,

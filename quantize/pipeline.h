@@ -34,11 +34,11 @@ class CheckpointSource;
 class ThreadPool;
 
 // Tensors other than the MLPs' (--non-expert): kept at their stored
-// precision, or 8/4-bit codes in groups of 128 columns — attention
+// precision, or 8/4/3/2-bit codes in groups of 128 columns — attention
 // projections by GPTQ on the calibration stream, the embedding and lm_head
 // by round-to-nearest. Routers, norms and biases always stay as stored.
-enum class NonExpert : uint8_t { Keep, Q8, Q4 };
-NonExpert parse_non_expert(std::string_view name);  // "keep", "q8", "q4"
+enum class NonExpert : uint8_t { Keep, Q8, Q4, Q3, Q2 };
+NonExpert parse_non_expert(std::string_view name);  // "keep", "q8", "q4", "q3", "q2"
 
 struct QuantizeOptions {
   QuantFormat format;

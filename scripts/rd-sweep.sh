@@ -106,6 +106,9 @@ else
     point q4g128-$n packed+$n --bits 4 --group 128 --non-expert $n
   done
   point q2g128-q4 packed+q4 --bits 2 --group 128 --non-expert q4
+  point sub1-qmoe-q3 sub1+q3 $qmoe --non-expert q3
+  point sub1-act-q3 sub1+q3 $act --non-expert q3
+  point sub1-qmoe-q2 sub1+q2 $qmoe --non-expert q2
 fi
 mv "$tmp_csv" "$csv"
 echo "rd-sweep: $(( $(wc -l < "$csv") - 1 )) points in $(( $(date +%s) - start )) s -> $csv" >&2

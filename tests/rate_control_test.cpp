@@ -175,12 +175,14 @@ TEST_CASE("rate and level options refuse what they cannot do", "[rate][quantize]
   o.format = QuantFormat::parse("q4g128");
   o.gptq_options.level_fits = 1;
   CHECK_THROWS_WITH(quantize_model(*hf, tmp / "q.h5", o, pool), Catch::Contains("--fit-levels"));
-  CHECK_THROWS_WITH(parse_non_expert("q2"), Catch::Contains("expected keep, q8 or q4"));
+  CHECK_THROWS_WITH(parse_non_expert("q1"), Catch::Contains("expected keep, q8, q4, q3 or q2"));
+  CHECK(parse_non_expert("q3") == NonExpert::Q3);
+  CHECK(parse_non_expert("q2") == NonExpert::Q2);
   CHECK_FALSE(fs::exists(tmp / "q.h5"));
   const std::string base = "quantize '" + test::fixture_model_dir().string() + "' -o '" + (tmp / "x.h5").string() +
                            "' --calib '" + test::text_file("validation").string() + "' --calib-windows 2 ";
   for (const char* flags : {"--bits ternary --code sub1 --rate-lambda 0.1 --target-bits 0.9",
-                            "--bits 4 --fit-levels 1", "--bits ternary --code sub1 --non-expert q2",
+                            "--bits 4 --fit-levels 1", "--bits ternary --code sub1 --non-expert q1",
                             "--bits ternary --code sub1 --rate-lambda -1", "--bits 4 --target-bits 0.9"}) {
     auto cli = test::run_moec(base + flags);
     INFO(flags << ": " << cli.err);
