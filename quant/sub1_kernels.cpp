@@ -521,6 +521,8 @@ float* Sub1Activations::allocate(size_t floats) {
   // strides are multiples of 16 floats).
   floats = std::max<size_t>((floats + 15) / 16 * 16, 16);
   if (floats > capacity_) {
+    capacity_ = 0;  // a failed allocation leaves no buffer behind: nothing may use the old size
+    cols_ = -1;
     buffer_.reset(static_cast<float*>(std::aligned_alloc(64, floats * sizeof(float))));
     if (!buffer_) fail("sub1 kernels: out of memory for the activations of {} tokens", tokens_);
     capacity_ = floats;
@@ -529,7 +531,7 @@ float* Sub1Activations::allocate(size_t floats) {
 }
 
 void Sub1Activations::prepare(const float* x, int64_t x_stride, int64_t tokens, int64_t cols, Isa isa) {
-  cols_ = cols;
+  cols_ = -1;  // fits nothing until prepared (allocate may throw)
   tokens_ = tokens;
   isa_ = isa;
   if (!tables()) {  // [groups][cols + 1][lanes], column cols and the last group's missing tokens zero
@@ -544,6 +546,7 @@ void Sub1Activations::prepare(const float* x, int64_t x_stride, int64_t tokens, 
       const float* in = x + t * x_stride;
       for (int64_t c = 0; c < cols; ++c) o[c * lanes_] = in[c];
     }
+    cols_ = cols;
     return;
   }
   lanes_ = 1;
@@ -564,6 +567,7 @@ void Sub1Activations::prepare(const float* x, int64_t x_stride, int64_t tokens, 
 #endif
     tables_portable(x + t * x_stride, cols, groups, out);
   }
+  cols_ = cols;
 }
 
 void sub1_linear_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, const float* x, int64_t x_stride,
@@ -583,7 +587,7 @@ void sub1_linear_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, con
   for (int64_t b = block0; b < block0 + n_blocks; ++b) {
     Sub1BlockPlanes* kept = planes ? &planes[b - block0] : nullptr;
     const uint32_t* p;
-    if (kept && kept->ready) {
+    if (kept && kept->ready && kept->bits.size() == plane_u32) {
       p = kept->bits.data();
     } else {
       std::vector<uint32_t>& out = kept ? kept->bits : scratch;
