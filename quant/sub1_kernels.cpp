@@ -1,6 +1,7 @@
 #include "quant/sub1_kernels.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <vector>
 
@@ -62,6 +63,40 @@ struct BlockLevels {
 
 // ---- portable ----------------------------------------------------------------
 
+// Byte i of kSpread[b] is bit i of b: a mask byte to 8 bytes of 0/1.
+constexpr auto kSpread = [] {
+  std::array<uint64_t, 256> t{};
+  for (int b = 0; b < 256; ++b)
+    for (int i = 0; i < 8; ++i) t[size_t(b)] |= uint64_t(b >> i & 1) << (8 * i);
+  return t;
+}();
+
+// A codeword's 64 trits from its two masks, 8 at a time: trit = 1 + high − low
+// per byte (never below 0, so no borrow crosses bytes). Returns its length.
+inline int store_word_portable(const uint64_t* masks, uint8_t* out) {
+  const uint64_t low = masks[0], high = masks[1];
+  for (int k = 0; k < 8; ++k) {
+    const uint64_t v = 0x0101010101010101ull + kSpread[(high >> (8 * k)) & 255] - kSpread[(low >> (8 * k)) & 255];
+    std::memcpy(out + 8 * k, &v, 8);
+  }
+  const uint64_t end = low & high;
+  return end ? __builtin_ctzll(end) : 64;
+}
+
+// The reference decoder's trits (tested equal), a codeword at a time.
+void decode_block_portable(const Sub1View& w, int64_t b, uint8_t* out) {
+  const uint64_t* masks = w.codebook.masks;
+  const uint16_t* word = w.words + w.blocks[b];
+  const uint16_t *end = w.words + w.blocks[b + 1], *safe = prefetch_end(word, end);
+  const int64_t n = w.rows_in_block(b) * w.cols;
+  int64_t pos = 0;
+  for (; word < end && pos < n; ++word) {
+    if (word < safe) __builtin_prefetch(masks + 2 * word[kPrefetch]);
+    pos += store_word_portable(masks + 2 * *word, out + pos);
+  }
+  for (; pos < n; ++pos) out[pos] = 1;  // a short (malformed) stream: zeros
+}
+
 // A group's 16 subset sums, each from 0 in the order of the bits.
 void group_table_portable(const float v[4], float* t) {
   for (int i = 0; i < kTableFloats; ++i) {
@@ -95,7 +130,7 @@ void row_planes_portable(const uint8_t* trits, int64_t cols, int i, uint32_t* pl
 
 void decode_planes_portable(const Sub1View& w, int64_t b, uint32_t* planes) {
   uint8_t* trits = block_buffer(w);
-  decode_sub1_block(w, b, trits);
+  decode_block_portable(w, b, trits);
   for (int i = 0; i < int(w.rows_in_block(b)); ++i) row_planes_portable(trits + i * w.cols, w.cols, i, planes);
 }
 
@@ -175,7 +210,7 @@ void lanes(const uint32_t* planes, int64_t words, const Sub1Activations& a, cons
 
 void dequantize_block_portable(const Sub1View& w, int64_t b, float* out) {
   uint8_t* trits = block_buffer(w);
-  decode_sub1_block(w, b, trits);
+  decode_block_portable(w, b, trits);
   for (int64_t i = 0; i < w.rows_in_block(b); ++i) {
     const int64_t r = b * kSub1BlockRows + i;
     const float level[3] = {w.low(r), 0.0f, w.high(r)};
