@@ -114,10 +114,6 @@ void Model::set_attention_weights(int64_t layer, const AttentionWeights& w) {
 
 namespace {
 
-// Rows per chunk of the element-wise steps: ~8k values, a few microseconds of
-// work, well above the cost of handing a chunk to a thread.
-int64_t rows_per_chunk(int64_t dim) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(dim, 1)); }
-
 // The spans of `sequences` sequences each running `length` tokens from `start`.
 void uniform_spans(int64_t sequences, int64_t start, int64_t length, std::vector<SequenceSpan>& spans) {
   spans.clear();
@@ -186,19 +182,13 @@ void Model::attention_layer(int64_t index, float* x, std::span<const SequenceSpa
   attention(pool_, cache, cache_layer, shape, q_.data(), spans, attn_.data());
   if (attention_tap_) attention_tap_(h_.data(), attn_.data(), n);
   linear(pool_, LinearProblem{attn_.data(), qd, n, layer.o, out_.data(), hd});
-  add_into(x, out_.data(), n * hd);
+  add_into(pool_, x, out_.data(), n * hd);
 }
 
 void Model::norm_rows(const float* x, int64_t rows, int64_t dim, const float* weight, float* out) {
   const float eps = float(config_.rms_norm_eps);
   parallel_rows(pool_, rows, rows_per_chunk(dim), [&](int64_t r0, int64_t r1) {
     rms_norm(x + r0 * dim, r1 - r0, dim, weight, eps, out + r0 * dim);
-  });
-}
-
-void Model::add_into(float* x, const float* y, int64_t n) {
-  parallel_rows(pool_, n, 8192, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) x[i] += y[i];
   });
 }
 
@@ -255,11 +245,9 @@ void Model::mlp(const Layer& layer, const float* h, int64_t n, float* x) {
   const LinearProblem gate_up[] = {{h, hd, n, layer.gate, mlp_gate_.data(), inter},
                                    {h, hd, n, layer.up, mlp_up_.data(), inter}};
   linear(pool_, gate_up);
-  parallel_rows(pool_, n, rows_per_chunk(inter), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) silu_mul(&mlp_gate_[size_t(r * inter)], &mlp_up_[size_t(r * inter)], inter);
-  });
+  silu_mul_rows(pool_, mlp_gate_.data(), mlp_up_.data(), n, inter);
   linear(pool_, LinearProblem{mlp_gate_.data(), inter, n, layer.down, mlp_out_.data(), hd});
-  add_into(x, mlp_out_.data(), n * hd);
+  add_into(pool_, x, mlp_out_.data(), n * hd);
 }
 
 void Model::logits(const float* hidden, int64_t rows, float* out) {

@@ -100,8 +100,6 @@ class Model {
   std::vector<float> vector(const TensorKey& key);
   // rms_norm of `rows` rows of `dim` values on every thread.
   void norm_rows(const float* x, int64_t rows, int64_t dim, const float* weight, float* out);
-  // x[i] += y[i] for n values, on every thread.
-  void add_into(float* x, const float* y, int64_t n);
 
   const CheckpointSource& source_;
   ModelConfig config_;

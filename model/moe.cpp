@@ -85,11 +85,7 @@ void MoeBlock::forward(ThreadPool& pool, const MoeWeights& weights, int64_t top_
     problems.push_back({&gathered_[o * h], h, n, weights.experts[e].w3, &up_[o * inter], inter});
   }
   linear(pool, problems);
-  // One row at a time: the exp kernel rounds a buffer's tail differently, so
-  // a token's result must not depend on where its row lands in the batch.
-  parallel_rows(pool, packed, kTokensPerChunk, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) silu_mul(&gate_[size_t(r * inter)], &up_[size_t(r * inter)], inter);
-  });
+  silu_mul_rows(pool, gate_.data(), up_.data(), packed, inter);
   problems.clear();
   for (int64_t e = 0; e < experts; ++e) {
     const int64_t n = offsets_[e + 1] - offsets_[e], o = offsets_[e];
@@ -117,9 +113,7 @@ void MoeBlock::forward(ThreadPool& pool, const MoeWeights& weights, int64_t top_
     }
   });
   if (weights.has_shared()) add_shared(pool, weights, x, tokens);
-  parallel_rows(pool, tokens, kTokensPerChunk, [&](int64_t t0, int64_t t1) {
-    for (int64_t i = t0 * h; i < t1 * h; ++i) residual[i] += combined_[i];
-  });
+  add_into(pool, residual, combined_.data(), tokens * h);
   if (record) {
     record->chosen = chosen;
     record->expert_load.resize(size_t(experts), 0);
@@ -138,10 +132,7 @@ void MoeBlock::add_shared(ThreadPool& pool, const MoeWeights& weights, const flo
                                  {x, h, tokens, w.w1, shared_gate_.data(), inter},
                                  {x, h, tokens, w.w3, shared_up_.data(), inter}};
   linear(pool, first);
-  parallel_rows(pool, tokens, kTokensPerChunk, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r)
-      silu_mul(&shared_gate_[size_t(r * inter)], &shared_up_[size_t(r * inter)], inter);
-  });
+  silu_mul_rows(pool, shared_gate_.data(), shared_up_.data(), tokens, inter);
   linear(pool, LinearProblem{shared_gate_.data(), inter, tokens, w.w2, shared_out_.data(), h});
   for (int64_t t = 0; t < tokens; ++t) {
     const float scale = 1.0f / (1.0f + std::exp(-shared_scale_[size_t(t)]));

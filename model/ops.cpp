@@ -1,5 +1,7 @@
 #include "model/ops.h"
 
+#include "model/thread_pool.h"
+
 #include "quant/elementwise.h"
 
 #define EIGEN_DONT_PARALLELIZE
@@ -48,5 +50,19 @@ void silu_mul(float* a, const float* b, int64_t n) { silu_mul_kernel(a, b, n); }
 void softmax(float* x, int64_t n) { softmax_kernel(x, n); }
 
 float log_sum_exp(const float* x, int64_t n) { return log_sum_exp_kernel(x, n); }
+
+int64_t rows_per_chunk(int64_t dim) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(dim, 1)); }
+
+void silu_mul_rows(ThreadPool& pool, float* a, const float* b, int64_t rows, int64_t dim) {
+  parallel_rows(pool, rows, rows_per_chunk(dim), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) silu_mul(a + r * dim, b + r * dim, dim);
+  });
+}
+
+void add_into(ThreadPool& pool, float* x, const float* y, int64_t n) {
+  parallel_rows(pool, n, 8192, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) x[i] += y[i];
+  });
+}
 
 }  // namespace moec

@@ -8,11 +8,26 @@ void Sub1PlaneCache::set_capacity(uint64_t bytes) {
   evict_to(capacity_);
 }
 
+namespace {
+
+bool fits(const Sub1PlaneCache::Entry& e, const Sub1View& w) {
+  return e.cols == w.cols && int64_t(e.blocks.size()) == w.n_blocks();
+}
+
+}  // namespace
+
 std::shared_ptr<Sub1PlaneCache::Entry> Sub1PlaneCache::acquire(const Sub1View& w) {
   std::lock_guard lock(mutex_);
   if (capacity_ == 0) return nullptr;
   const void* key = w.words;
   auto it = slots_.find(key);
+  if (it != slots_.end() && !fits(*it->second.entry, w)) {  // a freed matrix's codes, reused: drop its planes
+    if (!it->second.entry->complete) return nullptr;
+    bytes_ -= it->second.entry->bytes;
+    lru_.erase(it->second.lru);
+    slots_.erase(it);
+    it = slots_.end();
+  }
   if (it != slots_.end()) {
     if (!it->second.entry->complete) return nullptr;  // being recorded by another product
     ++stats_.hits;
@@ -22,6 +37,7 @@ std::shared_ptr<Sub1PlaneCache::Entry> Sub1PlaneCache::acquire(const Sub1View& w
   ++stats_.misses;
   auto entry = std::make_shared<Entry>();
   entry->blocks.resize(size_t(w.n_blocks()));
+  entry->cols = w.cols;
   lru_.push_front(key);
   slots_[key] = {entry, lru_.begin()};
   return entry;

@@ -10,8 +10,9 @@
 // capacity.
 //
 // One cache per model (keys are the matrices' code pointers, unique while
-// the model's checkpoint is open). Thread-safe; entries in use by a running
-// product stay alive until it releases them.
+// the model's checkpoint is open; an entry whose shape does not match the
+// matrix asked for is dropped, not replayed). Thread-safe; entries in use by
+// a running product stay alive until it releases them.
 #pragma once
 #include <cstdint>
 #include <list>
@@ -28,6 +29,7 @@ class Sub1PlaneCache {
  public:
   struct Entry {
     std::vector<Sub1BlockPlanes> blocks;  // one per 16-row block
+    int64_t cols = 0;                     // of the matrix recorded
     bool complete = false;               // every block recorded
     uint64_t bytes = 0;
   };

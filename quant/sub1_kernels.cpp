@@ -622,11 +622,12 @@ void sub1_linear_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, con
   for (int64_t b = block0; b < block0 + n_blocks; ++b) {
     Sub1BlockPlanes* kept = planes ? &planes[b - block0] : nullptr;
     const uint32_t* p;
-    if (kept && kept->ready && kept->bits.size() == plane_u32) {
+    if (kept && kept->ready) {
       p = kept->bits.data();
     } else {
       std::vector<uint32_t>& out = kept ? kept->bits : scratch;
-      out.assign(plane_u32, 0u);
+      out.resize(plane_u32);  // the decoder writes every row of the block; rows past its end stay zero
+      if (w.rows_in_block(b) < kSub1BlockRows) std::fill(out.begin(), out.end(), 0u);
       decode_planes(w, b, out.data(), isa);
       if (kept) kept->ready = true;
       p = out.data();

@@ -220,6 +220,17 @@ TEST_CASE("sub1 plane cache: replays give the same bits, hits are counted, capac
   CHECK(s.entries == 1);
   CHECK(s.evictions == 1);
   CHECK(s.bytes <= s.capacity);
+  // A matrix of another shape at the same codes (a freed one's memory
+  // reused) is not handed the kept planes: a new entry is recorded.
+  Sub1View reshaped = b.view();
+  reshaped.cols = 150;
+  reshaped.rows = 100;
+  auto fresh = cache.acquire(reshaped);
+  REQUIRE(fresh != nullptr);
+  CHECK_FALSE(fresh->complete);
+  CHECK(fresh->cols == 150);
+  cache.release(reshaped, fresh);  // nothing recorded: dropped
+  CHECK(cache.stats().entries == 0);
   // No capacity: nothing is kept.
   cache.set_capacity(0);
   CHECK(cache.stats().entries == 0);
