@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cstring>
 #include <vector>
 
@@ -221,7 +222,7 @@ void dequantize_block_portable(const Sub1View& w, int64_t b, float* out) {
 #if defined(__x86_64__)
 // ---- AVX2 -------------------------------------------------------------------
 
-#define MOEC_AVX2 __attribute__((target("avx2,fma,bmi")))
+#define MOEC_AVX2 __attribute__((target("avx2,fma,bmi,bmi2")))
 
 MOEC_AVX2 inline __m256i trits32(__m256i low, __m256i high, __m256i spread, __m256i bits) {
   const __m256i l = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(low, spread), bits), bits);
@@ -335,6 +336,89 @@ MOEC_AVX2 void product_avx2(const uint32_t* planes, int64_t words, const Sub1Act
     int64_t t = 0;
     for (; t + 2 <= tables.tokens(); t += 2) product_half_avx2<2>(planes, words, tables, t, lv, h, y, y_stride);
     if (t < tables.tokens()) product_half_avx2<1>(planes, words, tables, t, lv, h, y, y_stride);
+  }
+}
+
+// Batches of 2..kSub1TableMaxTokens tokens, tokens in lanes (L = 4 or 8 per
+// xmm/ymm vector): the tables interleaved as [token group][group g][entry][L]
+// (Sub1Activations::prepare), so one row's nibble of group g selects one
+// vector holding that entry for L tokens — a scalar shift and mask and one
+// vector add per 4 columns, plane and L tokens, with no permutes. On CPUs
+// whose AVX2 runs 256-bit permutes slowly (AMD Zen 1/2: vpermps is 3 uops)
+// the rows-in-lanes lookups above cost 2 vpermps and a blend per token; here
+// a lookup serves L tokens. Same additions in the same order per (row,
+// token) as every other table path (group g into partial sum g mod 4), so
+// the bits equal the one-token product's.
+//   Columns go in chunks of kLaneChunkWords plane words, every row of the
+// block per chunk, its partial sums kept between chunks, so the 16 rows
+// share a 64 KiB slice of the tables (L = 8) instead of each sweeping a
+// whole Mixtral-width table (1.8 MiB). On the Zen 1 it was measured on,
+// chunks of 4..64 words and none at all were within noise (the hot entries
+// are the zero nibbles'); kept for CPUs with smaller caches than its L2.
+template <int L>
+struct LaneVec;
+template <>
+struct LaneVec<4> {
+  using V = __m128;
+  static MOEC_AVX2 V load(const float* p) { return _mm_load_ps(p); }
+  static MOEC_AVX2 void store(float* p, V v) { _mm_store_ps(p, v); }
+  static MOEC_AVX2 V add(V a, V b) { return _mm_add_ps(a, b); }
+  static MOEC_AVX2 V mul(V a, V b) { return _mm_mul_ps(a, b); }
+  static MOEC_AVX2 V set1(float v) { return _mm_set1_ps(v); }
+};
+template <>
+struct LaneVec<8> {
+  using V = __m256;
+  static MOEC_AVX2 V load(const float* p) { return _mm256_load_ps(p); }
+  static MOEC_AVX2 void store(float* p, V v) { _mm256_store_ps(p, v); }
+  static MOEC_AVX2 V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static MOEC_AVX2 V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static MOEC_AVX2 V set1(float v) { return _mm256_set1_ps(v); }
+};
+
+// 4 · nibble j of a plane word: one rotate (BMI2 rorx, no copy) and one
+// mask, the ×4 folded so that the address's scale (×4, ×8) does the rest.
+MOEC_AVX2 inline uint32_t nibble_x4(uint32_t v, int j) { return std::rotr(v, (4 * j - 2) & 31) & 0x3Cu; }
+
+constexpr int64_t kLaneChunkWords = 16;
+
+template <int L>
+MOEC_AVX2 void product_lanes_avx2(const uint32_t* planes, int64_t words, const Sub1Activations& a,
+                                  const BlockLevels& lv, float* y, int64_t y_stride) {
+  using Op = LaneVec<L>;
+  using V = typename Op::V;
+  constexpr int64_t kWordFloats = int64_t(kGroupsPerWord) * kTableFloats * L;  // one plane word's tables
+  static_assert(L == 4 || L == 8);
+  alignas(32) float acc[kRows][2][4][L];  // each row's partial sums between column chunks
+  for (int64_t tg = 0; tg * L < a.tokens(); ++tg) {
+    const float* tables = a.lane_group(tg);
+    std::fill(&acc[0][0][0][0], &acc[0][0][0][0] + sizeof(acc) / sizeof(float), 0.0f);
+    for (int64_t w0 = 0; w0 < words; w0 += kLaneChunkWords) {
+      const int64_t w1 = std::min(words, w0 + kLaneChunkWords);
+      for (int i = 0; i < lv.rows; ++i) {
+        V al[4], ah[4];
+        for (int k = 0; k < 4; ++k) al[k] = Op::load(acc[i][0][k]), ah[k] = Op::load(acc[i][1][k]);
+        for (int64_t w = w0; w < w1; ++w) {
+          const uint32_t vl = planes[w * kPlaneStride + i], vh = planes[w * kPlaneStride + kRows + i];
+          const float* tw = tables + w * kWordFloats;
+          for (int j = 0; j < kGroupsPerWord; ++j) {
+            al[j & 3] = Op::add(al[j & 3], Op::load(tw + j * kTableFloats * L + nibble_x4(vl, j) * (L / 4)));
+            ah[j & 3] = Op::add(ah[j & 3], Op::load(tw + j * kTableFloats * L + nibble_x4(vh, j) * (L / 4)));
+          }
+        }
+        for (int k = 0; k < 4; ++k) Op::store(acc[i][0][k], al[k]), Op::store(acc[i][1][k], ah[k]);
+      }
+    }
+    const int n = int(std::min<int64_t>(L, a.tokens() - tg * L));
+    for (int i = 0; i < lv.rows; ++i) {
+      const V sl = Op::add(Op::add(Op::load(acc[i][0][0]), Op::load(acc[i][0][1])),
+                           Op::add(Op::load(acc[i][0][2]), Op::load(acc[i][0][3])));
+      const V sh = Op::add(Op::add(Op::load(acc[i][1][0]), Op::load(acc[i][1][1])),
+                           Op::add(Op::load(acc[i][1][2]), Op::load(acc[i][1][3])));
+      alignas(32) float out[L];
+      Op::store(out, Op::add(Op::mul(Op::set1(lv.low[i]), sl), Op::mul(Op::set1(lv.high[i]), sh)));
+      for (int k = 0; k < n; ++k) y[(tg * L + k) * y_stride + i] = out[k];
+    }
   }
 }
 
@@ -536,9 +620,12 @@ void product(const uint32_t* planes, int64_t words, const Sub1Activations& a, co
   if (isa == Isa::Avx512)
     return a.tables() ? product_avx512(planes, words, a, lv, y, y_stride)
                       : lanes(planes, words, a, lv, cols, y, y_stride, lane_row_avx512);
-  if (isa == Isa::Avx2)
-    return a.tables() ? product_avx2(planes, words, a, lv, y, y_stride)
-                      : lanes(planes, words, a, lv, cols, y, y_stride, lane_row_avx2);
+  if (isa == Isa::Avx2) {
+    if (!a.tables()) return lanes(planes, words, a, lv, cols, y, y_stride, lane_row_avx2);
+    if (a.lanes() == 4) return product_lanes_avx2<4>(planes, words, a, lv, y, y_stride);
+    if (a.lanes() == 8) return product_lanes_avx2<8>(planes, words, a, lv, y, y_stride);
+    return product_avx2(planes, words, a, lv, y, y_stride);
+  }
 #endif
   if (a.tables()) return product_portable(planes, words, a, lv, y, y_stride);
   lanes(planes, words, a, lv, cols, y, y_stride, lane_row_portable);
@@ -546,6 +633,14 @@ void product(const uint32_t* planes, int64_t words, const Sub1Activations& a, co
 
 // Lanes per token group of the batches above kSub1TableMaxTokens.
 int lanes_of(Isa isa) { return isa == Isa::Avx512 ? 16 : isa == Isa::Avx2 ? 8 : 1; }
+
+// Lanes of the lookup tables: AVX2 puts 2..kSub1TableMaxTokens tokens in
+// 4- or 8-float lanes (product_lanes_avx2); one token, AVX-512 and portable
+// code keep a table per token.
+int table_lanes(int64_t tokens, Isa isa) {
+  if (isa != Isa::Avx2 || tokens < 2) return 1;
+  return tokens <= 4 ? 4 : 8;
+}
 
 }  // namespace
 
@@ -584,8 +679,27 @@ void Sub1Activations::prepare(const float* x, int64_t x_stride, int64_t tokens, 
     cols_ = cols;
     return;
   }
-  lanes_ = 1;
   const int64_t groups = kGroupsPerWord * sub1_plane_words(cols);
+  lanes_ = table_lanes(tokens, isa);
+#if defined(__x86_64__)
+  if (lanes_ > 1) {  // [token groups][groups][16][lanes]; a padding lane is zero
+    per_group_ = groups * kTableFloats * lanes_;
+    const int64_t token_groups = (tokens + lanes_ - 1) / lanes_;
+    float* out = allocate(size_t(token_groups * per_group_));
+    thread_local std::vector<float> one;  // a token's tables, [groups][16]
+    one.resize(size_t(groups * kTableFloats));
+    for (int64_t tg = 0; tg < token_groups; ++tg)
+      for (int k = 0; k < lanes_; ++k) {
+        const int64_t t = tg * lanes_ + k;
+        if (t < tokens) tables_avx2(x + t * x_stride, cols, groups, one.data());
+        else std::fill(one.begin(), one.end(), 0.0f);
+        float* o = out + tg * per_group_ + k;
+        for (int64_t e = 0; e < groups * kTableFloats; ++e) o[e * lanes_] = one[size_t(e)];
+      }
+    cols_ = cols;
+    return;
+  }
+#endif
   per_token_ = groups * kTableFloats;
   float* buffer = allocate(size_t(tokens * per_token_));
   for (int64_t t = 0; t < tokens; ++t) {

@@ -25,6 +25,10 @@
 // AVX-512 looks a nibble up for 16 rows with one vpermps (its 16-entry table
 // is one register), AVX2 for 8 rows with two vpermps over the table's halves
 // and a blend on the nibble's high bit, portable C++ one row at a time.
+// AVX2 with 2..16 tokens puts tokens in lanes instead (4 or 8 per xmm/ymm
+// vector; the tables interleaved [token group][g][entry][lane]): a row's
+// nibble selects one vector of that entry for 4 or 8 tokens, one add and no
+// permute, which is what CPUs with slow 256-bit permutes (AMD Zen 1/2) need.
 // Per 64 weights and token that is 2 lookups and 2 adds on AVX-512 (a bf16
 // product: 4 widenings and 4 FMAs), with no work that grows with the
 // nonzeros and no limit on the dictionary or the width.
@@ -79,7 +83,8 @@ constexpr int64_t kSub1TableMaxTokens = 16;
 // One product's activations as the kernels read them, prepared once per
 // product and shared by the calls that split its rows (each call would
 // otherwise build them again): up to kSub1TableMaxTokens tokens, the lookup
-// tables [tokens][8 · words][16] floats; more, x transposed to
+// tables [tokens][8 · words][16] floats (AVX2, 2+ tokens: [token groups of
+// lanes()][8 · words][16][lanes()], lane_group(g)); more, x transposed to
 // [token groups][cols + 1][lanes] (portable: [tokens][cols + 1]), column
 // `cols` zero (the lists' padding reads it).
 class Sub1Activations {
