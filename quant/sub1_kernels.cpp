@@ -376,6 +376,29 @@ struct LaneVec<8> {
   static MOEC_AVX2 V set1(float v) { return _mm256_set1_ps(v); }
 };
 
+// The interleaved tables of n ≤ L tokens (product_lanes_avx2's layout, one
+// token group): per 4-column group, entry i | 2^b = entry i + x_b for
+// i < 2^b, from entry 0 = 0 — each entry summed from 0 in the order of its
+// bits, the same additions as tables_avx2 and the portable loop, for L
+// tokens at once (lanes past n and columns past cols are 0).
+template <int L>
+MOEC_AVX2 void lane_tables_avx2(const float* x, int64_t x_stride, int n, int64_t cols, int64_t groups, float* out) {
+  using Op = LaneVec<L>;
+  alignas(32) float v[5][L] = {};  // v[4]: entry 0
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int b = 0; b < 4; ++b) {
+      const int64_t c = 4 * g + b;
+      for (int k = 0; k < L; ++k) v[b][k] = k < n && c < cols ? x[k * x_stride + c] : 0.0f;
+    }
+    float* o = out + g * kTableFloats * L;
+    Op::store(o, Op::load(v[4]));
+    for (int b = 0; b < 4; ++b) {
+      const auto xb = Op::load(v[b]);
+      for (int i = 0; i < (1 << b); ++i) Op::store(o + ((1 << b) + i) * L, Op::add(Op::load(o + i * L), xb));
+    }
+  }
+}
+
 // 4 · nibble j of a plane word: one rotate (BMI2 rorx, no copy) and one
 // mask, the ×4 folded so that the address's scale (×4, ×8) does the rest.
 MOEC_AVX2 inline uint32_t nibble_x4(uint32_t v, int j) { return std::rotr(v, (4 * j - 2) & 31) & 0x3Cu; }
@@ -686,16 +709,12 @@ void Sub1Activations::prepare(const float* x, int64_t x_stride, int64_t tokens, 
     per_group_ = groups * kTableFloats * lanes_;
     const int64_t token_groups = (tokens + lanes_ - 1) / lanes_;
     float* out = allocate(size_t(token_groups * per_group_));
-    thread_local std::vector<float> one;  // a token's tables, [groups][16]
-    one.resize(size_t(groups * kTableFloats));
-    for (int64_t tg = 0; tg < token_groups; ++tg)
-      for (int k = 0; k < lanes_; ++k) {
-        const int64_t t = tg * lanes_ + k;
-        if (t < tokens) tables_avx2(x + t * x_stride, cols, groups, one.data());
-        else std::fill(one.begin(), one.end(), 0.0f);
-        float* o = out + tg * per_group_ + k;
-        for (int64_t e = 0; e < groups * kTableFloats; ++e) o[e * lanes_] = one[size_t(e)];
-      }
+    for (int64_t tg = 0; tg < token_groups; ++tg) {
+      const int n = int(std::min<int64_t>(lanes_, tokens - tg * lanes_));
+      const float* xg = x + tg * lanes_ * x_stride;
+      if (lanes_ == 4) lane_tables_avx2<4>(xg, x_stride, n, cols, groups, out + tg * per_group_);
+      else lane_tables_avx2<8>(xg, x_stride, n, cols, groups, out + tg * per_group_);
+    }
     cols_ = cols;
     return;
   }
