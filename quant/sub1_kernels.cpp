@@ -405,43 +405,50 @@ MOEC_AVX2 inline uint32_t nibble_x4(uint32_t v, int j) { return std::rotr(v, (4 
 
 constexpr int64_t kLaneChunkWords = 16;
 
+// One token group: n ≤ L tokens from token t0, their tables at `tables`.
 template <int L>
-MOEC_AVX2 void product_lanes_avx2(const uint32_t* planes, int64_t words, const Sub1Activations& a,
+MOEC_AVX2 void product_lanes_avx2(const uint32_t* planes, int64_t words, const float* tables, int64_t t0, int n,
                                   const BlockLevels& lv, float* y, int64_t y_stride) {
   using Op = LaneVec<L>;
   using V = typename Op::V;
   constexpr int64_t kWordFloats = int64_t(kGroupsPerWord) * kTableFloats * L;  // one plane word's tables
   static_assert(L == 4 || L == 8);
-  alignas(32) float acc[kRows][2][4][L];  // each row's partial sums between column chunks
-  for (int64_t tg = 0; tg * L < a.tokens(); ++tg) {
-    const float* tables = a.lane_group(tg);
-    std::fill(&acc[0][0][0][0], &acc[0][0][0][0] + sizeof(acc) / sizeof(float), 0.0f);
-    for (int64_t w0 = 0; w0 < words; w0 += kLaneChunkWords) {
-      const int64_t w1 = std::min(words, w0 + kLaneChunkWords);
-      for (int i = 0; i < lv.rows; ++i) {
-        V al[4], ah[4];
-        for (int k = 0; k < 4; ++k) al[k] = Op::load(acc[i][0][k]), ah[k] = Op::load(acc[i][1][k]);
-        for (int64_t w = w0; w < w1; ++w) {
-          const uint32_t vl = planes[w * kPlaneStride + i], vh = planes[w * kPlaneStride + kRows + i];
-          const float* tw = tables + w * kWordFloats;
-          for (int j = 0; j < kGroupsPerWord; ++j) {
-            al[j & 3] = Op::add(al[j & 3], Op::load(tw + j * kTableFloats * L + nibble_x4(vl, j) * (L / 4)));
-            ah[j & 3] = Op::add(ah[j & 3], Op::load(tw + j * kTableFloats * L + nibble_x4(vh, j) * (L / 4)));
-          }
-        }
-        for (int k = 0; k < 4; ++k) Op::store(acc[i][0][k], al[k]), Op::store(acc[i][1][k], ah[k]);
-      }
-    }
-    const int n = int(std::min<int64_t>(L, a.tokens() - tg * L));
+  alignas(32) float acc[kRows][2][4][L] = {};  // each row's partial sums between column chunks
+  for (int64_t w0 = 0; w0 < words; w0 += kLaneChunkWords) {
+    const int64_t w1 = std::min(words, w0 + kLaneChunkWords);
     for (int i = 0; i < lv.rows; ++i) {
-      const V sl = Op::add(Op::add(Op::load(acc[i][0][0]), Op::load(acc[i][0][1])),
-                           Op::add(Op::load(acc[i][0][2]), Op::load(acc[i][0][3])));
-      const V sh = Op::add(Op::add(Op::load(acc[i][1][0]), Op::load(acc[i][1][1])),
-                           Op::add(Op::load(acc[i][1][2]), Op::load(acc[i][1][3])));
-      alignas(32) float out[L];
-      Op::store(out, Op::add(Op::mul(Op::set1(lv.low[i]), sl), Op::mul(Op::set1(lv.high[i]), sh)));
-      for (int k = 0; k < n; ++k) y[(tg * L + k) * y_stride + i] = out[k];
+      V al[4], ah[4];
+      for (int k = 0; k < 4; ++k) al[k] = Op::load(acc[i][0][k]), ah[k] = Op::load(acc[i][1][k]);
+      for (int64_t w = w0; w < w1; ++w) {
+        const uint32_t vl = planes[w * kPlaneStride + i], vh = planes[w * kPlaneStride + kRows + i];
+        const float* tw = tables + w * kWordFloats;
+        for (int j = 0; j < kGroupsPerWord; ++j) {
+          al[j & 3] = Op::add(al[j & 3], Op::load(tw + j * kTableFloats * L + nibble_x4(vl, j) * (L / 4)));
+          ah[j & 3] = Op::add(ah[j & 3], Op::load(tw + j * kTableFloats * L + nibble_x4(vh, j) * (L / 4)));
+        }
+      }
+      for (int k = 0; k < 4; ++k) Op::store(acc[i][0][k], al[k]), Op::store(acc[i][1][k], ah[k]);
     }
+  }
+  for (int i = 0; i < lv.rows; ++i) {
+    const V sl = Op::add(Op::add(Op::load(acc[i][0][0]), Op::load(acc[i][0][1])),
+                         Op::add(Op::load(acc[i][0][2]), Op::load(acc[i][0][3])));
+    const V sh = Op::add(Op::add(Op::load(acc[i][1][0]), Op::load(acc[i][1][1])),
+                         Op::add(Op::load(acc[i][1][2]), Op::load(acc[i][1][3])));
+    alignas(32) float out[L];
+    Op::store(out, Op::add(Op::mul(Op::set1(lv.low[i]), sl), Op::mul(Op::set1(lv.high[i]), sh)));
+    for (int k = 0; k < n; ++k) y[(t0 + k) * y_stride + i] = out[k];
+  }
+}
+
+// Every token group of the product: 8 lanes, or 4 for a group of ≤ 4 tokens.
+MOEC_AVX2 void product_lane_groups_avx2(const uint32_t* planes, int64_t words, const Sub1Activations& a,
+                                        const BlockLevels& lv, float* y, int64_t y_stride) {
+  for (int64_t g = 0; g * a.lanes() < a.tokens(); ++g) {
+    const int64_t t0 = g * a.lanes();
+    const int n = int(std::min<int64_t>(a.lanes(), a.tokens() - t0));
+    if (a.group_lanes(g) == 4) product_lanes_avx2<4>(planes, words, a.lane_group(g), t0, n, lv, y, y_stride);
+    else product_lanes_avx2<8>(planes, words, a.lane_group(g), t0, n, lv, y, y_stride);
   }
 }
 
@@ -645,9 +652,8 @@ void product(const uint32_t* planes, int64_t words, const Sub1Activations& a, co
                       : lanes(planes, words, a, lv, cols, y, y_stride, lane_row_avx512);
   if (isa == Isa::Avx2) {
     if (!a.tables()) return lanes(planes, words, a, lv, cols, y, y_stride, lane_row_avx2);
-    if (a.lanes() == 4) return product_lanes_avx2<4>(planes, words, a, lv, y, y_stride);
-    if (a.lanes() == 8) return product_lanes_avx2<8>(planes, words, a, lv, y, y_stride);
-    return product_avx2(planes, words, a, lv, y, y_stride);
+    return a.lanes() > 1 ? product_lane_groups_avx2(planes, words, a, lv, y, y_stride)
+                         : product_avx2(planes, words, a, lv, y, y_stride);
   }
 #endif
   if (a.tables()) return product_portable(planes, words, a, lv, y, y_stride);
@@ -658,8 +664,9 @@ void product(const uint32_t* planes, int64_t words, const Sub1Activations& a, co
 int lanes_of(Isa isa) { return isa == Isa::Avx512 ? 16 : isa == Isa::Avx2 ? 8 : 1; }
 
 // Lanes of the lookup tables: AVX2 puts 2..kSub1TableMaxTokens tokens in
-// 4- or 8-float lanes (product_lanes_avx2); one token, AVX-512 and portable
-// code keep a table per token.
+// groups of 8 lanes (product_lanes_avx2), a group of ≤ 4 tokens in 4 (xmm:
+// on Zen 1 half the work of a ymm); one token, AVX-512 and portable code
+// keep a table per token.
 int table_lanes(int64_t tokens, Isa isa) {
   if (isa != Isa::Avx2 || tokens < 2) return 1;
   return tokens <= 4 ? 4 : 8;
@@ -688,7 +695,7 @@ void Sub1Activations::prepare(const float* x, int64_t x_stride, int64_t tokens, 
   tokens_ = tokens;
   isa_ = isa;
   if (!tables()) {  // [groups][cols + 1][lanes], column cols and the last group's missing tokens zero
-    lanes_ = lanes_of(isa);
+    lanes_ = last_lanes_ = lanes_of(isa);
     const int64_t groups = (tokens + lanes_ - 1) / lanes_;
     per_group_ = (cols + 1) * lanes_;
     if (lanes_ > 1) per_group_ = (per_group_ + 15) / 16 * 16;
@@ -703,16 +710,17 @@ void Sub1Activations::prepare(const float* x, int64_t x_stride, int64_t tokens, 
     return;
   }
   const int64_t groups = kGroupsPerWord * sub1_plane_words(cols);
-  lanes_ = table_lanes(tokens, isa);
+  lanes_ = last_lanes_ = table_lanes(tokens, isa);
 #if defined(__x86_64__)
   if (lanes_ > 1) {  // [token groups][groups][16][lanes]; a padding lane is zero
     per_group_ = groups * kTableFloats * lanes_;
     const int64_t token_groups = (tokens + lanes_ - 1) / lanes_;
     float* out = allocate(size_t(token_groups * per_group_));
+    last_lanes_ = tokens - (token_groups - 1) * lanes_ <= 4 ? 4 : lanes_;
     for (int64_t tg = 0; tg < token_groups; ++tg) {
       const int n = int(std::min<int64_t>(lanes_, tokens - tg * lanes_));
       const float* xg = x + tg * lanes_ * x_stride;
-      if (lanes_ == 4) lane_tables_avx2<4>(xg, x_stride, n, cols, groups, out + tg * per_group_);
+      if (group_lanes(tg) == 4) lane_tables_avx2<4>(xg, x_stride, n, cols, groups, out + tg * per_group_);
       else lane_tables_avx2<8>(xg, x_stride, n, cols, groups, out + tg * per_group_);
     }
     cols_ = cols;

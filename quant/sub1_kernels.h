@@ -84,7 +84,7 @@ constexpr int64_t kSub1TableMaxTokens = 16;
 // product and shared by the calls that split its rows (each call would
 // otherwise build them again): up to kSub1TableMaxTokens tokens, the lookup
 // tables [tokens][8 · words][16] floats (AVX2, 2+ tokens: [token groups of
-// lanes()][8 · words][16][lanes()], lane_group(g)); more, x transposed to
+// lanes()][8 · words][16][group_lanes(g)], lane_group(g)); more, x transposed to
 // [token groups][cols + 1][lanes] (portable: [tokens][cols + 1]), column
 // `cols` zero (the lists' padding reads it).
 class Sub1Activations {
@@ -99,6 +99,9 @@ class Sub1Activations {
   const float* lane_group(int64_t g) const { return buffer_.get() + g * per_group_; }     // lanes() tokens
   int64_t tokens() const { return tokens_; }
   int lanes() const { return lanes_; }
+  // Lanes of token group g's tables: lanes(), but 4 for a last group of ≤ 4
+  // tokens (AVX2 tables; it starts at token g · lanes() all the same).
+  int group_lanes(int64_t g) const { return (g + 1) * lanes_ >= tokens_ ? last_lanes_ : lanes_; }
 
  private:
   float* allocate(size_t floats);
@@ -108,7 +111,7 @@ class Sub1Activations {
   std::unique_ptr<float, Free> buffer_;
   size_t capacity_ = 0;  // floats
   int64_t cols_ = -1, tokens_ = 0, per_token_ = 0, per_group_ = 0;
-  int lanes_ = 1;
+  int lanes_ = 1, last_lanes_ = 1;
   Isa isa_ = Isa::Portable;
 };
 
