@@ -20,6 +20,10 @@ namespace {
 
 constexpr std::string_view kTempTag = ".moec-tmp-";
 constexpr std::string_view kOldTag = ".moec-old-";
+// A moved-aside folder is renamed to this before it is deleted: a folder
+// under kOldTag is always whole (the next run may put it back), one under
+// kTrashTag may be half deleted (the next run only removes it).
+constexpr std::string_view kTrashTag = ".moec-del-";
 
 // fsync of a file or directory by path: its data (or its entries) reach the
 // disk before the rename that publishes them, so a crash of the machine (not
@@ -52,8 +56,9 @@ std::optional<pid_t> leftover_pid(const std::string& name, const std::string& ba
 bool process_alive(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
 
 // What a killed run (SIGKILL, power loss) of an earlier moec left beside the
-// target: its temporary is removed; a previous output it had moved aside
-// (while replacing a folder) is put back if nothing took its place.
+// target: its temporary and a folder it was deleting are removed; a previous
+// output it had moved aside (while replacing a folder) is put back if
+// nothing took its place.
 void recover_leftovers(const fs::path& target) {
   const fs::path parent = target.parent_path().empty() ? fs::path(".") : target.parent_path();
   const std::string base = target.filename().string();
@@ -61,6 +66,7 @@ void recover_leftovers(const fs::path& target) {
   for (const auto& entry : fs::directory_iterator(parent, ec)) {
     const std::string name = entry.path().filename().string();
     auto temp = leftover_pid(name, base, kTempTag);
+    if (!temp) temp = leftover_pid(name, base, kTrashTag);
     auto old = leftover_pid(name, base, kOldTag);
     if (temp && *temp != ::getpid() && !process_alive(*temp)) {
       fs::remove_all(entry.path(), ec);
@@ -121,7 +127,13 @@ void AtomicOutput::commit() {
       fs::rename(old, target_, ignored);  // put the previous output back
       fail("{}: cannot move output into place: {}", target_.string(), ec.message());
     }
-    fs::remove_all(old, ec);
+    // Renamed before it is deleted: killed halfway through remove_all, a
+    // folder under kOldTag would be put back half deleted by the next run
+    // once the new output is gone (seen in tests/kill_test.sh).
+    fs::path trash = target_;
+    trash += std::string(kTrashTag) + std::to_string(::getpid());
+    fs::rename(old, trash, ec);
+    fs::remove_all(ec ? old : trash, ec);
   } else {
     if (fs::is_directory(target_) && !fs::is_directory(temp_))
       fail("{}: is a directory, not replacing it with a file", target_.string());

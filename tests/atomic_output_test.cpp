@@ -51,6 +51,20 @@ TEST_CASE("atomic output: a folder moved aside by a killed replacement is put ba
   CHECK_FALSE(fs::exists(aside));
 }
 
+TEST_CASE("atomic output: a folder a killed run was deleting is removed, never put back", "[io]") {
+  TempDir dir;
+  const fs::path target = dir / "merged";
+  const fs::path deleting = dir / ("merged.moec-del-" + std::to_string(dead_pid()));
+  fs::create_directory(deleting);
+  write_file(deleting / "model.safetensors", "half");  // config.json already deleted
+  {
+    AtomicOutput out(target, false, AtomicOutput::Kind::Directory);
+    CHECK_FALSE(fs::exists(deleting));
+    CHECK_FALSE(fs::exists(target));
+  }
+  CHECK(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()) == 0);
+}
+
 TEST_CASE("atomic output: replacing a folder commits the new one and drops the old", "[io]") {
   TempDir dir;
   const fs::path target = dir / "merged";
