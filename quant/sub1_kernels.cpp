@@ -339,19 +339,21 @@ MOEC_AVX2 void product_avx2(const uint32_t* planes, int64_t words, const Sub1Act
   }
 }
 
-// Batches of 2..kSub1TableMaxTokens tokens, tokens in lanes (L = 4 or 8 per
-// xmm/ymm vector): the tables interleaved as [token group][group g][entry][L]
+// Batches of 2..kSub1TableMaxTokens tokens, tokens in lanes (groups of 8
+// tokens per ymm vector, a last group of ≤ 4 in an xmm): the tables
+// interleaved as [token group][group g][entry][lanes]
 // (Sub1Activations::prepare), so one row's nibble of group g selects one
-// vector holding that entry for L tokens — a scalar shift and mask and one
-// vector add per 4 columns, plane and L tokens, with no permutes. On CPUs
-// whose AVX2 runs 256-bit permutes slowly (AMD Zen 1/2: vpermps is 3 uops)
-// the rows-in-lanes lookups above cost 2 vpermps and a blend per token; here
-// a lookup serves L tokens. Same additions in the same order per (row,
-// token) as every other table path (group g into partial sum g mod 4), so
-// the bits equal the one-token product's.
+// vector holding that entry for the group's tokens — a rotate and a mask
+// (nibble_x4) and one vector add per 4 columns and plane, with no permutes.
+// On CPUs whose AVX2 runs 256-bit permutes slowly (AMD Zen 1: vpermps is 3
+// micro-ops, every ymm operation two 128-bit halves) the rows-in-lanes
+// lookups above cost 2 vpermps and a blend per token; here one lookup serves
+// the group. Same additions in the same order per (row, token) as every
+// other table path (group g into partial sum g mod 4), so the bits equal the
+// one-token product's.
 //   Columns go in chunks of kLaneChunkWords plane words, every row of the
 // block per chunk, its partial sums kept between chunks, so the 16 rows
-// share a 64 KiB slice of the tables (L = 8) instead of each sweeping a
+// share a 64 KiB slice of the tables (8 lanes) instead of each sweeping a
 // whole Mixtral-width table (1.8 MiB). On the Zen 1 it was measured on,
 // chunks of 4..64 words and none at all were within noise (the hot entries
 // are the zero nibbles'); kept for CPUs with smaller caches than its L2.
