@@ -71,8 +71,14 @@ void recover_leftovers(const fs::path& target) {
     if (temp && *temp != ::getpid() && !process_alive(*temp)) {
       fs::remove_all(entry.path(), ec);
     } else if (old && *old != ::getpid() && !process_alive(*old)) {
-      if (!fs::exists(target)) fs::rename(entry.path(), target, ec);
-      else fs::remove_all(entry.path(), ec);
+      if (!fs::exists(target)) {
+        fs::rename(entry.path(), target, ec);
+      } else {  // deleted under kTrashTag, so a kill halfway leaves nothing that could be put back
+        fs::path trash = parent / base;
+        trash += std::string(kTrashTag) + std::to_string(*old);
+        fs::rename(entry.path(), trash, ec);
+        fs::remove_all(ec ? entry.path() : trash, ec);
+      }
     }
   }
 }
@@ -95,6 +101,9 @@ AtomicOutput::AtomicOutput(fs::path target, bool overwrite, Kind kind)
   temp_ += std::string(kTempTag) + std::to_string(::getpid());
   std::error_code ec;
   fs::remove_all(temp_, ec);
+  fs::path trash = target_;  // an earlier process with this pid (containers reuse pids) may have left one
+  trash += std::string(kTrashTag) + std::to_string(::getpid());
+  fs::remove_all(trash, ec);
 }
 
 AtomicOutput::~AtomicOutput() {

@@ -63,6 +63,25 @@ TEST_CASE("atomic output: a folder a killed run was deleting is removed, never p
     CHECK_FALSE(fs::exists(target));
   }
   CHECK(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()) == 0);
+  // one this process's pid left (pids repeat in containers): removed too, so the next replacement can use the name
+  const fs::path own = dir / ("merged.moec-del-" + std::to_string(::getpid()));
+  fs::create_directory(own);
+  write_file(own / "model.safetensors", "half");
+  { AtomicOutput out(target, false, AtomicOutput::Kind::Directory); }
+  CHECK_FALSE(fs::exists(own));
+}
+
+TEST_CASE("atomic output: a whole moved-aside folder is dropped when a newer output stands", "[io]") {
+  TempDir dir;
+  const fs::path target = dir / "merged";
+  fs::create_directory(target);
+  write_file(target / "config.json", "new");
+  const fs::path aside = dir / ("merged.moec-old-" + std::to_string(dead_pid()));
+  fs::create_directory(aside);
+  write_file(aside / "config.json", "old");
+  { AtomicOutput out(target, true, AtomicOutput::Kind::Directory); }
+  CHECK(read_file(target / "config.json") == "new");
+  CHECK(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()) == 1);
 }
 
 TEST_CASE("atomic output: replacing a folder commits the new one and drops the old", "[io]") {
