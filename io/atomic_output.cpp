@@ -55,6 +55,23 @@ std::optional<pid_t> leftover_pid(const std::string& name, const std::string& ba
 
 bool process_alive(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
 
+// `target` + tag + pid: the names of a run's leftovers beside its target.
+fs::path leftover_name(const fs::path& target, std::string_view tag, pid_t pid) {
+  fs::path name = target;
+  name += std::string(tag) + std::to_string(pid);
+  return name;
+}
+
+// Deletes a moved-aside folder under its kTrashTag name (`trash`): killed
+// halfway through remove_all, a folder still under kOldTag would be put back
+// half deleted by the next run once the new output is gone (seen in
+// tests/kill_test.sh). If the rename fails it is deleted where it is.
+void discard_folder(const fs::path& folder, const fs::path& trash) {
+  std::error_code ec;
+  fs::rename(folder, trash, ec);
+  fs::remove_all(ec ? folder : trash, ec);
+}
+
 // What a killed run (SIGKILL, power loss) of an earlier moec left beside the
 // target: its temporary and a folder it was deleting are removed; a previous
 // output it had moved aside (while replacing a folder) is put back if
@@ -65,20 +82,14 @@ void recover_leftovers(const fs::path& target) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(parent, ec)) {
     const std::string name = entry.path().filename().string();
-    auto temp = leftover_pid(name, base, kTempTag);
-    if (!temp) temp = leftover_pid(name, base, kTrashTag);
+    auto removable = leftover_pid(name, base, kTempTag);  // a temporary, or a folder being deleted
+    if (!removable) removable = leftover_pid(name, base, kTrashTag);
     auto old = leftover_pid(name, base, kOldTag);
-    if (temp && *temp != ::getpid() && !process_alive(*temp)) {
+    if (removable && *removable != ::getpid() && !process_alive(*removable)) {
       fs::remove_all(entry.path(), ec);
     } else if (old && *old != ::getpid() && !process_alive(*old)) {
-      if (!fs::exists(target)) {
-        fs::rename(entry.path(), target, ec);
-      } else {  // deleted under kTrashTag, so a kill halfway leaves nothing that could be put back
-        fs::path trash = parent / base;
-        trash += std::string(kTrashTag) + std::to_string(*old);
-        fs::rename(entry.path(), trash, ec);
-        fs::remove_all(ec ? entry.path() : trash, ec);
-      }
+      if (!fs::exists(target)) fs::rename(entry.path(), target, ec);
+      else discard_folder(entry.path(), leftover_name(target, kTrashTag, *old));
     }
   }
 }
@@ -97,13 +108,12 @@ AtomicOutput::AtomicOutput(fs::path target, bool overwrite, Kind kind)
     fail("{}: is a directory, not replacing it with a file", target_.string());
   if (kind == Kind::Directory && fs::exists(target_) && !fs::is_directory(target_))
     fail("{}: is a file, not replacing it with a folder", target_.string());
-  temp_ = target_;
-  temp_ += std::string(kTempTag) + std::to_string(::getpid());
+  temp_ = leftover_name(target_, kTempTag, ::getpid());
   std::error_code ec;
   fs::remove_all(temp_, ec);
-  fs::path trash = target_;  // an earlier process with this pid (containers reuse pids) may have left one
-  trash += std::string(kTrashTag) + std::to_string(::getpid());
-  fs::remove_all(trash, ec);
+  // An earlier process with this pid (containers reuse pids) may have left
+  // one: commit() must be able to rename a folder to that name.
+  fs::remove_all(leftover_name(target_, kTrashTag, ::getpid()), ec);
 }
 
 AtomicOutput::~AtomicOutput() {
@@ -126,8 +136,7 @@ void AtomicOutput::commit() {
     // rename() cannot replace a non-empty directory: move the old one aside
     // (a run killed in between leaves it under kOldTag; the next run puts it
     // back, see recover_leftovers).
-    fs::path old = target_;
-    old += std::string(kOldTag) + std::to_string(::getpid());
+    const fs::path old = leftover_name(target_, kOldTag, ::getpid());
     fs::rename(target_, old, ec);
     if (ec) fail("{}: cannot replace: {}", target_.string(), ec.message());
     fs::rename(temp_, target_, ec);
@@ -136,13 +145,7 @@ void AtomicOutput::commit() {
       fs::rename(old, target_, ignored);  // put the previous output back
       fail("{}: cannot move output into place: {}", target_.string(), ec.message());
     }
-    // Renamed before it is deleted: killed halfway through remove_all, a
-    // folder under kOldTag would be put back half deleted by the next run
-    // once the new output is gone (seen in tests/kill_test.sh).
-    fs::path trash = target_;
-    trash += std::string(kTrashTag) + std::to_string(::getpid());
-    fs::rename(old, trash, ec);
-    fs::remove_all(ec ? old : trash, ec);
+    discard_folder(old, leftover_name(target_, kTrashTag, ::getpid()));
   } else {
     if (fs::is_directory(target_) && !fs::is_directory(temp_))
       fail("{}: is a directory, not replacing it with a file", target_.string());
