@@ -1,0 +1,66 @@
+#include "serve/chat_template.h"
+
+#include <fmt/format.h>
+
+#include "io/error.h"
+
+namespace moec {
+
+using Json = nlohmann::ordered_json;
+
+namespace {
+
+// A special token as tokenizer_config.json writes it: a string, or an
+// AddedToken object {"content": ..., ...}; "" when absent or null.
+std::string token_text(const Json& config, const char* key) {
+  auto it = config.find(key);
+  if (it == config.end()) return "";
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_object() && it->contains("content") && (*it)["content"].is_string())
+    return (*it)["content"].get<std::string>();
+  return "";
+}
+
+// The template text: a string, or the entry named "default" of a list of
+// {name, template} (transformers' multi-template form).
+std::optional<std::string> template_text(const Json& value, const std::string& where) {
+  if (value.is_null()) return std::nullopt;
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_array()) {
+    for (const Json& t : value)
+      if (t.is_object() && t.value("name", "") == "default" && t.contains("template") && t["template"].is_string())
+        return t["template"].get<std::string>();
+    throw Error(fmt::format("{}: chat_template is a list without a \"default\" template", where));
+  }
+  throw Error(fmt::format("{}: chat_template must be a string or a list of {{name, template}}, got {}", where,
+                          value.type_name()));
+}
+
+}  // namespace
+
+std::optional<ChatTemplate> ChatTemplate::from_tokenizer_config(std::string_view config_json, const std::string& where) {
+  const Json config = Json::parse(config_json.begin(), config_json.end(), nullptr, false);
+  if (!config.is_object()) throw Error(fmt::format("{}: not a JSON object", where));
+  auto it = config.find("chat_template");
+  if (it == config.end()) return std::nullopt;
+  const auto text = template_text(*it, where);
+  if (!text) return std::nullopt;
+  Json specials = Json::object();
+  for (const char* key : {"bos_token", "eos_token", "unk_token", "pad_token"})
+    if (const std::string t = token_text(config, key); !t.empty()) specials[key] = t;
+  try {
+    return ChatTemplate(JinjaTemplate(*text), std::move(specials), token_text(config, "bos_token"),
+                        token_text(config, "eos_token"));
+  } catch (const JinjaError& e) {
+    throw Error(fmt::format("{}: chat_template: {}", where, e.what()));
+  }
+}
+
+std::string ChatTemplate::apply(const Json& messages, bool add_generation_prompt) const {
+  Json variables = specials_;
+  variables["messages"] = messages;
+  variables["add_generation_prompt"] = add_generation_prompt;
+  return template_.render(variables);
+}
+
+}  // namespace moec

@@ -1,0 +1,45 @@
+// A checkpoint's chat template, applied as transformers' apply_chat_template
+// does: tokenizer_config.json's `chat_template` (a Jinja string, or the
+// "default" entry of a list of {name, template}) rendered by serve/jinja.h
+// with `messages`, `add_generation_prompt` and the special tokens
+// (bos_token, eos_token, unk_token, pad_token: strings, or objects whose
+// `content` is the string). The rendered text is tokenized with its special
+// tokens written out turned into their ids (Tokenizer::encode_with_specials),
+// as transformers does (add_special_tokens=False: the template writes BOS).
+#pragma once
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "serve/jinja.h"
+
+namespace moec {
+
+class ChatTemplate {
+ public:
+  // From tokenizer_config.json's text; `where` names it in errors. nullopt
+  // when it has no chat template. Throws moec::Error naming `where` when the
+  // file is not a JSON object or its template does not parse.
+  static std::optional<ChatTemplate> from_tokenizer_config(std::string_view config_json, const std::string& where);
+
+  // The prompt for `messages` (an array of objects with "role" and
+  // "content"). Throws JinjaError: the template's own raise_exception (e.g.
+  // "roles must alternate"), or a construct it cannot evaluate.
+  std::string apply(const nlohmann::ordered_json& messages, bool add_generation_prompt) const;
+
+  // The special tokens' text ("" when the config has none); a chat turn ends
+  // at EOS.
+  const std::string& bos_token() const { return bos_; }
+  const std::string& eos_token() const { return eos_; }
+
+ private:
+  ChatTemplate(JinjaTemplate t, nlohmann::ordered_json specials, std::string bos, std::string eos)
+      : template_(std::move(t)), specials_(std::move(specials)), bos_(std::move(bos)), eos_(std::move(eos)) {}
+  JinjaTemplate template_;
+  nlohmann::ordered_json specials_;  // name -> text, passed to the template
+  std::string bos_, eos_;
+};
+
+}  // namespace moec

@@ -1,0 +1,164 @@
+// serve/jinja.h and serve/chat_template.h against Python's jinja2 in the
+// environment transformers' apply_chat_template uses: real chat templates of
+// public checkpoints over several conversations, and one case per Jinja
+// feature (tests/data/chat_templates/reference.json, written by
+// render_reference.py there).
+#include <fstream>
+#include <string>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "io/error.h"
+#include "serve/chat_template.h"
+#include "serve/jinja.h"
+
+using moec::ChatTemplate;
+using moec::JinjaError;
+using moec::JinjaTemplate;
+using Json = nlohmann::ordered_json;
+
+namespace {
+
+const std::string kDir = std::string(MOEC_SOURCE_DIR) + "/tests/data/chat_templates/";
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE(in);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+const Json& reference() {
+  static const Json r = Json::parse(read_text(kDir + "reference.json"));
+  return r;
+}
+
+// Python's error text starts with its exception type; raise_exception's is
+// the template's own message, which moec reports as is.
+std::string raised_message(const std::string& error) {
+  const std::string prefix = "TemplateError: ";
+  return error.rfind(prefix, 0) == 0 ? error.substr(prefix.size()) : "";
+}
+
+void check(const JinjaTemplate& t, const Json& variables, const Json& expected, const std::string& what) {
+  INFO(what);
+  if (expected.contains("output")) {
+    std::string got;
+    try {
+      got = t.render(variables);
+    } catch (const JinjaError& e) {
+      FAIL("threw: " << e.what());
+    }
+    CHECK(got == expected["output"].get<std::string>());
+    return;
+  }
+  const std::string error = expected["error"].get<std::string>();
+  INFO("jinja2 raised: " << error);
+  try {
+    t.render(variables);
+    FAIL("rendered where jinja2 raised");
+  } catch (const JinjaError& e) {
+    if (const std::string m = raised_message(error); !m.empty()) CHECK(std::string(e.what()) == m);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("chat templates of public checkpoints render as jinja2 renders them", "[chat_template]") {
+  const Json& r = reference();
+  REQUIRE(r["templates"].size() >= 100);
+  int rendered = 0;
+  for (const Json& entry : r["templates"]) {
+    const std::string name = entry["template"].get<std::string>();
+    const JinjaTemplate t(read_text(kDir + name + ".jinja"));
+    Json variables = Json::object();
+    for (const char* key : {"bos_token", "eos_token"})
+      if (entry.contains(key) && entry[key].is_string()) variables[key] = entry[key];
+    variables["messages"] = r["conversations"][entry["conversation"].get<std::string>()];
+    variables["add_generation_prompt"] = entry["add_generation_prompt"];
+    variables["date_string"] = r["date"];  // strftime_now's day in the reference
+    check(t, variables, entry,
+          name + " conversation " + entry["conversation"].get<std::string>() +
+              (entry["add_generation_prompt"].get<bool>() ? " +generation prompt" : ""));
+    rendered += entry.contains("output");
+  }
+  CHECK(rendered >= 100);
+}
+
+TEST_CASE("each supported Jinja feature renders as jinja2 renders it", "[chat_template]") {
+  const Json features = Json::parse(read_text(kDir + "features.json"));
+  const Json& expected = reference()["features"];
+  REQUIRE(features.size() == expected.size());
+  for (size_t i = 0; i < features.size(); ++i) {
+    const std::string name = features[i]["name"].get<std::string>();
+    INFO(name);
+    REQUIRE(expected[i]["name"] == name);
+    const JinjaTemplate t(features[i]["template"].get<std::string>());
+    check(t, features[i]["variables"], expected[i], name);
+  }
+}
+
+TEST_CASE("bad templates fail to parse with the line, never crash", "[chat_template]") {
+  const char* bad[] = {"{% if x %}never closed", "{{ 1 + }}", "{% for in x %}{% endfor %}", "{{ 'open }}",
+                       "{% unknown_tag %}", "{{ x | }}", "{{ (((1 }}", "{% endif %}", "{{ a[1:2:3:4] }}",
+                       "{% set %}", "{{ x", "{% macro m( %}{% endmacro %}"};
+  for (const char* source : bad) {
+    INFO(source);
+    CHECK_THROWS_AS(JinjaTemplate(source), JinjaError);
+  }
+  try {
+    JinjaTemplate("line one\n{% if %}");
+    FAIL("parsed");
+  } catch (const JinjaError& e) {
+    CHECK(std::string(e.what()).find("line 2") != std::string::npos);
+  }
+  CHECK_THROWS_AS(JinjaTemplate("{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}"), JinjaError);  // depth bound
+}
+
+TEST_CASE("rendering is bounded: runaway loops and huge output stop with an error", "[chat_template]") {
+  CHECK_THROWS_AS(JinjaTemplate("{% for i in range(100000000) %}{% endfor %}").render(Json::object()), JinjaError);
+  CHECK_THROWS_AS(JinjaTemplate("{% for i in range(3000000) %}{{ 'xxxxxxxxxx' }}{% endfor %}").render(Json::object()),
+                  JinjaError);
+  CHECK_THROWS_AS(JinjaTemplate("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").render(Json::object()),
+                  JinjaError);
+  CHECK_THROWS_AS(JinjaTemplate("{{ 'x' * 100000000 }}").render(Json::object()), JinjaError);
+  CHECK_THROWS_AS(JinjaTemplate("{{ 1 // 0 }}").render(Json::object()), JinjaError);
+  CHECK_THROWS_AS(JinjaTemplate("{{ nothing.attr }}").render(Json::object()), JinjaError);
+}
+
+TEST_CASE("tokenizer_config.json: template forms and special tokens", "[chat_template]") {
+  const std::string mixtral = read_text(kDir + "mistralai-Mixtral-8x7B-Instruct-v0.1.jinja");
+  Json config = {{"bos_token", {{"content", "<s>"}, {"lstrip", false}}}, {"eos_token", "</s>"},
+                 {"chat_template", mixtral}};
+  auto t = ChatTemplate::from_tokenizer_config(config.dump(), "tokenizer_config.json");
+  REQUIRE(t);
+  CHECK(t->bos_token() == "<s>");
+  CHECK(t->eos_token() == "</s>");
+  const Json messages = Json::parse(R"([{"role": "user", "content": "Hi"}])");
+  CHECK(t->apply(messages, true) == "<s>[INST] Hi [/INST]");
+  // A list of named templates: the "default" one.
+  config["chat_template"] = Json::array({{{"name", "tool_use"}, {"template", "tools"}},
+                                         {{"name", "default"}, {"template", "{{ messages[0].content }}!"}}});
+  t = ChatTemplate::from_tokenizer_config(config.dump(), "x");
+  REQUIRE(t);
+  CHECK(t->apply(messages, false) == "Hi!");
+  // No template; null template.
+  CHECK_FALSE(ChatTemplate::from_tokenizer_config(R"({"eos_token": "</s>"})", "x"));
+  CHECK_FALSE(ChatTemplate::from_tokenizer_config(R"({"chat_template": null})", "x"));
+  // Errors name the file.
+  for (const char* bad : {"not json", "[1]", R"({"chat_template": 5})", R"({"chat_template": "{% if %}"})",
+                          R"({"chat_template": [{"name": "other", "template": "x"}]})"}) {
+    INFO(bad);
+    try {
+      ChatTemplate::from_tokenizer_config(bad, "dir/tokenizer_config.json");
+      FAIL("accepted");
+    } catch (const moec::Error& e) {
+      CHECK(std::string(e.what()).find("dir/tokenizer_config.json") != std::string::npos);
+    }
+  }
+  // The template's own error, as the caller sees it.
+  config["chat_template"] = mixtral;
+  t = ChatTemplate::from_tokenizer_config(config.dump(), "x");
+  const Json two_users = Json::parse(R"([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])");
+  CHECK_THROWS_AS(t->apply(two_users, true), JinjaError);
+}
