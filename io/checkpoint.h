@@ -87,10 +87,12 @@ class TensorData {
 };
 
 // The tokenizer files a checkpoint carries: sentencepiece's tokenizer.model
-// and/or Hugging Face's tokenizer.json (byte-level BPE).
+// and/or Hugging Face's tokenizer.json (byte-level BPE), and
+// tokenizer_config.json (the chat template and special tokens), which every
+// stage carries along unchanged.
 struct TokenizerFiles {
-  std::optional<std::vector<std::byte>> model, json;
-  bool empty() const { return !model && !json; }
+  std::optional<std::vector<std::byte>> model, json, config;
+  bool empty() const { return !model && !json; }  // no tokenizer (a config alone does not tokenize)
 };
 
 class CheckpointSource {
@@ -102,7 +104,9 @@ class CheckpointSource {
   virtual std::optional<std::vector<std::byte>> tokenizer_model() const = 0;
   // tokenizer.json's bytes, when the checkpoint has one.
   virtual std::optional<std::vector<std::byte>> tokenizer_json() const = 0;
-  TokenizerFiles tokenizer_files() const { return {tokenizer_model(), tokenizer_json()}; }
+  // tokenizer_config.json's bytes, when the checkpoint has one.
+  virtual std::optional<std::vector<std::byte>> tokenizer_config() const = 0;
+  TokenizerFiles tokenizer_files() const { return {tokenizer_model(), tokenizer_json(), tokenizer_config()}; }
   // The files the checkpoint consists of (for sizes and checksums).
   virtual std::vector<std::filesystem::path> files() const = 0;
 

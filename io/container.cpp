@@ -25,6 +25,7 @@ namespace {
 constexpr const char* kTensorsGroup = "/tensors";
 constexpr const char* kTokenizerDataset = "/tokenizer.model";
 constexpr const char* kTokenizerJsonDataset = "/tokenizer.json";
+constexpr const char* kTokenizerConfigDataset = "/tokenizer_config.json";
 
 // HDF5 has no bf16 type, so 16-bit encodings are stored as their bit
 // patterns (uint16); f32 is a native IEEE float. docs/container.md shows how
@@ -192,9 +193,14 @@ void ContainerWriter::write_tokenizer_json(std::span<const std::byte> json) {
   write_bytes(file_.get(), kTokenizerJsonDataset, json, output_.target().string());
 }
 
+void ContainerWriter::write_tokenizer_config(std::span<const std::byte> config) {
+  write_bytes(file_.get(), kTokenizerConfigDataset, config, output_.target().string());
+}
+
 void ContainerWriter::write_tokenizers(const TokenizerFiles& files) {
   if (files.model) write_tokenizer(*files.model);
   if (files.json) write_tokenizer_json(*files.json);
+  if (files.config) write_tokenizer_config(*files.config);
 }
 
 void ContainerWriter::write_dense(const TensorInfo& info, std::string_view hf_name, std::span<const std::byte> bytes) {
@@ -425,6 +431,10 @@ std::optional<std::vector<std::byte>> ContainerReader::tokenizer_model() const {
 
 std::optional<std::vector<std::byte>> ContainerReader::tokenizer_json() const {
   return read_bytes(file_.get(), kTokenizerJsonDataset, path_.string());
+}
+
+std::optional<std::vector<std::byte>> ContainerReader::tokenizer_config() const {
+  return read_bytes(file_.get(), kTokenizerConfigDataset, path_.string());
 }
 
 }  // namespace moec

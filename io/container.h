@@ -5,6 +5,8 @@
 //                          provenance (JSON)
 //   /tokenizer.model       uint8[n], the sentencepiece model (optional)
 //   /tokenizer.json        uint8[n], Hugging Face's tokenizer.json (optional)
+//   /tokenizer_config.json uint8[n], its tokenizer_config.json: chat template,
+//                          special tokens (optional)
 //   /tensors/<logical/name/with/slashes>
 //                          one dataset per dense tensor, attrs encoding,
 //                          shape, hf_name; an encoded (quantized) tensor is
@@ -53,6 +55,7 @@ class ContainerWriter {
   ~ContainerWriter();
   void write_tokenizer(std::span<const std::byte> model);
   void write_tokenizer_json(std::span<const std::byte> json);
+  void write_tokenizer_config(std::span<const std::byte> config);
   // Whichever of the two the source has.
   void write_tokenizers(const TokenizerFiles& files);
   // One dense tensor (encoding f32/f16/bf16), written and released at once.
@@ -82,6 +85,7 @@ class ContainerReader final : public CheckpointSource {
   TensorData read(const TensorKey& key) const override;
   std::optional<std::vector<std::byte>> tokenizer_model() const override;
   std::optional<std::vector<std::byte>> tokenizer_json() const override;
+  std::optional<std::vector<std::byte>> tokenizer_config() const override;
   std::vector<std::filesystem::path> files() const override { return {path_}; }
   int64_t format_version() const { return version_; }
   const nlohmann::json& provenance() const { return provenance_; }

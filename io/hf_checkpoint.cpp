@@ -7,6 +7,7 @@
 #include <set>
 
 #include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
 
 #include "io/error.h"
 #include "io/limits.h"
@@ -150,6 +151,26 @@ std::optional<std::vector<std::byte>> HfCheckpoint::tokenizer_model() const {
 
 std::optional<std::vector<std::byte>> HfCheckpoint::tokenizer_json() const {
   return read_tokenizer_file(path_ / "tokenizer.json");
+}
+
+// Newer transformers save the chat template beside tokenizer_config.json as
+// chat_template.jinja; it is folded in as "chat_template" (when the config
+// has none) so every stage carries one file.
+std::optional<std::vector<std::byte>> HfCheckpoint::tokenizer_config() const {
+  auto config = read_tokenizer_file(path_ / "tokenizer_config.json");
+  auto jinja = read_tokenizer_file(path_ / "chat_template.jinja");
+  if (!jinja) return config;
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  if (config) {
+    j = nlohmann::ordered_json::parse(reinterpret_cast<const char*>(config->data()),
+                              reinterpret_cast<const char*>(config->data()) + config->size(), nullptr, false);
+    if (!j.is_object() || j.contains("chat_template")) return config;  // malformed ones are reported where used
+  }
+  j["chat_template"] = std::string(reinterpret_cast<const char*>(jinja->data()), jinja->size());
+  const std::string text = j.dump(2) + "\n";
+  std::vector<std::byte> bytes(text.size());
+  std::memcpy(bytes.data(), text.data(), text.size());
+  return bytes;
 }
 
 std::vector<fs::path> HfCheckpoint::files() const {

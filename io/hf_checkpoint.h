@@ -21,6 +21,7 @@ class HfCheckpoint final : public CheckpointSource {
   TensorData read(const TensorKey& key) const override;
   std::optional<std::vector<std::byte>> tokenizer_model() const override;
   std::optional<std::vector<std::byte>> tokenizer_json() const override;
+  std::optional<std::vector<std::byte>> tokenizer_config() const override;
   std::vector<std::filesystem::path> files() const override;
 
  private:

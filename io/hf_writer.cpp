@@ -49,6 +49,9 @@ HfStreamWriter::HfStreamWriter(const fs::path& out_dir, const HfWriteOptions& op
   if (tokenizer.json)
     write_text(output_.temp_path() / "tokenizer.json",
                std::string(reinterpret_cast<const char*>(tokenizer.json->data()), tokenizer.json->size()));
+  if (tokenizer.config)
+    write_text(output_.temp_path() / "tokenizer_config.json",
+               std::string(reinterpret_cast<const char*>(tokenizer.config->data()), tokenizer.config->size()));
   result_.shards = shards_.size();
   open_shard();
 }

@@ -179,6 +179,7 @@ class DequantizedSource : public CheckpointSource {
   }
   std::optional<std::vector<std::byte>> tokenizer_model() const override { return inner_.tokenizer_model(); }
   std::optional<std::vector<std::byte>> tokenizer_json() const override { return inner_.tokenizer_json(); }
+  std::optional<std::vector<std::byte>> tokenizer_config() const override { return inner_.tokenizer_config(); }
   std::vector<fs::path> files() const override { return inner_.files(); }
 
  private:
