@@ -39,23 +39,6 @@ std::string model_name(const std::string& path) {
   return p.filename().string();
 }
 
-// Why /v1/chat/completions is refused: moec applies no chat template.
-std::string chat_note(const std::string& path, const std::string& name) {
-  const fs::path config = fs::path(path) / "tokenizer_config.json";
-  std::ifstream in(config);
-  if (in) {
-    try {
-      const auto j = nlohmann::json::parse(in);
-      if (j.contains("chat_template"))
-        return fmt::format("the model '{}' has a chat template (Jinja, in {}), which moec does not apply; format the "
-                           "conversation yourself and POST it to /v1/completions",
-                           name, config.string());
-    } catch (const std::exception&) {
-    }
-  }
-  return fmt::format("the model '{}' has no chat template; POST a prompt to /v1/completions", name);
-}
-
 void run_serve(ServeFlags& f) {
   // SIGINT/SIGTERM go to one watcher thread (blocked everywhere else).
   sigset_t signals;
@@ -97,7 +80,9 @@ void run_serve(ServeFlags& f) {
     model = std::make_unique<Model>(*source, *pool);
     model->expert_cache().set_capacity(uint64_t(f.expert_cache_mib) << 20);
     const std::string name = model_name(f.model);
-    server.serve_model(*model, *tokenizer, name, chat_note(f.model, name));
+    CheckpointChat chat = checkpoint_chat(*source, name);
+    if (!chat.chat_template) fmt::print(stderr, "moec serve: /v1/chat/completions is off: {}\n", chat.refusal);
+    server.serve_model(*model, *tokenizer, name, std::move(chat));
     const Engine& engine = *server.engine();
     fmt::print(stderr, "moec serve: ready: model '{}', {} slots of {} tokens (KV cache {:.1f} MiB), {} threads ({} kernels)\n",
                name, engine.parallel(), engine.ctx(), double(engine.kv_cache_bytes()) / (1 << 20), pool->size(),

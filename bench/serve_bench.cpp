@@ -147,7 +147,7 @@ ordered_json run_serve_bench(const ServeBenchOptions& o) {
   Server server(options);
   const int port = server.bind();
   std::thread http([&] { server.run(); });
-  server.serve_model(model, tokenizer, o.model.filename().string(), "no chat template");
+  server.serve_model(model, tokenizer, o.model.filename().string(), checkpoint_chat(*source, o.model.filename().string()));
   ordered_json result{{"model", o.model.string()},
                       {"threads", pool.size()},
                       {"isa", isa_name(active_isa())},

@@ -86,6 +86,52 @@ std::vector<int32_t> Tokenizer::encode_prompt(std::string_view text, int64_t bos
   return prompt;
 }
 
+int32_t Tokenizer::special_id(std::string_view text) const {
+  if (text.empty()) return -1;
+  if (bpe_) return bpe_->added_token_id(text);
+  const int id = processor_->PieceToId(std::string(text));  // <unk>'s id for text that is no piece
+  if (processor_->IdToPiece(id) != text) return -1;
+  return processor_->IsControl(id) || processor_->IsUnknown(id) ? int32_t(id) : -1;
+}
+
+std::vector<int32_t> Tokenizer::encode_with_specials(std::string_view text) const {
+  if (bpe_) return bpe_->encode(text);
+  // Control pieces (<s>, </s>, Mistral's [INST] in newer vocabularies) and
+  // <unk>; user-defined pieces sentencepiece already matches in text.
+  std::vector<std::pair<std::string, int32_t>> specials;
+  for (int id = 0; id < processor_->GetPieceSize(); ++id)
+    if (processor_->IsControl(id) || processor_->IsUnknown(id)) specials.emplace_back(processor_->IdToPiece(id), id);
+  bool first_byte[256] = {};
+  for (const auto& s : specials)
+    if (!s.first.empty()) first_byte[static_cast<unsigned char>(s.first[0])] = true;
+  std::vector<int32_t> out;
+  size_t start = 0, pos = 0;
+  auto flush = [&](size_t end) {
+    if (end > start) {
+      const auto ids = encode(text.substr(start, end - start));
+      out.insert(out.end(), ids.begin(), ids.end());
+    }
+  };
+  while (pos < text.size()) {
+    const std::pair<std::string, int32_t>* best = nullptr;
+    if (first_byte[static_cast<unsigned char>(text[pos])])
+      for (const auto& s : specials)
+      if (!s.first.empty() && text.compare(pos, s.first.size(), s.first) == 0 &&
+          (!best || s.first.size() > best->first.size()))
+        best = &s;
+    if (!best) {
+      ++pos;
+      continue;
+    }
+    flush(pos);
+    out.push_back(best->second);
+    pos += best->first.size();
+    start = pos;
+  }
+  flush(text.size());
+  return out;
+}
+
 int Tokenizer::vocab_size() const { return bpe_ ? int(bpe_->vocab_size()) : processor_->GetPieceSize(); }
 int Tokenizer::bos_id() const { return bpe_ ? -1 : processor_->bos_id(); }
 int Tokenizer::eos_id() const { return bpe_ ? -1 : processor_->eos_id(); }

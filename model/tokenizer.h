@@ -43,6 +43,15 @@ class Tokenizer {
   // the tokenizer defines a BOS (sentencepiece; byte-level BPE has none), then
   // the text's ids. The one place this rule lives (generate, serve, bench).
   std::vector<int32_t> encode_prompt(std::string_view text, int64_t bos_token_id) const;
+  // Ids of `text` in which special tokens written out ("<s>", "</s>",
+  // "<|im_end|>") become their ids, as transformers tokenizes a rendered
+  // chat template (add_special_tokens=False): sentencepiece's control and
+  // unknown pieces are cut out of the text first (leftmost, longest) and the
+  // text between them encoded on its own; byte-level BPE does this for its
+  // added tokens anyway. Nothing is prepended.
+  std::vector<int32_t> encode_with_specials(std::string_view text) const;
+  // The id of a special token's text ("</s>"), or -1.
+  int32_t special_id(std::string_view text) const;
   int vocab_size() const;
   int bos_id() const;  // -1 when the tokenizer defines none (BPE: the config says)
   int eos_id() const;

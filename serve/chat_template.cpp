@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "io/checkpoint.h"
 #include "io/error.h"
 
 namespace moec {
@@ -61,6 +62,26 @@ std::string ChatTemplate::apply(const Json& messages, bool add_generation_prompt
   variables["messages"] = messages;
   variables["add_generation_prompt"] = add_generation_prompt;
   return template_.render(variables);
+}
+
+CheckpointChat checkpoint_chat(const CheckpointSource& source, const std::string& model_name) {
+  CheckpointChat chat;
+  const auto config = source.tokenizer_config();
+  const std::string where = (source.path() / "tokenizer_config.json").string();
+  if (config) {
+    try {
+      chat.chat_template =
+          ChatTemplate::from_tokenizer_config({reinterpret_cast<const char*>(config->data()), config->size()}, where);
+    } catch (const Error& e) {
+      chat.refusal = fmt::format("the model '{}' has a chat template moec cannot apply ({}); format the conversation "
+                                 "yourself and POST it to /v1/completions",
+                                 model_name, e.what());
+      return chat;
+    }
+  }
+  if (!chat.chat_template)
+    chat.refusal = fmt::format("the model '{}' has no chat template; POST a prompt to /v1/completions", model_name);
+  return chat;
 }
 
 }  // namespace moec

@@ -42,4 +42,15 @@ class ChatTemplate {
   std::string bos_, eos_;
 };
 
+class CheckpointSource;
+
+// What /v1/chat/completions can do for a checkpoint: its chat template, or
+// the reason it cannot (the 400 message: no template, or one that does not
+// parse, naming the model and the file).
+struct CheckpointChat {
+  std::optional<ChatTemplate> chat_template;
+  std::string refusal;
+};
+CheckpointChat checkpoint_chat(const CheckpointSource& source, const std::string& model_name);
+
 }  // namespace moec

@@ -190,7 +190,7 @@ void Engine::advance(Slot& slot, const float* logits) {
   const CompletionJob& job = slot.pending->job;
   const std::span<const float> row(logits, size_t(vocab_size()));
   const int32_t token = slot.sampler->sample(row);
-  if (token == job.stop_token) return finish(slot, "stop");
+  if (std::find(job.stop_tokens.begin(), job.stop_tokens.end(), token) != job.stop_tokens.end()) return finish(slot, "stop");
   JobEvent event;
   event.token = token;
   if (job.top_logprobs >= 0) event.logprob = logprob_of(row, token, job.top_logprobs);

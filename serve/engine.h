@@ -46,7 +46,7 @@ struct CompletionJob {
   std::vector<int32_t> prompt;  // non-empty, ids < vocab
   int64_t max_tokens = 16;      // 0: only score the prompt (echo)
   SamplerOptions sampling;
-  int32_t stop_token = -1;  // EOS: ends the completion, not part of it
+  std::vector<int32_t> stop_tokens;  // EOS (and a chat template's end of turn): end the completion, not part of it
   int top_logprobs = -1;    // -1: no logprobs; 0: the chosen token's; N: and the N most likely
   bool echo = false;        // also the prompt tokens' logprobs (when top_logprobs >= 0)
 };

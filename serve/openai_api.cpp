@@ -78,20 +78,25 @@ std::optional<ApiError> field(const json& body, const char* key, Check check) {
 
 }  // namespace
 
-std::variant<CompletionRequest, ApiError> parse_completion_request(const std::string& text,
-                                                                   const CompletionLimits& limits) {
-  json body;
+namespace {
+
+// The body as a JSON object, or the error.
+template <typename Json>
+std::optional<ApiError> parse_body(const std::string& text, Json& body) {
   try {
-    body = json::parse(text);
-  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
+    body = Json::parse(text);
+  } catch (const std::exception& e) {  // parse_error, and out_of_range for a number like 1e999
     return invalid("", fmt::format("the request body is not valid JSON: {}", e.what()), "invalid_json");
   }
-  if (!body.is_object()) return invalid("", fmt::format("the request body must be a JSON object, got {}", body.type_name()), "invalid_json");
-  CompletionRequest r;
-  if (!body.contains("prompt") || body["prompt"].is_null())
-    return invalid("prompt", "'prompt' is required", "missing_required_parameter");
-  if (auto e = parse_prompt(body["prompt"], limits, r)) return *e;
+  if (!body.is_object())
+    return invalid("", fmt::format("the request body must be a JSON object, got {}", body.type_name()), "invalid_json");
+  return std::nullopt;
+}
 
+// The fields both APIs share (sampling, stop, stream), and each API's own:
+// completions' logprobs (an integer), echo, best_of, suffix; chat's
+// max_completion_tokens, logprobs (a boolean) with top_logprobs, tools.
+std::optional<ApiError> parse_fields(const json& body, bool chat, CompletionRequest& r) {
   std::optional<ApiError> e;
   auto check = [&](const char* key, auto fn) {
     if (!e) e = field(body, key, fn);
@@ -154,6 +159,11 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const std::st
     return std::nullopt;
   });
   check("logprobs", [&](const json& v) -> std::optional<ApiError> {
+    if (chat) {
+      if (!v.is_boolean()) return wrong_type("logprobs", "a boolean", v);
+      if (v.get<bool>()) r.logprobs = 0;
+      return std::nullopt;
+    }
     if (v.is_boolean()) {  // some clients send the chat API's boolean
       if (v.get<bool>()) r.logprobs = 0;
       return std::nullopt;
@@ -164,7 +174,27 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const std::st
     r.logprobs = int(n);
     return std::nullopt;
   });
-  check("echo", [&](const json& v) -> std::optional<ApiError> {
+  if (chat) {
+    check("max_completion_tokens", [&](const json& v) -> std::optional<ApiError> {
+      if (!is_integer(v)) return wrong_type("max_completion_tokens", "an integer", v);
+      r.max_tokens = v.get<int64_t>();
+      return std::nullopt;
+    });
+    check("top_logprobs", [&](const json& v) -> std::optional<ApiError> {
+      if (!is_integer(v)) return wrong_type("top_logprobs", "an integer", v);
+      const int64_t n = v.get<int64_t>();
+      if (n < 0 || n > 20) return invalid("top_logprobs", fmt::format("'top_logprobs' must be between 0 and 20, got {}", n));
+      if (!r.logprobs) return invalid("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+      r.logprobs = int(n);
+      return std::nullopt;
+    });
+    check("tools", [&](const json& v) -> std::optional<ApiError> {
+      if (!v.is_array()) return wrong_type("tools", "a list", v);
+      if (!v.empty()) return invalid("tools", "tool calling is not supported", "unsupported_value");
+      return std::nullopt;
+    });
+  }
+  if (!chat) check("echo", [&](const json& v) -> std::optional<ApiError> {
     if (!v.is_boolean()) return wrong_type("echo", "a boolean", v);
     r.echo = v.get<bool>();
     return std::nullopt;
@@ -175,6 +205,7 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const std::st
     return std::nullopt;
   });
   for (const char* key : {"n", "best_of"})
+    if (!chat || std::string_view(key) == "n")
     check(key, [&](const json& v) -> std::optional<ApiError> {
       if (!is_integer(v)) return wrong_type(key, "an integer", v);
       if (v.get<int64_t>() != 1)
@@ -198,11 +229,13 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const std::st
     if (!v.is_string()) return wrong_type("user", "a string", v);
     return std::nullopt;
   });
-  check("suffix", [&](const json& v) -> std::optional<ApiError> {
+  if (!chat) check("suffix", [&](const json& v) -> std::optional<ApiError> {
     return invalid("suffix", fmt::format("'suffix' is not supported, got {}", v.type_name()), "unsupported_value");
   });
-  if (e) return *e;
+  return e;
+}
 
+std::optional<ApiError> check_lengths(const CompletionRequest& r, const CompletionLimits& limits) {
   if (r.stream && r.prompts.size() > 1)
     return invalid("stream", fmt::format("a stream serves one prompt; this request has {}", r.prompts.size()),
                    "unsupported_value");
@@ -212,7 +245,73 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const std::st
     return invalid("max_tokens",
                    fmt::format("'max_tokens' is {}, more than the context of {} tokens", r.max_tokens, limits.ctx),
                    "context_length_exceeded");
+  return std::nullopt;
+}
+
+// A message's content as the chat template reads it: a string; null (an
+// assistant turn that only called tools) stays null; a list of text parts
+// is joined with newlines, as vLLM does for text-only models.
+std::optional<ApiError> normalize_content(nlohmann::ordered_json& message, size_t i) {
+  const std::string param = fmt::format("messages[{}].content", i);
+  auto it = message.find("content");
+  if (it == message.end()) {
+    if (message.value("role", "") != "assistant") return invalid(param, fmt::format("'{}' is required", param), "missing_required_parameter");
+    message["content"] = nullptr;
+    return std::nullopt;
+  }
+  if (it->is_string() || it->is_null()) return std::nullopt;
+  if (!it->is_array()) return invalid(param, fmt::format("'{}' must be a string or a list of parts, got {}", param, it->type_name()), "invalid_type");
+  std::string text;
+  for (size_t k = 0; k < it->size(); ++k) {
+    const auto& part = (*it)[k];
+    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+      return invalid(param, fmt::format("'{}[{}]' is not a text part ({{\"type\": \"text\", \"text\": ...}}); this model reads text only", param, k),
+                     "unsupported_value");
+    if (k) text += "\n";
+    text += part["text"].get<std::string>();
+  }
+  *it = text;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::variant<CompletionRequest, ApiError> parse_completion_request(const std::string& text,
+                                                                   const CompletionLimits& limits) {
+  json body;
+  if (auto e = parse_body(text, body)) return *e;
+  CompletionRequest r;
+  if (!body.contains("prompt") || body["prompt"].is_null())
+    return invalid("prompt", "'prompt' is required", "missing_required_parameter");
+  if (auto e = parse_prompt(body["prompt"], limits, r)) return *e;
+  if (auto e = parse_fields(body, false, r)) return *e;
+  if (auto e = check_lengths(r, limits)) return *e;
   return r;
+}
+
+std::variant<ChatRequest, ApiError> parse_chat_request(const std::string& text, const CompletionLimits& limits) {
+  json body;
+  if (auto e = parse_body(text, body)) return *e;
+  ChatRequest chat;
+  if (!body.contains("messages") || body["messages"].is_null())
+    return invalid("messages", "'messages' is required", "missing_required_parameter");
+  if (auto e = parse_fields(body, true, chat.completion)) return *e;
+  if (auto e = check_lengths(chat.completion, limits)) return *e;
+  // The messages again, in their keys' order (a template may print them).
+  nlohmann::ordered_json ordered;
+  parse_body(text, ordered);
+  chat.messages = ordered["messages"];
+  if (!chat.messages.is_array()) return wrong_type("messages", "a list of messages", body["messages"]);
+  if (chat.messages.empty()) return invalid("messages", "'messages' must not be empty");
+  for (size_t i = 0; i < chat.messages.size(); ++i) {
+    auto& m = chat.messages[i];
+    if (!m.is_object()) return wrong_type(fmt::format("messages[{}]", i), "an object", body["messages"][i]);
+    if (!m.contains("role") || !m["role"].is_string())
+      return invalid(fmt::format("messages[{}].role", i), fmt::format("'messages[{}].role' must be a string", i),
+                     "invalid_type");
+    if (auto e = normalize_content(m, i)) return *e;
+  }
+  return chat;
 }
 
 std::optional<ApiError> check_context(int64_t prompt_tokens, const CompletionRequest& r,

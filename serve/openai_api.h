@@ -57,6 +57,18 @@ struct CompletionRequest {
   bool ignore_eos = false;  // llama.cpp's extension: generate max_tokens even past EOS (benchmarks)
 };
 
+// A /v1/chat/completions request: `messages` (each an object with a string
+// "role"; "content" a string, null, or a list of text parts, joined with
+// newlines) and the completion fields above, where max_completion_tokens is
+// max_tokens's newer name, logprobs is a boolean and top_logprobs (0..20)
+// the alternatives per token; echo, best_of and suffix do not exist, and a
+// non-empty `tools` is refused (no tool calling). The prompt is the chat
+// template's rendering of the messages, made by the server.
+struct ChatRequest {
+  nlohmann::ordered_json messages;
+  CompletionRequest completion;  // prompts empty
+};
+
 // Limits the request is checked against.
 struct CompletionLimits {
   int64_t vocab_size = 0;
@@ -68,6 +80,7 @@ struct CompletionLimits {
 // check_context().
 std::variant<CompletionRequest, ApiError> parse_completion_request(const std::string& body,
                                                                    const CompletionLimits& limits);
+std::variant<ChatRequest, ApiError> parse_chat_request(const std::string& body, const CompletionLimits& limits);
 // Each prompt plus max_tokens must fit the context.
 std::optional<ApiError> check_context(int64_t prompt_tokens, const CompletionRequest& request,
                                       const CompletionLimits& limits);

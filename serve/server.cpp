@@ -17,6 +17,7 @@
 
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "serve/chat_template.h"
 #include "serve/completion.h"
 #include "serve/openai_api.h"
 
@@ -168,13 +169,47 @@ struct CompletionCall {
                 {"total_tokens", prompt_tokens + completion}};
   }
   json choice(const CompletionPiece& piece, bool final) const {
-    return json{{"text", piece.text},
-                {"index", index},
-                {"logprobs", request.logprobs ? piece.logprobs.to_json() : json(nullptr)},
-                {"finish_reason", final ? json(finish_reason) : json(nullptr)}};
+    const json reason = final ? json(finish_reason) : json(nullptr);
+    if (!chat)
+      return json{{"text", piece.text},
+                  {"index", index},
+                  {"logprobs", request.logprobs ? piece.logprobs.to_json() : json(nullptr)},
+                  {"finish_reason", reason}};
+    const json logprobs = request.logprobs ? chat_logprobs(piece.logprobs) : json(nullptr);
+    if (!request.stream)
+      return json{{"index", index},
+                  {"message", {{"role", "assistant"}, {"content", piece.text}}},
+                  {"logprobs", logprobs},
+                  {"finish_reason", reason}};
+    json delta = json::object();  // the first chunk names the role; the last may carry nothing
+    if (!role_sent) delta["role"] = "assistant";
+    role_sent = true;
+    if (!final || !piece.text.empty()) delta["content"] = piece.text;
+    return json{{"index", index}, {"delta", delta}, {"logprobs", logprobs}, {"finish_reason", reason}};
   }
   json body(const json& choices) const {
-    return json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model}, {"choices", choices}};
+    const char* object = !chat ? "text_completion" : request.stream ? "chat.completion.chunk" : "chat.completion";
+    return json{{"id", id}, {"object", object}, {"created", created}, {"model", model}, {"choices", choices}};
+  }
+  // The chat API's logprobs: {"content": [{token, logprob, bytes, top_logprobs}]}.
+  static json chat_logprobs(const LogprobsPart& part) {
+    auto bytes = [](const std::string& s) {
+      json b = json::array();
+      for (unsigned char c : s) b.push_back(int(c));
+      return b;
+    };
+    json content = json::array();
+    for (size_t i = 0; i < part.tokens.size(); ++i) {
+      json top = json::array();
+      if (i < part.top.size())
+        for (const auto& [token, logprob] : part.top[i])
+          top.push_back({{"token", token}, {"logprob", logprob}, {"bytes", bytes(token)}});
+      content.push_back({{"token", part.tokens[i]},
+                         {"logprob", part.token_logprobs[i] ? json(*part.token_logprobs[i]) : json(nullptr)},
+                         {"bytes", bytes(part.tokens[i])},
+                         {"top_logprobs", top}});
+    }
+    return json{{"content", content}};
   }
 
   CompletionRequest request;
@@ -186,6 +221,8 @@ struct CompletionCall {
   int64_t created = int64_t(std::time(nullptr));
   int64_t prompt_tokens;
   int64_t index = 0;  // the prompt's place in the request
+  bool chat = false;  // a /v1/chat/completions call
+  mutable bool role_sent = false;
   bool first_token = false, echoed = false, finished_stream = false;
   std::string finish_reason;
   std::optional<ApiError> error;
@@ -213,7 +250,9 @@ struct Server::Impl {
   std::atomic<bool> running{false};  // inside run()
   Model* model = nullptr;
   const Tokenizer* tokenizer = nullptr;
-  std::string model_name, chat_note;
+  std::string model_name;
+  CheckpointChat chat;
+  std::vector<int32_t> chat_stop_tokens;  // EOS and the template's end-of-turn token
   std::atomic<uint64_t> next_id{1};
   CompletionLimits limits;
 
@@ -309,13 +348,8 @@ struct Server::Impl {
                                             {"owned_by", "moec"},
                                             {"meta", {{"ctx", engine->ctx()}, {"parallel", engine->parallel()}}}}})}});
     });
-    http.Post("/v1/chat/completions", [this](const httplib::Request&, httplib::Response& res) {
-      if (!check_ready(res)) return;
-      ApiError e;
-      e.message = chat_note;
-      e.code = "no_chat_template";
-      reply_error(res, e);
-    });
+    http.Post("/v1/chat/completions",
+              [this](const httplib::Request& req, httplib::Response& res) { chat_completions(req, res); });
     http.Post("/v1/completions",
               [this](const httplib::Request& req, httplib::Response& res) { completions(req, res); });
     refuse_methods("/v1/completions", "POST");
@@ -347,7 +381,49 @@ struct Server::Impl {
       if (auto e = check_context(int64_t(fed.size()), r, limits)) return reply_error(res, *e);
       feds.push_back(std::move(fed));
     }
-    const std::string id = fmt::format("cmpl-{:x}", next_id++);
+    std::vector<bool> bos_added;
+    for (const PromptInput& p : r.prompts) bos_added.push_back(p.text.has_value() && with_bos);
+    start(r, std::move(feds), bos_added, false, received, res);
+  }
+
+  void chat_completions(const httplib::Request& req, httplib::Response& res) {
+    const auto received = Clock::now();
+    if (!check_ready(res)) return;
+    if (!chat.chat_template) {
+      ApiError e;
+      e.message = chat.refusal;
+      e.code = "no_chat_template";
+      return reply_error(res, e);
+    }
+    auto parsed = parse_chat_request(req.body, limits);
+    if (auto* e = std::get_if<ApiError>(&parsed)) return reply_error(res, *e);
+    ChatRequest& c = std::get<ChatRequest>(parsed);
+    std::vector<int32_t> fed;
+    try {
+      fed = tokenizer->encode_with_specials(chat.chat_template->apply(c.messages, true));
+    } catch (const JinjaError& error) {
+      ApiError e;
+      e.message = fmt::format("the model's chat template does not accept these messages: {}", error.what());
+      e.param = "messages";
+      e.code = "chat_template_error";
+      return reply_error(res, e);
+    }
+    if (fed.empty()) {
+      ApiError e;
+      e.message = "the chat template made an empty prompt of these messages";
+      e.param = "messages";
+      return reply_error(res, e);
+    }
+    if (auto e = check_context(int64_t(fed.size()), c.completion, limits)) return reply_error(res, *e);
+    std::vector<std::vector<int32_t>> feds;
+    feds.push_back(std::move(fed));
+    start(c.completion, std::move(feds), {false}, true, received, res);
+  }
+
+  // Queues one job per prompt and answers (a stream or one body).
+  void start(const CompletionRequest& r, std::vector<std::vector<int32_t>> feds, const std::vector<bool>& bos_added,
+             bool chat_call, Clock::time_point received, httplib::Response& res) {
+    const std::string id = fmt::format("{}-{:x}", chat_call ? "chatcmpl" : "cmpl", next_id++);
     const uint64_t seed = r.seed ? *r.seed : std::random_device{}();
     std::vector<std::shared_ptr<CompletionCall>> calls;
     for (size_t i = 0; i < feds.size(); ++i) {
@@ -358,7 +434,8 @@ struct Server::Impl {
       job.sampling.top_p = r.top_p;
       job.sampling.seed = seed + i;
       job.sampling.vocab_limit = tokenizer->vocab_size();  // ids without a piece are never sampled
-      job.stop_token = r.ignore_eos ? -1 : int32_t(model->config().eos_token_id);
+      if (!r.ignore_eos)
+        job.stop_tokens = chat_call ? chat_stop_tokens : std::vector<int32_t>{int32_t(model->config().eos_token_id)};
       job.top_logprobs = r.logprobs ? *r.logprobs : -1;
       job.echo = r.echo;
       auto channel = engine->submit(std::move(job));
@@ -372,11 +449,11 @@ struct Server::Impl {
                                                          options.engine.max_queue),
                                              "server_busy_error", "server_busy"));
       }
-      calls.push_back(std::make_shared<CompletionCall>(*tokenizer, std::move(feds[i]),
-                                                       r.prompts[i].text.has_value() && with_bos,
-                                                       r.prompts[i].text, r, channel, metrics, received, id,
-                                                       model_name));
+      calls.push_back(std::make_shared<CompletionCall>(*tokenizer, std::move(feds[i]), bos_added[i],
+                                                       chat_call ? std::nullopt : r.prompts[i].text, r, channel,
+                                                       metrics, received, id, model_name));
       calls.back()->index = int64_t(i);
+      calls.back()->chat = chat_call;
     }
     if (r.stream)
       stream(calls.front(), res);
@@ -459,12 +536,17 @@ int Server::bind() {
 }
 
 void Server::serve_model(Model& model, const Tokenizer& tokenizer, const std::string& model_name,
-                         const std::string& chat_note) {
+                         CheckpointChat chat) {
   Impl& s = *impl_;
   s.model = &model;
   s.tokenizer = &tokenizer;
   s.model_name = model_name;
-  s.chat_note = chat_note;
+  s.chat = std::move(chat);
+  s.chat_stop_tokens = {int32_t(model.config().eos_token_id)};
+  if (s.chat.chat_template) {
+    const int32_t end_of_turn = tokenizer.special_id(s.chat.chat_template->eos_token());
+    if (end_of_turn >= 0 && end_of_turn != s.chat_stop_tokens[0]) s.chat_stop_tokens.push_back(end_of_turn);
+  }
   s.engine = std::make_unique<Engine>(model, s.options.engine, &s.metrics);
   s.limits = {model.config().vocab_size, s.engine->ctx()};
   if (!s.stopping) s.ready = true;

@@ -4,8 +4,10 @@
 //   POST /v1/completions       completions, streamed as server-sent events
 //                              ("data: {...}" chunks, then "data: [DONE]")
 //                              or in one JSON body (serve/openai_api.h)
-//   POST /v1/chat/completions  400: moec applies no chat template (the
-//                              message says whether the checkpoint has one)
+//   POST /v1/chat/completions  chat completions with the checkpoint's chat
+//                              template (serve/chat_template.h), streamed
+//                              as "chat.completion.chunk" deltas or in one
+//                              body; 400 when the checkpoint has none
 //   GET  /v1/models            the served model
 //   GET  /health               503 while the model loads, then 200
 //   GET  /metrics              Prometheus text (serve/metrics.h)
@@ -22,6 +24,7 @@
 #include <memory>
 #include <string>
 
+#include "serve/chat_template.h"
 #include "serve/engine.h"
 #include "serve/metrics.h"
 
@@ -46,9 +49,9 @@ class Server {
   // Listens on host:port; returns the port. Errors name the address.
   int bind();
   // Starts serving `model` (until then /health is 503 and the API answers
-  // 503 "loading"). `chat_note`: why /v1/chat/completions is refused.
-  void serve_model(Model& model, const Tokenizer& tokenizer, const std::string& model_name,
-                   const std::string& chat_note);
+  // 503 "loading"). `chat`: the checkpoint's chat template, or why
+  // /v1/chat/completions is refused (serve/chat_template.h).
+  void serve_model(Model& model, const Tokenizer& tokenizer, const std::string& model_name, CheckpointChat chat);
   // Accepts connections until stop(); call after bind().
   void run();
   // From any thread (a signal watcher): stops taking requests, fails the

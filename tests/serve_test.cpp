@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <fstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/checkpoint.h"
+#include "io/convert.h"
 #include "io/process_stats.h"
 #include "io/text_file.h"
 #include "model/generate.h"
@@ -41,7 +43,7 @@ struct TestServer {
     port = server->bind();
     thread = std::thread([this] { server->run(); });
   }
-  void start() { server->serve_model(model, tokenizer, "tiny", "the model 'tiny' has no chat template"); }
+  void start() { server->serve_model(model, tokenizer, "tiny", checkpoint_chat(*source, "tiny")); }
   ~TestServer() {
     server->stop();
     thread.join();
@@ -86,18 +88,27 @@ struct Completion {
   bool done = false;  // saw data: [DONE]
 };
 
-// POSTs to /v1/completions; a streamed answer is read as server-sent events.
-Completion complete(const json& body, int port) {
+// A choice's text: completions' "text", chat's message or delta "content"
+// (absent in a chunk that carries none).
+std::string choice_text(const json& choice) {
+  if (choice.contains("text")) return choice["text"];
+  const json& m = choice.contains("message") ? choice["message"] : choice["delta"];
+  return m.contains("content") && m["content"].is_string() ? m["content"].get<std::string>() : "";
+}
+
+// POSTs to /v1/completions (or `path`); a streamed answer is read as
+// server-sent events.
+Completion complete(const json& body, int port, const std::string& path = "/v1/completions") {
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(30, 0);
   Completion out;
   if (!body.value("stream", false)) {
-    auto res = c.Post("/v1/completions", body.dump(), "application/json");
+    auto res = c.Post(path, body.dump(), "application/json");
     REQUIRE(res);
     out.status = res->status;
     out.last = json::parse(res->body);
     if (res->status == 200) {
-      out.text = out.last["choices"][0]["text"];
+      out.text = choice_text(out.last["choices"][0]);
       out.finish_reason = out.last["choices"][0]["finish_reason"];
     }
     return out;
@@ -105,7 +116,7 @@ Completion complete(const json& body, int port) {
   std::string buffer;
   httplib::Request req;
   req.method = "POST";
-  req.path = "/v1/completions";
+  req.path = path;
   req.body = body.dump();
   req.set_header("Content-Type", "application/json");
   req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
@@ -123,7 +134,7 @@ Completion complete(const json& body, int port) {
       ++out.chunks;
       out.last = j;
       if (j.contains("choices") && !j["choices"].empty()) {
-        out.text += j["choices"][0]["text"].get<std::string>();
+        out.text += choice_text(j["choices"][0]);
         if (!j["choices"][0]["finish_reason"].is_null()) out.finish_reason = j["choices"][0]["finish_reason"];
       }
     }
@@ -604,4 +615,134 @@ TEST_CASE("serve: every architecture's greedy completions equal moec generate wi
       CHECK(results[i].text == expected[i]);
     }
   }
+}
+
+namespace {
+
+// The fixture model with a chat template: its files linked into a folder
+// with a tokenizer_config.json holding Mixtral-Instruct's template (the
+// fixture itself has none).
+struct ChatModel {
+  test::TempDir dir;
+  ChatModel() {
+    for (const auto& f : fs::directory_iterator(test::fixture_model_dir()))
+      fs::create_symlink(fs::absolute(f.path()), dir / f.path().filename().string());
+    std::ifstream in(std::string(MOEC_SOURCE_DIR) + "/tests/data/chat_templates/mistralai-Mixtral-8x7B-Instruct-v0.1.jinja");
+    const std::string jinja((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    REQUIRE(!jinja.empty());
+    std::ofstream(dir / "tokenizer_config.json")
+        << json{{"bos_token", "<s>"}, {"eos_token", {{"content", "</s>"}}}, {"chat_template", jinja}}.dump(1);
+  }
+};
+
+json chat_body(const json& messages, int64_t max_tokens, bool stream = false) {
+  return json{{"messages", messages}, {"max_tokens", max_tokens}, {"temperature", 0}, {"stream", stream}};
+}
+
+}  // namespace
+
+TEST_CASE("serve: chat completions apply the checkpoint's chat template, streamed or not", "[serve]") {
+  ChatModel chat_model;
+  TestServer s({}, chat_model.dir.path());
+  s.start();
+  const json messages = json::parse(R"([{"role": "user", "content": "The jury said"},
+                                        {"role": "assistant", "content": "that the city"},
+                                        {"role": "user", "content": "It was"}])");
+  // What the template makes of it, tokenized with "<s>" as BOS (not as text).
+  const std::string rendered = "<s>[INST] The jury said [/INST]that the city</s>[INST] It was [/INST]";
+  const std::vector<int32_t> ids = s.tokenizer.encode_with_specials(rendered);
+  REQUIRE(ids.size() > 4);
+  CHECK(ids[0] == s.tokenizer.bos_id());
+  CHECK(std::count(ids.begin(), ids.end(), s.tokenizer.eos_id()) == 1);
+  CHECK(std::count(ids.begin(), ids.end(), s.tokenizer.bos_id()) == 1);
+  GenerateOptions o;
+  o.max_new_tokens = 12;
+  o.stop_token = int32_t(s.model.config().eos_token_id);
+  TextStream stream(s.tokenizer, ids);
+  std::string want;
+  generate(s.model, ids, o, [&](int32_t id) {
+    if (id != o.stop_token) want += stream.push(id);
+  });
+
+  Completion whole = complete(chat_body(messages, 12), s.port, "/v1/chat/completions");
+  REQUIRE(whole.status == 200);
+  CHECK(whole.text == want);
+  CHECK(whole.last["object"] == "chat.completion");
+  CHECK(whole.last["id"].get<std::string>().rfind("chatcmpl-", 0) == 0);
+  CHECK(whole.last["choices"][0]["message"]["role"] == "assistant");
+  CHECK(whole.last["usage"]["prompt_tokens"] == ids.size());
+  CHECK((whole.finish_reason == "stop" || whole.finish_reason == "length"));
+
+  Completion streamed = complete(chat_body(messages, 12, true), s.port, "/v1/chat/completions");
+  REQUIRE(streamed.status == 200);
+  CHECK(streamed.done);
+  CHECK(streamed.text == want);
+  CHECK(streamed.last["object"] == "chat.completion.chunk");
+  CHECK(streamed.finish_reason == whole.finish_reason);
+
+  // Text parts are joined; max_completion_tokens is max_tokens's new name;
+  // logprobs in the chat API's shape.
+  json parts = chat_body(json::parse(R"([{"role": "user", "content": [{"type": "text", "text": "It was"}]}])"), 1);
+  parts.erase("max_tokens");
+  parts["max_completion_tokens"] = 3;
+  parts["logprobs"] = true;
+  parts["top_logprobs"] = 2;
+  Completion scored = complete(parts, s.port, "/v1/chat/completions");
+  REQUIRE(scored.status == 200);
+  const json& content = scored.last["choices"][0]["logprobs"]["content"];
+  REQUIRE(content.size() == scored.last["usage"]["completion_tokens"].get<size_t>());
+  REQUIRE(!content.empty());
+  CHECK(content[0]["logprob"].get<double>() <= 0);
+  CHECK(content[0]["top_logprobs"].size() == 2);
+  CHECK(content[0]["top_logprobs"][0]["logprob"].get<double>() == Approx(content[0]["logprob"].get<double>()));
+  CHECK(content[0]["bytes"].is_array());
+
+  // The template's own refusal, and malformed chat bodies: 400s naming the field.
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]})", "messages"},
+      {R"({"max_tokens": 4})", "messages"},
+      {R"({"messages": "hi"})", "messages"},
+      {R"({"messages": []})", "messages"},
+      {R"({"messages": [5]})", "messages[0]"},
+      {R"({"messages": [{"content": "x"}]})", "messages[0].role"},
+      {R"({"messages": [{"role": "user"}]})", "messages[0].content"},
+      {R"({"messages": [{"role": "user", "content": 7}]})", "messages[0].content"},
+      {R"({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]})",
+       "messages[0].content"},
+      {R"({"messages": [{"role": "user", "content": "a"}], "top_logprobs": 2})", "top_logprobs"},
+      {R"({"messages": [{"role": "user", "content": "a"}], "logprobs": 3})", "logprobs"},
+      {R"({"messages": [{"role": "user", "content": "a"}], "tools": [{"type": "function"}]})", "tools"},
+      {R"({"messages": [{"role": "user", "content": "a"}], "echo": true, "max_tokens": 0})", "max_tokens"},
+  };
+  auto c = s.client();
+  for (const auto& [body, param] : bad) {
+    INFO(body);
+    auto res = c.Post("/v1/chat/completions", body, "application/json");
+    REQUIRE(res);
+    CHECK(res->status == 400);
+    const json j = json::parse(res->body);
+    CHECK(j["error"]["param"] == param);
+  }
+  auto refused = c.Post("/v1/chat/completions", bad[0].first, "application/json");
+  CHECK(json::parse(refused->body)["error"]["message"].get<std::string>().find("alternate") != std::string::npos);
+  CHECK(complete(completion_body("The jury said", 2), s.port).status == 200);  // still serving
+}
+
+TEST_CASE("serve: a container keeps the chat template of the folder it came from", "[serve]") {
+  ChatModel chat_model;
+  test::TempDir out;
+  auto folder = open_checkpoint(chat_model.dir.path());
+  convert_to_container(*folder, out / "chat.h5", false, "serve_test");
+  auto container = open_checkpoint(out / "chat.h5");
+  REQUIRE(container->tokenizer_config());
+  CHECK(*container->tokenizer_config() == *folder->tokenizer_config());
+  const CheckpointChat chat = checkpoint_chat(*container, "chat");
+  REQUIRE(chat.chat_template);
+  CHECK(chat.chat_template->apply(json::parse(R"([{"role": "user", "content": "Hi"}])"), true) ==
+        "<s>[INST] Hi [/INST]");
+  // A folder whose template does not parse: refused with the reason, not a crash.
+  std::ofstream(chat_model.dir / "tokenizer_config.json") << R"({"chat_template": "{% if %}"})";
+  const CheckpointChat broken = checkpoint_chat(*open_checkpoint(chat_model.dir.path()), "broken");
+  CHECK_FALSE(broken.chat_template);
+  CHECK(broken.refusal.find("tokenizer_config.json") != std::string::npos);
 }
