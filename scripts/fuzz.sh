@@ -26,7 +26,7 @@ while (($#)); do
     *) targets+=("$1"); shift ;;
   esac
 done
-((${#targets[@]})) || targets=(safetensors config shard_index container tensor_view tokenizer tokenizer_json request)
+((${#targets[@]})) || targets=(safetensors config shard_index container tensor_view tokenizer tokenizer_json request chat_template)
 if [ ! -f "$build/CMakeCache.txt" ]; then
   cmake -S . -B "$build" -G Ninja -DMOEC_FUZZ=ON -DMOEC_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang >/dev/null

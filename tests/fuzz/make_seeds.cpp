@@ -3,6 +3,7 @@
 // valid inputs of every kind each target reads, written by moec's own writers,
 // plus a few malformed variants that reach the validation paths. Nothing here
 // is hand-edited binary; rerunning the script reproduces the corpus.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -263,10 +264,33 @@ void request_seeds(const fs::path& out) {
        {"suffix", nullptr}, {"ignore_eos", true}},
       {{"prompt", "x"}, {"max_tokens", -1}},
       {{"prompt", json::array({99999})}},
-      {{"prompt", 5}, {"stop", json::array({1})}}};
+      {{"prompt", 5}, {"stop", json::array({1})}},
+      // /v1/chat/completions bodies (the target checks every body both ways)
+      {{"messages", json::array({{{"role", "system"}, {"content", "s"}}, {{"role", "user"}, {"content", "hi"}}})},
+       {"max_completion_tokens", 4}, {"logprobs", true}, {"top_logprobs", 2}, {"stream", true}},
+      {{"messages", json::array({{{"role", "user"}, {"content", json::array({{{"type", "text"}, {"text", "a"}}})}},
+                                 {{"role", "assistant"}, {"content", nullptr}}})},
+       {"tools", json::array()}}};
   int i = 0;
   for (const json& r : requests) write(out / fmt::format("seed-{}.json", i++), r.dump());
   write(out / "seed-not-json.txt", std::string("{\"prompt\": \"unterminated"));
+}
+
+// The chat templates and feature cases the renderer is tested on.
+void chat_template_seeds(const fs::path& out) {
+  const fs::path data = fs::path(MOEC_SOURCE_DIR) / "tests/data/chat_templates";
+  int i = 0;
+  std::vector<fs::path> templates;
+  for (const auto& f : fs::directory_iterator(data))
+    if (f.path().extension() == ".jinja") templates.push_back(f.path());
+  std::sort(templates.begin(), templates.end());
+  for (const fs::path& t : templates) {
+    std::ifstream in(t, std::ios::binary);
+    write(out / fmt::format("seed-{}.jinja", i++),
+          std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()));
+  }
+  std::ifstream in(data / "features.json");
+  for (const json& c : json::parse(in)) write(out / fmt::format("seed-{}.jinja", i++), c["template"].get<std::string>());
 }
 
 }  // namespace
@@ -285,6 +309,7 @@ int main(int argc, char** argv) {
     tokenizer_seeds(out / "tokenizer");
     tokenizer_json_seeds(out / "tokenizer_json");
     request_seeds(out / "request");
+    chat_template_seeds(out / "chat_template");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "make_seeds: %s\n", e.what());
     return 1;

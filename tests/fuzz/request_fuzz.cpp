@@ -1,4 +1,5 @@
-// Fuzz target: an HTTP request body for POST /v1/completions, checked the way
+// Fuzz target: an HTTP request body for POST /v1/completions (and the same
+// bytes as one for /v1/chat/completions), checked the way
 // moec serve checks it (serve/openai_api.h) before anything is queued: a
 // request or an OpenAI error object, never an exception or a crash.
 #include <string>
@@ -23,6 +24,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // serialized as the server does (serve/server.cpp): invalid UTF-8 echoed
     // from the request is replaced, not thrown on
     (void)moec::error_body(error).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+  auto chat = moec::parse_chat_request(body, limits);
+  if (auto* request = std::get_if<moec::ChatRequest>(&chat)) {
+    if (!request->messages.is_array() || request->messages.empty()) __builtin_trap();
+    for (const auto& m : request->messages)  // what the template reads: a role, text content (or null)
+      if (!m["role"].is_string() || !(m["content"].is_string() || m["content"].is_null())) __builtin_trap();
+  } else {
+    const auto& error = std::get<moec::ApiError>(chat);
+    if (error.status < 400 || error.status > 599 || error.message.empty()) __builtin_trap();
   }
   return 0;
 }
