@@ -99,7 +99,7 @@ void run_generate(const RuntimeFlags& f) {
   GenerateOptions options;
   options.max_new_tokens = f.new_tokens;
   options.sampling = {f.temperature, f.top_p, f.seed, tokenizer.vocab_size()};
-  options.stop_token = int32_t(model.config().eos_token_id);
+  options.stop_tokens = eos_tokens(model.config());
   fmt::print("{}", tokenizer.decode(prompt));  // a BOS decodes to nothing
   TextStream stream(tokenizer, prompt);
   GenerateResult r = generate(model, prompt, options, [&](int32_t id) {

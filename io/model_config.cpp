@@ -139,7 +139,18 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
   if (c.sliding_window && *c.sliding_window <= 0)
     fail("{}: 'sliding_window' must be positive or null, got {}", source, *c.sliding_window);
   c.bos_token_id = optional_int(config, "bos_token_id", source).value_or(1);
-  c.eos_token_id = optional_int(config, "eos_token_id", source).value_or(2);
+  if (config.contains("eos_token_id") && config["eos_token_id"].is_array()) {
+    c.eos_token_ids.clear();
+    for (const json& id : config["eos_token_id"]) {
+      if (!id.is_number_integer()) fail("{}: 'eos_token_id' must be an integer or a list of integers", source);
+      c.eos_token_ids.push_back(id.get<int64_t>());
+    }
+    if (c.eos_token_ids.empty()) fail("{}: 'eos_token_id' is an empty list", source);
+    c.eos_token_id = c.eos_token_ids.front();
+  } else {
+    c.eos_token_id = optional_int(config, "eos_token_id", source).value_or(2);
+    c.eos_token_ids = {c.eos_token_id};
+  }
   if (config.contains("hidden_act") && config["hidden_act"] != "silu")
     fail("{}: hidden_act {} is not supported (only silu)", source, config["hidden_act"].dump());
   check_mixtral(c, source);

@@ -42,7 +42,10 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   std::optional<int64_t> sliding_window;
   int64_t bos_token_id = 1;
-  int64_t eos_token_id = 2;
+  int64_t eos_token_id = 2;  // the first of eos_token_ids
+  // Every id that ends a generation: config.json's eos_token_id may be a
+  // list (Llama 3.1 lists three).
+  std::vector<int64_t> eos_token_ids{2};
 };
 
 // `source` names where the JSON came from, for error messages.

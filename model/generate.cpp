@@ -8,6 +8,10 @@
 
 namespace moec {
 
+std::vector<int32_t> eos_tokens(const ModelConfig& config) {
+  return std::vector<int32_t>(config.eos_token_ids.begin(), config.eos_token_ids.end());
+}
+
 GenerateResult generate(Model& model, std::span<const int32_t> prompt, const GenerateOptions& options,
                         const std::function<void(int32_t)>& on_token) {
   const int64_t max_positions = model.config().max_position_embeddings;
@@ -41,7 +45,8 @@ GenerateResult generate(Model& model, std::span<const int32_t> prompt, const Gen
     int32_t next = sampler.sample(logits);
     result.tokens.push_back(next);
     if (on_token) on_token(next);
-    if (next == options.stop_token || int64_t(result.tokens.size()) >= options.max_new_tokens ||
+    if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), next) != options.stop_tokens.end() ||
+        int64_t(result.tokens.size()) >= options.max_new_tokens ||
         cache.length >= capacity)
       break;
     const auto& h = model.forward(std::span(&next, 1), 1, cache);

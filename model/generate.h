@@ -19,10 +19,15 @@ class Model;
 // request there reproduces `moec generate` token for token.
 constexpr int64_t kPrefillChunkTokens = 128;
 
+struct ModelConfig;
+
+// The config's EOS ids as stop tokens.
+std::vector<int32_t> eos_tokens(const ModelConfig& config);
+
 struct GenerateOptions {
   int64_t max_new_tokens = 64;
   SamplerOptions sampling;
-  int32_t stop_token = -1;  // e.g. EOS; -1: never stop early
+  std::vector<int32_t> stop_tokens;  // e.g. the config's EOS ids; none: never stop early
 };
 
 struct GenerateResult {

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <chrono>
@@ -15,6 +16,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "model/generate.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "serve/chat_template.h"
@@ -435,7 +437,7 @@ struct Server::Impl {
       job.sampling.seed = seed + i;
       job.sampling.vocab_limit = tokenizer->vocab_size();  // ids without a piece are never sampled
       if (!r.ignore_eos)
-        job.stop_tokens = chat_call ? chat_stop_tokens : std::vector<int32_t>{int32_t(model->config().eos_token_id)};
+        job.stop_tokens = chat_call ? chat_stop_tokens : eos_tokens(model->config());
       job.top_logprobs = r.logprobs ? *r.logprobs : -1;
       job.echo = r.echo;
       auto channel = engine->submit(std::move(job));
@@ -542,10 +544,12 @@ void Server::serve_model(Model& model, const Tokenizer& tokenizer, const std::st
   s.tokenizer = &tokenizer;
   s.model_name = model_name;
   s.chat = std::move(chat);
-  s.chat_stop_tokens = {int32_t(model.config().eos_token_id)};
+  s.chat_stop_tokens = eos_tokens(model.config());
   if (s.chat.chat_template) {
     const int32_t end_of_turn = tokenizer.special_id(s.chat.chat_template->eos_token());
-    if (end_of_turn >= 0 && end_of_turn != s.chat_stop_tokens[0]) s.chat_stop_tokens.push_back(end_of_turn);
+    if (end_of_turn >= 0 && std::find(s.chat_stop_tokens.begin(), s.chat_stop_tokens.end(), end_of_turn) ==
+                                s.chat_stop_tokens.end())
+      s.chat_stop_tokens.push_back(end_of_turn);
   }
   s.engine = std::make_unique<Engine>(model, s.options.engine, &s.metrics);
   s.limits = {model.config().vocab_size, s.engine->ctx()};

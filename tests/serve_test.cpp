@@ -58,11 +58,11 @@ struct TestServer {
     const std::vector<int32_t> ids = tokenizer.encode_prompt(prompt, model.config().bos_token_id);
     GenerateOptions o;
     o.max_new_tokens = tokens;
-    o.stop_token = int32_t(model.config().eos_token_id);
+    o.stop_tokens = eos_tokens(model.config());
     TextStream stream(tokenizer, ids);
     std::string out;
     generate(model, ids, o, [&](int32_t id) {
-      if (id != o.stop_token) out += stream.push(id);
+      if (id != o.stop_tokens[0]) out += stream.push(id);
     });
     return out;
   }
@@ -657,11 +657,11 @@ TEST_CASE("serve: chat completions apply the checkpoint's chat template, streame
   CHECK(std::count(ids.begin(), ids.end(), s.tokenizer.bos_id()) == 1);
   GenerateOptions o;
   o.max_new_tokens = 12;
-  o.stop_token = int32_t(s.model.config().eos_token_id);
+  o.stop_tokens = eos_tokens(s.model.config());
   TextStream stream(s.tokenizer, ids);
   std::string want;
   generate(s.model, ids, o, [&](int32_t id) {
-    if (id != o.stop_token) want += stream.push(id);
+    if (id != o.stop_tokens[0]) want += stream.push(id);
   });
 
   Completion whole = complete(chat_body(messages, 12), s.port, "/v1/chat/completions");

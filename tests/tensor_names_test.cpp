@@ -43,3 +43,16 @@ TEST_CASE("expected shapes follow the config", "[names]") {
   CHECK(expected_shape(c, {TensorRole::ExpertW2, 1, 3}) == std::vector<int64_t>{16, 24});
   CHECK(expected_shape(c, {TensorRole::Router, 1}) == std::vector<int64_t>{4, 16});
 }
+
+TEST_CASE("eos_token_id: an integer or a list of them (Llama 3.1 lists three)", "[names]") {
+  nlohmann::json j = test::tiny_config();
+  CHECK(parse_model_config(j, "tiny").eos_token_ids == std::vector<int64_t>{2});
+  j["eos_token_id"] = {128001, 128008, 128009};
+  const ModelConfig c = parse_model_config(j, "tiny");
+  CHECK(c.eos_token_id == 128001);
+  CHECK(c.eos_token_ids == std::vector<int64_t>{128001, 128008, 128009});
+  j["eos_token_id"] = nlohmann::json::array();
+  CHECK_THROWS_AS(parse_model_config(j, "tiny"), Error);
+  j["eos_token_id"] = {1, "two"};
+  CHECK_THROWS_WITH(parse_model_config(j, "tiny"), Catch::Contains("eos_token_id"));
+}
