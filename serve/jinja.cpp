@@ -694,6 +694,7 @@ class ExprParser {
     }
     expect_op("]");
     if (!slice) {
+      if (!parts[0]) fail(line_, "an empty subscript []");
       auto e = make(Expr::Index);
       e->kids.push_back(std::move(subject));
       e->kids.push_back(std::move(parts[0]));

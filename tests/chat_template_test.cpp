@@ -101,7 +101,7 @@ TEST_CASE("each supported Jinja feature renders as jinja2 renders it", "[chat_te
 TEST_CASE("bad templates fail to parse with the line, never crash", "[chat_template]") {
   const char* bad[] = {"{% if x %}never closed", "{{ 1 + }}", "{% for in x %}{% endfor %}", "{{ 'open }}",
                        "{% unknown_tag %}", "{{ x | }}", "{{ (((1 }}", "{% endif %}", "{{ a[1:2:3:4] }}",
-                       "{% set %}", "{{ x", "{% macro m( %}{% endmacro %}"};
+                       "{% set %}", "{{ x", "{% macro m( %}{% endmacro %}", "{{ v | tojson [] }}", "{{ x[] }}"};
   for (const char* source : bad) {
     INFO(source);
     CHECK_THROWS_AS(JinjaTemplate(source), JinjaError);
