@@ -91,6 +91,7 @@ const char* kEndpoints[] = {"/v1/completions", "/v1/chat/completions", "/v1/mode
 std::string endpoint_label(const std::string& path) {
   for (const char* e : kEndpoints)
     if (path == e) return e;
+  if (path.rfind("/v1/models/", 0) == 0) return "/v1/models";  // one model by id
   return "other";
 }
 
@@ -309,6 +310,14 @@ struct Server::Impl {
   }
 
   // Every other method on a known path: 405.
+  json model_object() const {
+    return json{{"id", model_name},
+                {"object", "model"},
+                {"created", 0},
+                {"owned_by", "moec"},
+                {"meta", {{"ctx", engine->ctx()}, {"parallel", engine->parallel()}}}};
+  }
+
   void refuse_methods(const std::string& path, const std::string& allowed) {
     auto handler = [path, allowed](const httplib::Request& req, httplib::Response& res) {
       res.set_header("Allow", allowed);
@@ -342,13 +351,17 @@ struct Server::Impl {
     });
     http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       if (!check_ready(res)) return;
-      reply(res, 200,
-            json{{"object", "list"},
-                 {"data", json::array({json{{"id", model_name},
-                                            {"object", "model"},
-                                            {"created", 0},
-                                            {"owned_by", "moec"},
-                                            {"meta", {{"ctx", engine->ctx()}, {"parallel", engine->parallel()}}}}})}});
+      reply(res, 200, json{{"object", "list"}, {"data", json::array({model_object()})}});
+    });
+    // One model by id (the OpenAI clients' models.retrieve).
+    http.Get(R"(/v1/models/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
+      if (!check_ready(res)) return;
+      const std::string id = req.matches[1];
+      if (id == model_name) return reply(res, 200, model_object());
+      ApiError e = server_error(404, fmt::format("the model '{}' does not exist; this server serves '{}'", id, model_name),
+                                "invalid_request_error", "model_not_found");
+      e.param = "model";
+      reply_error(res, e);
     });
     http.Post("/v1/chat/completions",
               [this](const httplib::Request& req, httplib::Response& res) { chat_completions(req, res); });

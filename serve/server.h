@@ -8,7 +8,7 @@
 //                              template (serve/chat_template.h), streamed
 //                              as "chat.completion.chunk" deltas or in one
 //                              body; 400 when the checkpoint has none
-//   GET  /v1/models            the served model
+//   GET  /v1/models            the served model (/v1/models/ID: it, or 404)
 //   GET  /health               503 while the model loads, then 200
 //   GET  /metrics              Prometheus text (serve/metrics.h)
 // Every error is an OpenAI error object with a fitting status: 400 bad

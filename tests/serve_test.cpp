@@ -407,6 +407,14 @@ TEST_CASE("serve: bad requests get OpenAI error objects and the server goes on",
   auto models = c.Get("/v1/models");
   REQUIRE(models);
   CHECK(json::parse(models->body)["data"][0]["id"] == "tiny");
+  auto one = c.Get("/v1/models/tiny");
+  REQUIRE(one);
+  CHECK(one->status == 200);
+  CHECK(json::parse(one->body)["id"] == "tiny");
+  auto other = c.Get("/v1/models/gpt-4");
+  REQUIRE(other);
+  CHECK(other->status == 404);
+  CHECK(json::parse(other->body)["error"]["code"] == "model_not_found");
   // Still serving.
   Completion ok = complete(completion_body("The jury said", 4), s.port);
   CHECK(ok.status == 200);
