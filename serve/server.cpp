@@ -264,7 +264,18 @@ struct Server::Impl {
     http.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
     http.set_payload_max_length(o.max_body_bytes);
     http.set_keep_alive_max_count(1000);  // clients reuse their connection (httplib's default is 5 requests)
+    // CORS, as llama-server and vLLM allow by default: browser clients (web
+    // UIs on another origin) may call the API; a preflight OPTIONS is
+    // answered before authorization (browsers send it without credentials).
+    http.set_default_headers({{"Access-Control-Allow-Origin", "*"}});
+    http.Options(R"(.*)", [](const httplib::Request&, httplib::Response& res) {
+      res.status = 204;
+      res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+      res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+      res.set_header("Access-Control-Max-Age", "86400");
+    });
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (req.method == "OPTIONS") return httplib::Server::HandlerResponse::Unhandled;
       return authorize(req, res) ? httplib::Server::HandlerResponse::Unhandled
                                  : httplib::Server::HandlerResponse::Handled;
     });

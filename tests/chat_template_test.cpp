@@ -3,6 +3,8 @@
 // public checkpoints over several conversations, and one case per Jinja
 // feature (tests/data/chat_templates/reference.json, written by
 // render_reference.py there).
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -10,13 +12,17 @@
 #include <nlohmann/json.hpp>
 
 #include "io/error.h"
+#include "model/bpe_tokenizer.h"
+#include "model/tokenizer.h"
 #include "serve/chat_template.h"
 #include "serve/jinja.h"
+#include "tests/test_paths.h"
 
 using moec::ChatTemplate;
 using moec::JinjaError;
 using moec::JinjaTemplate;
 using Json = nlohmann::ordered_json;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -161,4 +167,30 @@ TEST_CASE("tokenizer_config.json: template forms and special tokens", "[chat_tem
   t = ChatTemplate::from_tokenizer_config(config.dump(), "x");
   const Json two_users = Json::parse(R"([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])");
   CHECK_THROWS_AS(t->apply(two_users, true), JinjaError);
+}
+
+TEST_CASE("a byte-level BPE checkpoint's chat prompt: special tokens written out become their ids", "[chat_template]") {
+  const fs::path dir = moec::test::fixtures_dir() / "tokenizers" / "bpe-qwen2-style";
+  if (!fs::exists(dir / "tokenizer.json")) {
+    WARN("tokenizer fixtures need ../shared/fixtures/tokenizers; skipped");
+    return;
+  }
+  const moec::Tokenizer tokenizer(moec::BpeTokenizer(read_text((dir / "tokenizer.json").string()), "tokenizer.json"));
+  Json config = Json::parse(read_text((dir / "tokenizer_config.json").string()));
+  config["chat_template"] = read_text(kDir + "Qwen-Qwen2.5-7B-Instruct.jinja");
+  auto t = ChatTemplate::from_tokenizer_config(config.dump(), "tokenizer_config.json");
+  REQUIRE(t);
+  CHECK(t->eos_token() == "<|im_end|>");
+  CHECK(t->bos_token().empty());  // null in the config
+  const std::string prompt = t->apply(Json::parse(R"([{"role": "user", "content": "Hi there"}])"), true);
+  CHECK(prompt.rfind("<|im_start|>system\n", 0) == 0);
+  const std::vector<int32_t> ids = tokenizer.encode_with_specials(prompt);
+  const int32_t start = tokenizer.special_id("<|im_start|>"), end = tokenizer.special_id("<|im_end|>");
+  CHECK(start == 4097);
+  CHECK(end == 4098);
+  CHECK(std::count(ids.begin(), ids.end(), start) == 3);  // system, user, the generation prompt
+  CHECK(std::count(ids.begin(), ids.end(), end) == 2);
+  CHECK(ids.front() == start);
+  CHECK(tokenizer.special_id("Hi") == -1);
+  CHECK(tokenizer.decode(ids) == prompt);
 }

@@ -422,6 +422,25 @@ TEST_CASE("serve: bad requests get OpenAI error objects and the server goes on",
   CHECK(health->status == 200);
 }
 
+TEST_CASE("serve: CORS: a preflight is answered without the API key, and answers allow any origin", "[serve]") {
+  ServerOptions options;
+  options.api_key = "sesame";
+  TestServer s(options);
+  s.start();
+  auto c = s.client();
+  auto preflight = c.Options("/v1/chat/completions", {{"Origin", "http://ui.example"},
+                                                      {"Access-Control-Request-Method", "POST"},
+                                                      {"Access-Control-Request-Headers", "authorization, content-type"}});
+  REQUIRE(preflight);
+  CHECK(preflight->status == 204);
+  CHECK(preflight->get_header_value("Access-Control-Allow-Origin") == "*");
+  CHECK(preflight->get_header_value("Access-Control-Allow-Headers").find("Authorization") != std::string::npos);
+  auto denied = c.Post("/v1/completions", completion_body("x", 1).dump(), "application/json");
+  REQUIRE(denied);
+  CHECK(denied->status == 401);
+  CHECK(denied->get_header_value("Access-Control-Allow-Origin") == "*");
+}
+
 TEST_CASE("serve: an API key is required when set (not for /health)", "[serve]") {
   ServerOptions options;
   options.api_key = "sesame";
