@@ -116,9 +116,9 @@ std::vector<int32_t> Tokenizer::encode_with_specials(std::string_view text) cons
     const std::pair<std::string, int32_t>* best = nullptr;
     if (first_byte[static_cast<unsigned char>(text[pos])])
       for (const auto& s : specials)
-      if (!s.first.empty() && text.compare(pos, s.first.size(), s.first) == 0 &&
-          (!best || s.first.size() > best->first.size()))
-        best = &s;
+        if (!s.first.empty() && text.compare(pos, s.first.size(), s.first) == 0 &&
+            (!best || s.first.size() > best->first.size()))
+          best = &s;
     if (!best) {
       ++pos;
       continue;
