@@ -28,6 +28,7 @@ namespace fs = std::filesystem;
 
 struct ServeFlags {
   std::string model;
+  std::string chat_template;  // a file; empty: the checkpoint's own
   ServerOptions server;
   int threads = 0;
   int64_t expert_cache_mib = int64_t(Model::kDefaultExpertCacheBytes >> 20);
@@ -80,7 +81,8 @@ void run_serve(ServeFlags& f) {
     model = std::make_unique<Model>(*source, *pool);
     model->expert_cache().set_capacity(uint64_t(f.expert_cache_mib) << 20);
     const std::string name = model_name(f.model);
-    CheckpointChat chat = checkpoint_chat(*source, name);
+    CheckpointChat chat = f.chat_template.empty() ? checkpoint_chat(*source, name)
+                                                  : chat_from_file(f.chat_template, *source, *tokenizer);
     if (!chat.chat_template) fmt::print(stderr, "moec serve: /v1/chat/completions is off: {}\n", chat.refusal);
     server.serve_model(*model, *tokenizer, name, std::move(chat));
     const Engine& engine = *server.engine();
@@ -106,6 +108,8 @@ void add_serve_commands(CLI::App& app) {
   auto* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server with continuous batching");
   cmd->add_option("model", f->model, "Model folder or .h5 container")->required();
   cmd->add_option("--host", f->server.host, "Address to listen on")->capture_default_str();
+  cmd->add_option("--chat-template", f->chat_template,
+                  "Jinja chat template file for /v1/chat/completions (default: the checkpoint's own, if any)");
   cmd->add_option("--port", f->server.port, "Port (0: any free one)")->check(CLI::Range(0, 65535))->capture_default_str();
   cmd->add_option("--parallel", f->server.engine.parallel, "Sequences decoded together (KV cache slots)")
       ->check(CLI::Range(int64_t(1), int64_t(1024)))

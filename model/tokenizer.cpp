@@ -94,6 +94,12 @@ int32_t Tokenizer::special_id(std::string_view text) const {
   return processor_->IsControl(id) || processor_->IsUnknown(id) ? int32_t(id) : -1;
 }
 
+std::string Tokenizer::special_text(int32_t id) const {
+  if (id < 0 || id >= vocab_size()) return "";
+  if (bpe_) return bpe_->decode({id});
+  return processor_->IdToPiece(id);
+}
+
 std::vector<int32_t> Tokenizer::encode_with_specials(std::string_view text) const {
   if (bpe_) return bpe_->encode(text);
   // Control pieces (<s>, </s>, Mistral's [INST] in newer vocabularies) and

@@ -52,6 +52,9 @@ class Tokenizer {
   std::vector<int32_t> encode_with_specials(std::string_view text) const;
   // The id of a special token's text ("</s>"), or -1.
   int32_t special_id(std::string_view text) const;
+  // A special token's text ("<s>" for sentencepiece's BOS), or "" for an id
+  // outside the vocabulary.
+  std::string special_text(int32_t id) const;
   int vocab_size() const;
   int bos_id() const;  // -1 when the tokenizer defines none (BPE: the config says)
   int eos_id() const;

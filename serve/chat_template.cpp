@@ -2,8 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <fstream>
+#include <iterator>
+
 #include "io/checkpoint.h"
 #include "io/error.h"
+#include "model/tokenizer.h"
 
 namespace moec {
 
@@ -57,6 +61,18 @@ std::optional<ChatTemplate> ChatTemplate::from_tokenizer_config(std::string_view
   }
 }
 
+ChatTemplate ChatTemplate::from_text(const std::string& jinja, const std::string& bos, const std::string& eos,
+                                   const std::string& where) {
+  Json specials = Json::object();
+  if (!bos.empty()) specials["bos_token"] = bos;
+  if (!eos.empty()) specials["eos_token"] = eos;
+  try {
+    return ChatTemplate(JinjaTemplate(jinja), std::move(specials), bos, eos);
+  } catch (const JinjaError& e) {
+    throw Error(fmt::format("{}: {}", where, e.what()));
+  }
+}
+
 std::string ChatTemplate::apply(const Json& messages, bool add_generation_prompt) const {
   Json variables = specials_;
   variables["messages"] = messages;
@@ -81,6 +97,26 @@ CheckpointChat checkpoint_chat(const CheckpointSource& source, const std::string
   }
   if (!chat.chat_template)
     chat.refusal = fmt::format("the model '{}' has no chat template; POST a prompt to /v1/completions", model_name);
+  return chat;
+}
+
+CheckpointChat chat_from_file(const std::filesystem::path& file, const CheckpointSource& source,
+                              const Tokenizer& tokenizer) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw Error(fmt::format("{}: cannot read the chat template", file.string()));
+  const std::string jinja((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string bos = tokenizer.special_text(int32_t(source.config().bos_token_id));
+  std::string eos = tokenizer.special_text(int32_t(source.config().eos_token_id));
+  if (const auto config = source.tokenizer_config()) {
+    const char* text = reinterpret_cast<const char*>(config->data());
+    const Json j = Json::parse(text, text + config->size(), nullptr, false);
+    if (j.is_object()) {
+      if (const std::string t = token_text(j, "bos_token"); !t.empty()) bos = t;
+      if (const std::string t = token_text(j, "eos_token"); !t.empty()) eos = t;
+    }
+  }
+  CheckpointChat chat;
+  chat.chat_template = ChatTemplate::from_text(jinja, bos, eos, file.string());
   return chat;
 }
 

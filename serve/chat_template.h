@@ -7,6 +7,7 @@
 // tokens written out turned into their ids (Tokenizer::encode_with_specials),
 // as transformers does (add_special_tokens=False: the template writes BOS).
 #pragma once
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,6 +24,11 @@ class ChatTemplate {
   // when it has no chat template. Throws moec::Error naming `where` when the
   // file is not a JSON object or its template does not parse.
   static std::optional<ChatTemplate> from_tokenizer_config(std::string_view config_json, const std::string& where);
+  // A template given as text (`moec serve --chat-template FILE`) with the
+  // special tokens' text; throws moec::Error naming `where` when it does not
+  // parse.
+  static ChatTemplate from_text(const std::string& jinja, const std::string& bos, const std::string& eos,
+                                const std::string& where);
 
   // The prompt for `messages` (an array of objects with "role" and
   // "content"). Throws JinjaError: the template's own raise_exception (e.g.
@@ -52,5 +58,14 @@ struct CheckpointChat {
   std::string refusal;
 };
 CheckpointChat checkpoint_chat(const CheckpointSource& source, const std::string& model_name);
+
+class Tokenizer;
+// A chat template from a file, for a checkpoint that has none (or to
+// replace its own), as llama-server's --chat-template-file: the special
+// tokens come from the checkpoint's tokenizer_config.json when it has one,
+// else from the tokenizer's pieces for the config's BOS/EOS ids. Throws
+// moec::Error naming the file when it cannot be read or parsed.
+CheckpointChat chat_from_file(const std::filesystem::path& file, const CheckpointSource& source,
+                              const Tokenizer& tokenizer);
 
 }  // namespace moec

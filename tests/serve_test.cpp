@@ -773,3 +773,22 @@ TEST_CASE("serve: a container keeps the chat template of the folder it came from
   CHECK_FALSE(broken.chat_template);
   CHECK(broken.refusal.find("tokenizer_config.json") != std::string::npos);
 }
+
+TEST_CASE("serve: --chat-template gives a checkpoint without one a chat template", "[serve]") {
+  TestServer s;
+  const fs::path file = fs::path(MOEC_SOURCE_DIR) / "tests/data/chat_templates/mistralai-Mixtral-8x7B-Instruct-v0.1.jinja";
+  CheckpointChat chat = chat_from_file(file, *s.source, s.tokenizer);
+  REQUIRE(chat.chat_template);
+  CHECK(chat.chat_template->bos_token() == "<s>");  // the fixture has no tokenizer_config.json: the tokenizer's pieces
+  CHECK(chat.chat_template->eos_token() == "</s>");
+  s.server->serve_model(s.model, s.tokenizer, "tiny", std::move(chat));
+  const json messages = json::parse(R"([{"role": "user", "content": "The jury said"}])");
+  Completion c = complete(chat_body(messages, 4), s.port, "/v1/chat/completions");
+  REQUIRE(c.status == 200);
+  CHECK(c.last["usage"]["prompt_tokens"] == s.tokenizer.encode_with_specials("<s>[INST] The jury said [/INST]").size());
+  // A file that is missing or does not parse: an error naming it.
+  CHECK_THROWS_WITH(chat_from_file("/nonexistent/t.jinja", *s.source, s.tokenizer), Catch::Contains("/nonexistent/t.jinja"));
+  test::TempDir dir;
+  std::ofstream(dir / "bad.jinja") << "{% for %}";
+  CHECK_THROWS_WITH(chat_from_file(dir / "bad.jinja", *s.source, s.tokenizer), Catch::Contains("bad.jinja"));
+}
