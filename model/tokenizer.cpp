@@ -14,6 +14,11 @@ Tokenizer::Tokenizer(std::span<const std::byte> model, const std::string& what)
   auto status = processor_->LoadFromSerializedProto(
       std::string_view(reinterpret_cast<const char*>(model.data()), model.size()));
   if (!status.ok()) fail("{}: tokenizer.model is not a valid sentencepiece model: {}", what, status.ToString());
+  // Control pieces (<s>, </s>, Mistral's [INST] in newer vocabularies) and
+  // <unk>; user-defined pieces sentencepiece already matches in text.
+  for (int id = 0; id < processor_->GetPieceSize(); ++id)
+    if ((processor_->IsControl(id) || processor_->IsUnknown(id)) && !processor_->IdToPiece(id).empty())
+      special_pieces_.emplace_back(processor_->IdToPiece(id), id);
 }
 
 Tokenizer::Tokenizer(BpeTokenizer bpe) : bpe_(std::make_unique<BpeTokenizer>(std::move(bpe))) {}
@@ -102,14 +107,9 @@ std::string Tokenizer::special_text(int32_t id) const {
 
 std::vector<int32_t> Tokenizer::encode_with_specials(std::string_view text) const {
   if (bpe_) return bpe_->encode(text);
-  // Control pieces (<s>, </s>, Mistral's [INST] in newer vocabularies) and
-  // <unk>; user-defined pieces sentencepiece already matches in text.
-  std::vector<std::pair<std::string, int32_t>> specials;
-  for (int id = 0; id < processor_->GetPieceSize(); ++id)
-    if (processor_->IsControl(id) || processor_->IsUnknown(id)) specials.emplace_back(processor_->IdToPiece(id), id);
+  const auto& specials = special_pieces_;
   bool first_byte[256] = {};
-  for (const auto& s : specials)
-    if (!s.first.empty()) first_byte[static_cast<unsigned char>(s.first[0])] = true;
+  for (const auto& s : specials) first_byte[static_cast<unsigned char>(s.first[0])] = true;
   std::vector<int32_t> out;
   size_t start = 0, pos = 0;
   auto flush = [&](size_t end) {
@@ -122,7 +122,7 @@ std::vector<int32_t> Tokenizer::encode_with_specials(std::string_view text) cons
     const std::pair<std::string, int32_t>* best = nullptr;
     if (first_byte[static_cast<unsigned char>(text[pos])])
       for (const auto& s : specials)
-        if (!s.first.empty() && text.compare(pos, s.first.size(), s.first) == 0 &&
+        if (text.compare(pos, s.first.size(), s.first) == 0 &&
             (!best || s.first.size() > best->first.size()))
           best = &s;
     if (!best) {

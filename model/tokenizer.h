@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace sentencepiece {
@@ -62,6 +63,9 @@ class Tokenizer {
  private:
   std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;  // one of the two
   std::unique_ptr<BpeTokenizer> bpe_;
+  // Sentencepiece's control and unknown pieces (text, id), listed once:
+  // what encode_with_specials cuts out of a text.
+  std::vector<std::pair<std::string, int32_t>> special_pieces_;
 };
 
 }  // namespace moec

@@ -53,12 +53,7 @@ std::optional<ChatTemplate> ChatTemplate::from_tokenizer_config(std::string_view
   Json specials = Json::object();
   for (const char* key : {"bos_token", "eos_token", "unk_token", "pad_token"})
     if (const std::string t = token_text(config, key); !t.empty()) specials[key] = t;
-  try {
-    return ChatTemplate(JinjaTemplate(*text), std::move(specials), token_text(config, "bos_token"),
-                        token_text(config, "eos_token"));
-  } catch (const JinjaError& e) {
-    throw Error(fmt::format("{}: chat_template: {}", where, e.what()));
-  }
+  return parse(*text, std::move(specials), where + ": chat_template");
 }
 
 ChatTemplate ChatTemplate::from_text(const std::string& jinja, const std::string& bos, const std::string& eos,
@@ -66,8 +61,13 @@ ChatTemplate ChatTemplate::from_text(const std::string& jinja, const std::string
   Json specials = Json::object();
   if (!bos.empty()) specials["bos_token"] = bos;
   if (!eos.empty()) specials["eos_token"] = eos;
+  return parse(jinja, std::move(specials), where);
+}
+
+ChatTemplate ChatTemplate::parse(const std::string& jinja, Json specials, const std::string& where) {
+  std::string bos = token_text(specials, "bos_token"), eos = token_text(specials, "eos_token");
   try {
-    return ChatTemplate(JinjaTemplate(jinja), std::move(specials), bos, eos);
+    return ChatTemplate(JinjaTemplate(jinja), std::move(specials), std::move(bos), std::move(eos));
   } catch (const JinjaError& e) {
     throw Error(fmt::format("{}: {}", where, e.what()));
   }

@@ -41,6 +41,9 @@ class ChatTemplate {
   const std::string& eos_token() const { return eos_; }
 
  private:
+  // The template parsed (errors prefixed with `where`), its special tokens
+  // (name -> text) passed to every rendering.
+  static ChatTemplate parse(const std::string& jinja, nlohmann::ordered_json specials, const std::string& where);
   ChatTemplate(JinjaTemplate t, nlohmann::ordered_json specials, std::string bos, std::string eos)
       : template_(std::move(t)), specials_(std::move(specials)), bos_(std::move(bos)), eos_(std::move(eos)) {}
   JinjaTemplate template_;
