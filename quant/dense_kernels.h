@@ -11,8 +11,10 @@
 // of tokens, so a token's result does not depend on the batch it was in
 // (tested bit for bit). Per ISA:
 //   avx512  16 columns per step, two accumulators per row
-//   avx2    8 columns per step, two accumulators per row (bf16: shift
-//           widening; f16: F16C)
+//   avx2    bf16: 16 columns per step from one 32-byte load, split into
+//           even and odd columns by a shift and a mask, one accumulator for
+//           each (the activations deinterleaved to match once per call);
+//           f16 (F16C) and f32: 8 columns per step, two accumulators per row
 //   portable plain loops
 // The ISAs round differently (their sums are ordered differently); each is
 // tested against a double-precision reference.
