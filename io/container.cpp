@@ -87,12 +87,24 @@ hid_t part_type(DType dtype) {
   }
 }
 
+// Dataset creation for datasets that never get attributes (the parts of an
+// encoded tensor, the tokenizer's bytes): their object headers are sized for
+// what they hold. By default libhdf5 leaves room in each header for
+// attributes to come, which in a sub1 container of the shipped model was
+// 97 KB of 3.1 MB (0.05 bits per weight of the file).
+Handle no_attribute_datasets() {
+  Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  H5Pset_dset_no_attrs_hint(dcpl.get(), 1);
+  return dcpl;
+}
+
 Handle create_dataset(hid_t location, const std::string& path, hid_t type, const std::vector<int64_t>& shape,
-                      std::span<const std::byte> bytes, hid_t lcpl, const std::string& what, const std::string& tensor) {
+                      std::span<const std::byte> bytes, hid_t lcpl, const std::string& what, const std::string& tensor,
+                      hid_t dcpl = H5P_DEFAULT) {
   std::vector<hsize_t> dims(shape.begin(), shape.end());
   Handle space(dims.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(int(dims.size()), dims.data(), nullptr),
                H5Sclose);
-  Handle set(H5Dcreate2(location, path.c_str(), type, space.get(), lcpl, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+  Handle set(H5Dcreate2(location, path.c_str(), type, space.get(), lcpl, dcpl, H5P_DEFAULT), H5Dclose);
   if (!set.valid()) fail("{}: tensor '{}': cannot create dataset {}", what, tensor, path);
   if (!bytes.empty() && H5Dwrite(set.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0)
     fail("{}: tensor '{}': write failed", what, tensor);
@@ -179,7 +191,8 @@ namespace {
 void write_bytes(hid_t file, const char* name, std::span<const std::byte> bytes, const std::string& what) {
   hsize_t n = bytes.size();
   Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
-  Handle set(H5Dcreate2(file, name, H5T_STD_U8LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+  Handle dcpl = no_attribute_datasets();
+  Handle set(H5Dcreate2(file, name, H5T_STD_U8LE, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), H5Dclose);
   if (!set.valid() || (n && H5Dwrite(set.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0))
     fail("{}: cannot write {}", what, name);
 }
@@ -229,12 +242,14 @@ void ContainerWriter::write_encoded(const TensorInfo& info, std::string_view hf_
   const std::string path = container_path(info.key);
   Handle group(H5Gcreate2(file_.get(), path.c_str(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
   if (!group.valid()) fail("{}: tensor '{}': cannot create group {}", what, info.name, path);
+  Handle dcpl = no_attribute_datasets();
   for (size_t i = 0; i < parts.size(); ++i) {
     const TensorPart& part = info.parts[i];
     if (parts[i].size() != part.nbytes())
       fail("{}: tensor '{}': part '{}' has {} bytes, its dims need {}", what, info.name, part.name, parts[i].size(),
            part.nbytes());
-    create_dataset(group.get(), part.name, part_type(part.dtype), part.dims, parts[i], H5P_DEFAULT, what, info.name);
+    create_dataset(group.get(), part.name, part_type(part.dtype), part.dims, parts[i], H5P_DEFAULT, what, info.name,
+                   dcpl.get());
   }
   write_tensor_attributes(group.get(), info, hf_name, what);
   h5::write_string_attribute(group.get(), "format", info.format, what);
