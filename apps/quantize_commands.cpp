@@ -110,8 +110,8 @@ void add_quantize_commands(CLI::App& app) {
       ->check(CLI::Range(0, 8))
       ->capture_default_str();
   q->add_option("--non-expert", f->non_expert,
-                "Attention (GPTQ), embedding and lm_head (round-to-nearest): keep as stored, or q8 / q4 / q3 / q2 in "
-                "groups of 128")
+                "Attention and lm_head (GPTQ, act-order, damp 0.01), the embedding (round-to-nearest): keep as "
+                "stored, or q8 / q4 / q3 / q2 in groups of 128")
       ->check(CLI::IsMember({"keep", "q8", "q4", "q3", "q2"}))
       ->capture_default_str();
   q->add_flag("--dry-run", f->dry_run,

@@ -82,6 +82,10 @@ class Model {
 
   // logits[r, :] = lm_head(hidden[r, :]) for `rows` rows.
   void logits(const float* hidden, int64_t rows, float* out);
+  // The final RMSNorm of `rows` rows of the residual stream (lm_head's input).
+  void final_norm(const float* x, int64_t rows, float* out) {
+    norm_rows(x, rows, config_.hidden_size, final_norm_.data(), out);
+  }
   KvCache make_cache(int64_t sequences, int64_t capacity) const;
 
  private:

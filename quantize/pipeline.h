@@ -35,8 +35,9 @@ class ThreadPool;
 
 // Tensors other than the MLPs' (--non-expert): kept at their stored
 // precision, or 8/4/3/2-bit codes in groups of 128 columns — attention
-// projections by GPTQ on the calibration stream, the embedding and lm_head
-// by round-to-nearest. Routers, norms and biases always stay as stored.
+// projections and an untied lm_head by GPTQ on the calibration stream (with
+// act-order and dampening 0.01, whatever the experts use), the embedding by
+// round-to-nearest. Routers, norms and biases always stay as stored.
 enum class NonExpert : uint8_t { Keep, Q8, Q4, Q3, Q2 };
 NonExpert parse_non_expert(std::string_view name);  // "keep", "q8", "q4", "q3", "q2"
 

@@ -11,7 +11,10 @@
 #include "model/perplexity.h"
 #include "model/thread_pool.h"
 #include "model/tokenizer.h"
+#include "quant/gptq.h"
+#include "quant/quantized_matrix.h"
 #include "quant/sub1.h"
+#include "quant/tensor_view.h"
 #include "quant/tunstall.h"
 #include "quantize/pipeline.h"
 #include "quantize/rate_control.h"
@@ -157,6 +160,54 @@ TEST_CASE("non-expert q8/q4: attention, embedding and lm_head encoded, the file 
     CHECK(ppl < baseline * tolerance);
     fs::remove(tmp / "q.h5");
   }
+}
+
+// Σ over rows h of ‖(W − M)·h‖², W and M [rows, cols] row-major.
+double output_error(const std::vector<float>& w, const std::vector<float>& m, int64_t cols,
+                    const std::vector<float>& h, int64_t samples) {
+  const int64_t rows = int64_t(w.size()) / cols;
+  double total = 0;
+  for (int64_t s = 0; s < samples; ++s)
+    for (int64_t r = 0; r < rows; ++r) {
+      double d = 0;
+      for (int64_t c = 0; c < cols; ++c) d += double(w[r * cols + c] - m[r * cols + c]) * h[s * cols + c];
+      total += d * d;
+    }
+  return total;
+}
+
+TEST_CASE("non-expert lm_head: GPTQ on the final-normed stream beats round-to-nearest on held-out text",
+          "[rate][quantize]") {
+  test::TempDir tmp;
+  auto hf = open_checkpoint(test::fixture_model_dir());
+  ThreadPool pool(2);
+  QuantizeOptions o = sub1_run();
+  o.format = QuantFormat::parse("q4g128");
+  o.non_expert = NonExpert::Q3;
+  quantize_model(*hf, tmp / "q.h5", o, pool);
+  auto q = open_checkpoint(tmp / "q.h5");
+
+  const TensorKey key{TensorRole::LmHead};
+  TensorData stored = hf->read(key), coded = q->read(key);
+  const int64_t rows = stored.info().shape[0], cols = stored.info().shape[1];
+  std::vector<float> w(size_t(rows * cols)), gptq(w.size());
+  convert_to_f32(*stored.info().dense_dtype(), stored.bytes().data(), w.data(), w.size());
+  REQUIRE(coded.info().encoding == "affine");
+  dequantize_rows(quantized_view(coded), 0, rows, gptq.data());
+  const QuantizedMatrix rtn = quantize_rtn(w.data(), rows, cols, QuantFormat::parse("q3g128"));
+  std::vector<float> nearest(w.size());
+  dequantize_rows(rtn.view(), 0, rows, nearest.data());
+
+  // lm_head's inputs on text it was not calibrated on: the bf16 model's
+  // final-normed hidden states of the test split's first 64 tokens.
+  auto ids = Tokenizer::from_checkpoint(*hf).encode(read_text_file(test::text_file("test")));
+  Model model(*hf, pool);
+  const int64_t n = 64;
+  KvCache cache = model.make_cache(1, n);
+  const std::vector<float> h = model.forward(std::span(ids).first(size_t(n)), n, cache);
+  const double e_gptq = output_error(w, gptq, cols, h, n), e_rtn = output_error(w, nearest, cols, h, n);
+  INFO("GPTQ " << e_gptq << ", RTN " << e_rtn);
+  CHECK(e_gptq < 0.8 * e_rtn);
 }
 
 TEST_CASE("rate and level options refuse what they cannot do", "[rate][quantize]") {
