@@ -117,10 +117,13 @@ QuantFormat non_expert_format(NonExpert n) {
   }
 }
 
-// Round-to-nearest of a large matrix (the embedding, lm_head) a slice of
-// rows at a time: grids are per row and group, so slices quantize alone and
-// no f32 copy of the whole matrix is made.
-QuantizedMatrix quantize_rtn_rows(const CheckpointSource& source, const TensorKey& key, const QuantFormat& format) {
+// A large matrix (the embedding, lm_head) quantized a slice of 1024 rows at a
+// time by `quantize_slice(rows f32, n, cols)`, for quantizers whose rows do
+// not depend on the other rows: no f32 copy of the whole matrix is made
+// (Mixtral's lm_head: 524 MB).
+template <typename QuantizeSlice>
+QuantizedMatrix quantize_row_slices(const CheckpointSource& source, const TensorKey& key, const QuantFormat& format,
+                                    QuantizeSlice quantize_slice) {
   TensorData data = source.read(key);
   const TensorInfo& info = data.info();
   const int64_t rows = info.shape[0], cols = info.shape[1], row_bytes = format.row_bytes(cols),
@@ -133,7 +136,7 @@ QuantizedMatrix quantize_rtn_rows(const CheckpointSource& source, const TensorKe
     const int64_t n = std::min(kSlice, rows - r0);
     slice.resize(size_t(n * cols));
     convert_to_f32(*info.dense_dtype(), data.bytes().data() + size_t(r0) * in_row, slice.data(), slice.size());
-    const QuantizedMatrix part = quantize_rtn(slice.data(), n, cols, format);
+    const QuantizedMatrix part = quantize_slice(slice.data(), n, cols);
     std::copy(part.codes.begin(), part.codes.end(), out.codes.begin() + r0 * row_bytes);
     std::copy(part.scales.begin(), part.scales.end(), out.scales.begin() + r0 * groups * format.scales_per_group());
     std::copy(part.zeros.begin(), part.zeros.end(), out.zeros.begin() + r0 * groups);
@@ -141,37 +144,27 @@ QuantizedMatrix quantize_rtn_rows(const CheckpointSource& source, const TensorKe
   return out;
 }
 
-// GPTQ of a large matrix (lm_head) a slice of rows at a time against one
-// Hessian: GPTQ quantizes rows independently given the Hessian (the column
-// order and the inverse are the Hessian's), so slices quantize alone and no
-// f32 copy of the whole matrix is made (Mixtral's lm_head: 524 MB).
+// Round-to-nearest: grids are per row and group.
+QuantizedMatrix quantize_rtn_rows(const CheckpointSource& source, const TensorKey& key, const QuantFormat& format) {
+  return quantize_row_slices(source, key, format, [&](const float* w, int64_t n, int64_t cols) {
+    return quantize_rtn(w, n, cols, format);
+  });
+}
+
+// GPTQ against one Hessian: GPTQ quantizes rows independently given the
+// Hessian (the column order and the inverse are the Hessian's).
 QuantizedMatrix quantize_gptq_rows(const CheckpointSource& source, const TensorKey& key,
                                    const HessianAccumulator& hessian, const QuantFormat& format,
                                    const GptqOptions& options, std::vector<std::string>& fallbacks) {
-  TensorData data = source.read(key);
-  const TensorInfo& info = data.info();
-  const int64_t rows = info.shape[0], cols = info.shape[1], row_bytes = format.row_bytes(cols),
-                groups = format.groups(cols);
-  QuantizedMatrix out(format, rows, cols);
-  constexpr int64_t kSlice = 1024;
-  std::vector<float> slice;
-  const size_t in_row = size_t(cols) * dtype_size(*info.dense_dtype());
   bool fell_back = false;
-  for (int64_t r0 = 0; r0 < rows; r0 += kSlice) {
-    const int64_t n = std::min(kSlice, rows - r0);
-    slice.resize(size_t(n * cols));
-    convert_to_f32(*info.dense_dtype(), data.bytes().data() + size_t(r0) * in_row, slice.data(), slice.size());
-    QuantizeOutcome part = quantize_gptq(slice.data(), n, cols, hessian, format, options);
+  return quantize_row_slices(source, key, format, [&](const float* w, int64_t n, int64_t cols) {
+    QuantizeOutcome part = quantize_gptq(w, n, cols, hessian, format, options);
     if (part.used_rtn && !fell_back) {
       fallbacks.push_back(fmt::format("{}: {} (RTN used)", logical_name(key), part.note));
       fell_back = true;
     }
-    const QuantizedMatrix& m = part.matrix;
-    std::copy(m.codes.begin(), m.codes.end(), out.codes.begin() + r0 * row_bytes);
-    std::copy(m.scales.begin(), m.scales.end(), out.scales.begin() + r0 * groups * format.scales_per_group());
-    std::copy(m.zeros.begin(), m.zeros.end(), out.zeros.begin() + r0 * groups);
-  }
-  return out;
+    return std::move(part.matrix);
+  });
 }
 
 // The three matrices of one SwiGLU MLP: an expert's w1/w2/w3, or a dense
