@@ -121,12 +121,12 @@ MOEC_AVX2 void product_avx2(const DenseRows& w, const float* x, int64_t x_stride
 // bf16 without the zero-extension: a 32-byte load holds 16 bf16 weights as
 // eight 32-bit words, the even column in each word's low half and the odd
 // column in its high half. `word << 16` is the even weights as f32 and
-// `word & 0xffff0000` the odd ones: two single-uop operations per 16 weights,
-// where zero-extending takes a shuffle and a shift per 8 (Zen 1 runs
-// 256-bit shuffles and shifts on one pipe each, and at one or two tokens that
-// widening, not the FMAs, bounded the kernel: 2.4 multiply-adds per cycle
-// of 8). The activations are deinterleaved to match, once per call: per
-// 16-column chunk, the 8 even columns and then the 8 odd ones (Bf16Lanes).
+// `word & 0xffff0000` the odd ones: two operations per 16 weights, where
+// zero-extending takes a shuffle and a shift per 8 (on a Zen 1 that
+// widening, not the FMAs, bounded the kernel at one or two tokens: 2.4
+// multiply-adds per cycle of 8 at one token; 1.6-1.8x that now). The
+// activations are deinterleaved to match, once per call: per 16-column
+// chunk, the 8 even columns and then the 8 odd ones (Bf16Lanes).
 //
 // Every (row, token) pair sums even columns into one accumulator and odd
 // columns into another over whole 16-column chunks, adds the two, reduces
@@ -329,8 +329,10 @@ void product(const DenseRows& w, const float* x, int64_t x_stride, int64_t token
 #if defined(__x86_64__)
   if (isa == Isa::Avx512) return product_avx512<D>(w, x, x_stride, tokens, y, y_stride);
   if (isa == Isa::Avx2) {
-    if constexpr (D == DType::BF16) return product_bf16_avx2(w, x, x_stride, tokens, y, y_stride);
-    return product_avx2<D>(w, x, x_stride, tokens, y, y_stride);
+    if constexpr (D == DType::BF16)
+      return product_bf16_avx2(w, x, x_stride, tokens, y, y_stride);
+    else
+      return product_avx2<D>(w, x, x_stride, tokens, y, y_stride);
   }
 #endif
   (void)isa;
