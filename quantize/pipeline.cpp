@@ -117,23 +117,22 @@ QuantFormat non_expert_format(NonExpert n) {
   }
 }
 
-// A large matrix (the embedding, lm_head) quantized a slice of 1024 rows at a
+// A large matrix (the embedding, lm_head) quantized `slice_rows` rows at a
 // time by `quantize_slice(rows f32, n, cols)`, for quantizers whose rows do
 // not depend on the other rows: no f32 copy of the whole matrix is made
 // (Mixtral's lm_head: 524 MB).
 template <typename QuantizeSlice>
 QuantizedMatrix quantize_row_slices(const CheckpointSource& source, const TensorKey& key, const QuantFormat& format,
-                                    QuantizeSlice quantize_slice) {
+                                    int64_t slice_rows, QuantizeSlice quantize_slice) {
   TensorData data = source.read(key);
   const TensorInfo& info = data.info();
   const int64_t rows = info.shape[0], cols = info.shape[1], row_bytes = format.row_bytes(cols),
                 groups = format.groups(cols);
   QuantizedMatrix out(format, rows, cols);
-  constexpr int64_t kSlice = 1024;
   std::vector<float> slice;
   const size_t in_row = size_t(cols) * dtype_size(*info.dense_dtype());
-  for (int64_t r0 = 0; r0 < rows; r0 += kSlice) {
-    const int64_t n = std::min(kSlice, rows - r0);
+  for (int64_t r0 = 0; r0 < rows; r0 += slice_rows) {
+    const int64_t n = std::min(slice_rows, rows - r0);
     slice.resize(size_t(n * cols));
     convert_to_f32(*info.dense_dtype(), data.bytes().data() + size_t(r0) * in_row, slice.data(), slice.size());
     const QuantizedMatrix part = quantize_slice(slice.data(), n, cols);
@@ -146,18 +145,21 @@ QuantizedMatrix quantize_row_slices(const CheckpointSource& source, const Tensor
 
 // Round-to-nearest: grids are per row and group.
 QuantizedMatrix quantize_rtn_rows(const CheckpointSource& source, const TensorKey& key, const QuantFormat& format) {
-  return quantize_row_slices(source, key, format, [&](const float* w, int64_t n, int64_t cols) {
+  return quantize_row_slices(source, key, format, 1024, [&](const float* w, int64_t n, int64_t cols) {
     return quantize_rtn(w, n, cols, format);
   });
 }
 
 // GPTQ against one Hessian: GPTQ quantizes rows independently given the
-// Hessian (the column order and the inverse are the Hessian's).
+// Hessian (the column order and the inverse are the Hessian's). Each slice
+// factors the Hessian again, so slices are 64 MiB of f32 (4096 rows of
+// Mixtral's 4096 columns: 8 factorizations for its lm_head), at least 1024 rows.
 QuantizedMatrix quantize_gptq_rows(const CheckpointSource& source, const TensorKey& key,
                                    const HessianAccumulator& hessian, const QuantFormat& format,
                                    const GptqOptions& options, std::vector<std::string>& fallbacks) {
   bool fell_back = false;
-  return quantize_row_slices(source, key, format, [&](const float* w, int64_t n, int64_t cols) {
+  const int64_t slice_rows = std::max<int64_t>(1024, (int64_t(64) << 20) / 4 / std::max<int64_t>(hessian.cols(), 1));
+  return quantize_row_slices(source, key, format, slice_rows, [&](const float* w, int64_t n, int64_t cols) {
     QuantizeOutcome part = quantize_gptq(w, n, cols, hessian, format, options);
     if (part.used_rtn && !fell_back) {
       fallbacks.push_back(fmt::format("{}: {} (RTN used)", logical_name(key), part.note));
