@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include <hdf5.h>
+
 #include "io/checkpoint.h"
 #include "io/summary.h"
 #include "io/text_file.h"
@@ -208,6 +210,34 @@ TEST_CASE("non-expert lm_head: GPTQ on the final-normed stream beats round-to-ne
   const double e_gptq = output_error(w, gptq, cols, h, n), e_rtn = output_error(w, nearest, cols, h, n);
   INFO("GPTQ " << e_gptq << ", RTN " << e_rtn);
   CHECK(e_gptq < 0.8 * e_rtn);
+}
+
+TEST_CASE("container: the parts of encoded tensors leave no room for attributes in their headers",
+          "[quantize][container]") {
+  test::TempDir tmp;
+  auto hf = open_checkpoint(test::fixture_model_dir());
+  ThreadPool pool(2);
+  QuantizeOptions o = sub1_run();
+  o.format = QuantFormat::parse("q4g128");
+  o.non_expert = NonExpert::Q4;
+  quantize_model(*hf, tmp / "q.h5", o, pool);
+  const hid_t file = H5Fopen((tmp / "q.h5").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  REQUIRE(file >= 0);
+  for (const char* part : {"/tensors/lm_head/codes", "/tensors/layers/0/experts/0/w1/scales", "/tokenizer.model"}) {
+    const hid_t set = H5Dopen2(file, part, H5P_DEFAULT);
+    REQUIRE(set >= 0);
+#if H5_VERSION_GE(1, 12, 0)
+    H5O_native_info_t info;
+    REQUIRE(H5Oget_native_info(set, &info, H5O_NATIVE_INFO_HDR) >= 0);
+#else
+    H5O_info_t info;
+    REQUIRE(H5Oget_info2(set, &info, H5O_INFO_HDR) >= 0);
+#endif
+    INFO(part << ": header " << info.hdr.space.total << " bytes, " << info.hdr.space.free << " free");
+    CHECK(info.hdr.space.free < 64);  // libhdf5's default reserves ~190 bytes for attributes to come
+    H5Dclose(set);
+  }
+  H5Fclose(file);
 }
 
 TEST_CASE("rate and level options refuse what they cannot do", "[rate][quantize]") {
