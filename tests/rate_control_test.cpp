@@ -178,16 +178,23 @@ double output_error(const std::vector<float>& w, const std::vector<float>& m, in
   return total;
 }
 
+// The fixture with 4-bit experts and `non_expert` attention, embedding and
+// lm_head, written to `out`.
+void quantize_non_expert(const CheckpointSource& hf, const fs::path& out, NonExpert non_expert) {
+  ThreadPool pool(2);
+  QuantizeOptions o = sub1_run();
+  o.format = QuantFormat::parse("q4g128");
+  o.non_expert = non_expert;
+  quantize_model(hf, out, o, pool);
+}
+
 TEST_CASE("non-expert lm_head: GPTQ on the final-normed stream beats round-to-nearest on held-out text",
           "[rate][quantize]") {
   test::TempDir tmp;
   auto hf = open_checkpoint(test::fixture_model_dir());
-  ThreadPool pool(2);
-  QuantizeOptions o = sub1_run();
-  o.format = QuantFormat::parse("q4g128");
-  o.non_expert = NonExpert::Q3;
-  quantize_model(*hf, tmp / "q.h5", o, pool);
+  quantize_non_expert(*hf, tmp / "q.h5", NonExpert::Q3);
   auto q = open_checkpoint(tmp / "q.h5");
+  ThreadPool pool(2);
 
   const TensorKey key{TensorRole::LmHead};
   TensorData stored = hf->read(key), coded = q->read(key);
@@ -215,12 +222,7 @@ TEST_CASE("non-expert lm_head: GPTQ on the final-normed stream beats round-to-ne
 TEST_CASE("container: the parts of encoded tensors leave no room for attributes in their headers",
           "[quantize][container]") {
   test::TempDir tmp;
-  auto hf = open_checkpoint(test::fixture_model_dir());
-  ThreadPool pool(2);
-  QuantizeOptions o = sub1_run();
-  o.format = QuantFormat::parse("q4g128");
-  o.non_expert = NonExpert::Q4;
-  quantize_model(*hf, tmp / "q.h5", o, pool);
+  quantize_non_expert(*open_checkpoint(test::fixture_model_dir()), tmp / "q.h5", NonExpert::Q4);
   const hid_t file = H5Fopen((tmp / "q.h5").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   REQUIRE(file >= 0);
   for (const char* part : {"/tensors/lm_head/codes", "/tensors/layers/0/experts/0/w1/scales", "/tokenizer.model"}) {
