@@ -216,6 +216,16 @@ MOEC_AVX2 void bf16_block_avx2(const DenseRows& w, int64_t r, const Bf16Lanes& l
     }
 }
 
+// The block with or without prefetching the next block's rows.
+template <int R, int T>
+MOEC_AVX2 void bf16_block_avx2(bool prefetch, const DenseRows& w, int64_t r, const Bf16Lanes& lanes, int64_t t0,
+                               const float* x, int64_t x_stride, float* y, int64_t y_stride) {
+  if (prefetch)
+    bf16_block_avx2<R, T, true>(w, r, lanes, t0, x, x_stride, y, y_stride);
+  else
+    bf16_block_avx2<R, T, false>(w, r, lanes, t0, x, x_stride, y, y_stride);
+}
+
 // Rows four at a time; per block of rows, tokens four at a time (1 row × 4
 // tokens), then a pair (2 × 2 twice), then one (4 rows × 1): the block's rows
 // stay in L1 across its token groups.
@@ -229,28 +239,16 @@ MOEC_AVX2 void product_bf16_avx2(const DenseRows& w, const float* x, int64_t x_s
     const bool more = r + 8 <= w.rows;
     int64_t t = 0;
     for (; t + 4 <= tokens; t += 4)
-      for (int i = 0; i < 4; ++i)
-        if (more && t == 0)
-          bf16_block_avx2<1, 4, true>(w, r + i, lanes, t, x, x_stride, y, y_stride);
-        else
-          bf16_block_avx2<1, 4>(w, r + i, lanes, t, x, x_stride, y, y_stride);
+      for (int i = 0; i < 4; ++i) bf16_block_avx2<1, 4>(more && t == 0, w, r + i, lanes, t, x, x_stride, y, y_stride);
     if (tokens - t >= 2) {
       for (int i = 0; i < 4; i += 2)
-        if (more && t == 0)
-          bf16_block_avx2<2, 2, true>(w, r + i, lanes, t, x, x_stride, y, y_stride);
-        else
-          bf16_block_avx2<2, 2>(w, r + i, lanes, t, x, x_stride, y, y_stride);
+        bf16_block_avx2<2, 2>(more && t == 0, w, r + i, lanes, t, x, x_stride, y, y_stride);
       t += 2;
     }
-    if (t < tokens) {
-      if (more && t == 0)
-        bf16_block_avx2<4, 1, true>(w, r, lanes, t, x, x_stride, y, y_stride);
-      else
-        bf16_block_avx2<4, 1>(w, r, lanes, t, x, x_stride, y, y_stride);
-    }
+    if (t < tokens) bf16_block_avx2<4, 1>(more && t == 0, w, r, lanes, t, x, x_stride, y, y_stride);
   }
   for (; r < w.rows; ++r)
-    for (int64_t t = 0; t < tokens; ++t) bf16_block_avx2<1, 1>(w, r, lanes, t, x, x_stride, y, y_stride);
+    for (int64_t t = 0; t < tokens; ++t) bf16_block_avx2<1, 1>(false, w, r, lanes, t, x, x_stride, y, y_stride);
 }
 
 // ---- AVX-512 ----------------------------------------------------------------

@@ -2,11 +2,9 @@
 
 #include <fmt/format.h>
 
-#include <fstream>
-#include <iterator>
-
 #include "io/checkpoint.h"
 #include "io/error.h"
+#include "io/text_file.h"
 #include "model/tokenizer.h"
 
 namespace moec {
@@ -102,9 +100,7 @@ CheckpointChat checkpoint_chat(const CheckpointSource& source, const std::string
 
 CheckpointChat chat_from_file(const std::filesystem::path& file, const CheckpointSource& source,
                               const Tokenizer& tokenizer) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(fmt::format("{}: cannot read the chat template", file.string()));
-  const std::string jinja((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string jinja = read_text_file(file);
   std::string bos = tokenizer.special_text(int32_t(source.config().bos_token_id));
   std::string eos = tokenizer.special_text(int32_t(source.config().eos_token_id));
   if (const auto config = source.tokenizer_config()) {
