@@ -244,6 +244,12 @@ double zero_share(const QuantizedMatrix& m) {
   return double(zeros);
 }
 
+// Whether the lm_head is quantized by GPTQ (its own pass after the layers):
+// untied, --non-expert quantizing, GPTQ the method.
+bool lm_head_by_gptq(const ModelConfig& c, const QuantizeOptions& o) {
+  return !c.tie_word_embeddings && o.non_expert != NonExpert::Keep && o.gptq;
+}
+
 class LayerQuantizer {
  public:
   // writer: null on the ranks of an MPI job that do not write (all but 0).
@@ -289,7 +295,7 @@ class LayerQuantizer {
   // 118.18 (docs/rate-distortion.md).
   void write_lm_head(const std::vector<float>& x) {
     const TensorKey key{TensorRole::LmHead};
-    if (o_.non_expert == NonExpert::Keep || !o_.gptq) {
+    if (!lm_head_by_gptq(source_.config(), o_)) {
       write_embedding_like(key);
       return;
     }
@@ -788,8 +794,16 @@ QuantizeReport quantize_model(const CheckpointSource& source, const std::filesys
   const int64_t layers_run = o.dry_run ? std::min<int64_t>(1, source.config().num_layers) : source.config().num_layers;
   for (int64_t l = 0; l < layers_run; ++l) layers.run(l, x, windows);
   if (o.dry_run) {  // nothing is committed: the writer's temporary goes with it
+    double lm_head_seconds = 0;
+    if (lm_head_by_gptq(source.config(), o)) {
+      Stopwatch lm_head;
+      layers.write_lm_head(x);
+      lm_head_seconds = lm_head.seconds();
+    }
     report.zero_fraction = o.format.ternary() ? report.zero_fraction / double(report.expert_params) : 0.0;
     report.projection = project(source, report, setup_seconds, o);
+    report.projection->lm_head_seconds = lm_head_seconds;
+    report.projection->seconds += lm_head_seconds;
     report.seconds = clock.seconds();
     report.peak_rss = peak_rss_bytes();
     return report;
@@ -824,6 +838,7 @@ nlohmann::ordered_json to_json(const QuantizeReport& r) {
                        {"setup_seconds", p->setup_seconds},
                        {"seconds_per_layer", p->seconds_per_layer},
                        {"seconds", p->seconds},
+                       {"lm_head_seconds", p->lm_head_seconds},
                        {"peak_rss_bytes", p->peak_rss},
                        {"file_bytes", p->file_bytes}};
   if (r.zero_fraction > 0) j["zero_fraction"] = r.zero_fraction;
@@ -881,9 +896,11 @@ std::string to_text(const QuantizeReport& r) {
   out += fmt::format("  time {:.2f} s, peak memory {:.1f} MiB\n", r.seconds, double(r.peak_rss) / (1 << 20));
   if (const auto& p = r.projection)
     out += fmt::format("  dry run, nothing written. Projected for all {} layers from {} on this machine: {:.0f} s "
-                       "({:.1f} h: {:.0f} s setup + {:.0f} s per layer), peak memory {:.2f} GiB, file {:.2f} GB\n",
+                       "({:.1f} h: {:.0f} s setup + {:.0f} s per layer{}), peak memory {:.2f} GiB, file {:.2f} GB\n",
                        p->layers_total, p->layers_measured, p->seconds, p->seconds / 3600, p->setup_seconds,
-                       p->seconds_per_layer, double(p->peak_rss) / double(1 << 30), double(p->file_bytes) / 1e9);
+                       p->seconds_per_layer,
+                       p->lm_head_seconds > 0 ? fmt::format(" + {:.0f} s lm_head GPTQ", p->lm_head_seconds) : "",
+                       double(p->peak_rss) / double(1 << 30), double(p->file_bytes) / 1e9);
   return out;
 }
 

@@ -95,6 +95,10 @@ struct Projection {
   int64_t layers_measured = 0, layers_total = 0;
   double setup_seconds = 0;  // tokenizing, checksums, embedding: paid once
   double seconds_per_layer = 0, seconds = 0;
+  // The untied lm_head's GPTQ (--non-expert with GPTQ), paid once: run in
+  // the dry run too, on the stream after the layers it ran (its cost does
+  // not depend on which), so its time and memory are measured, not guessed.
+  double lm_head_seconds = 0;
   uint64_t peak_rss = 0;
   uint64_t file_bytes = 0;  // experts at layer 0's bits, other tensors as they will be stored
 };

@@ -114,6 +114,7 @@ TEST_CASE("quantize --dry-run quantizes one layer, writes nothing and projects t
   CHECK(p.layers_measured == 1);
   CHECK(p.layers_total == source->config().num_layers);
   CHECK(p.seconds == Approx(p.setup_seconds + 4 * p.seconds_per_layer));
+  CHECK(p.lm_head_seconds == 0);  // kept as stored: nothing to run
   CHECK(p.peak_rss > 0);
 
   o.dry_run = false;
@@ -124,6 +125,30 @@ TEST_CASE("quantize --dry-run quantizes one layer, writes nothing and projects t
   // real file only by the later layers' bits and the container's overhead.
   CHECK(double(p.file_bytes) == Approx(double(full.file_bytes)).epsilon(0.05));
   CHECK(dry.layers[0].relative_error == full.layers[0].relative_error);
+}
+
+TEST_CASE("quantize --dry-run with --non-expert runs the lm_head's GPTQ and counts it once", "[quantize][scale]") {
+  test::TempDir tmp;
+  auto source = open_checkpoint(test::fixture_model_dir());
+  REQUIRE_FALSE(source->config().tie_word_embeddings);
+  QuantizeOptions o;
+  o.format = QuantFormat::parse("q4g128");
+  o.non_expert = NonExpert::Q4;
+  o.calib = test::text_file("validation");
+  o.calib_windows = 8;
+  o.ctx = 128;
+  o.command_line = "test";
+  o.dry_run = true;
+  ThreadPool pool(2);
+  const QuantizeReport dry = quantize_model(*source, tmp / "out.h5", o, pool);
+  REQUIRE(dry.projection);
+  const Projection& p = *dry.projection;
+  CHECK(p.lm_head_seconds > 0);
+  CHECK(p.seconds == Approx(p.setup_seconds + 4 * p.seconds_per_layer + p.lm_head_seconds));
+  CHECK(dry.seconds >= p.lm_head_seconds);
+  CHECK(std::distance(fs::directory_iterator(tmp.path()), fs::directory_iterator()) == 0);  // nothing written
+  CHECK(to_json(dry)["projection"]["lm_head_seconds"].get<double>() == p.lm_head_seconds);
+  CHECK(to_text(dry).find("lm_head GPTQ") != std::string::npos);
 }
 
 TEST_CASE("expert results travel between ranks exactly; a short message is an error", "[quantize][scale]") {
