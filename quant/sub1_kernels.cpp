@@ -336,51 +336,106 @@ MOEC_AVX2 void tables_avx2(const float* x, int64_t cols, int64_t groups, float* 
   }
 }
 
-// Rows h·8..h·8+7 of a block for T tokens at a time: a nibble's 16-entry
-// lookup is two 8-entry vpermps (the index's low 3 bits) blended on its
-// bit 3; the shifted plane words and blend masks are shared by the tokens
-// (two tokens per pass: 20–45% faster than one, measured).
-template <int T>
-MOEC_AVX2 void product_half_avx2(const uint32_t* planes, int64_t words, const Sub1Activations& tables, int64_t t0,
-                                 const BlockLevels& lv, int h, float* y, int64_t y_stride) {
-  __m256 al[T][4], ah[T][4];
-  for (int k = 0; k < T; ++k)
-    for (int a = 0; a < 4; ++a) al[k][a] = ah[k][a] = _mm256_setzero_ps();
+// One token, rows in byte lanes (pshufb lookups). Zen 1 runs a 256-bit
+// vpermps as 3 micro-ops at one per 4 cycles, so the two-vpermps-and-a-blend
+// lookup of a nibble for 8 rows cost ~21 cycles per 32 weights there (1.5
+// weights per cycle). pshufb looks up a 16-entry byte table for 16 byte
+// lanes in one micro-op: a group's 16 subset sums are kept byte-sliced
+// (byte_slice_tables_avx2: vector b holds byte b of entries 0..15), so four
+// pshufb fetch the four bytes of the entries that 16 lanes' nibbles select,
+// and byte/word unpacks reassemble the floats. The 16 lanes are 8 rows × the
+// two planes (low plane rows 8h..8h+7, then high), so every lane is used and
+// one lookup serves both planes. Per 4 columns × 8 rows: 4 pshufb, 8
+// unpacks, 2 vinsertf128, 2 adds (plus the plane bytes' transpose, shared by
+// a word's 8 groups), against 4 vpermps, 2 blends, 2 adds and 4 shifts.
+// The floats looked up are the tables' own and each is added to partial sum
+// g mod 4 in ascending g, as on every other path: the same bits.
+
+// pshufb pattern gathering bytes 0,1,2,3 of four u32 lanes:
+// [byte 0 of lanes 0..3 | byte 1 ... | byte 2 ... | byte 3 ...].
+MOEC_AVX2 inline __m128i by_byte_index() { return _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15); }
+
+// Each group's 16 floats (64 bytes, 16-byte aligned) rewritten in place as
+// four vectors, vector b holding byte b of entries 0..15.
+MOEC_AVX2 void byte_slice_tables_avx2(float* tables, int64_t groups) {
+  const __m128i gather = by_byte_index();
+  for (int64_t g = 0; g < groups; ++g) {
+    auto* p = reinterpret_cast<__m128i*>(tables + g * kTableFloats);
+    const __m128i e0 = _mm_shuffle_epi8(_mm_load_si128(p), gather);      // entries 0..3
+    const __m128i e1 = _mm_shuffle_epi8(_mm_load_si128(p + 1), gather);  // 4..7
+    const __m128i e2 = _mm_shuffle_epi8(_mm_load_si128(p + 2), gather);  // 8..11
+    const __m128i e3 = _mm_shuffle_epi8(_mm_load_si128(p + 3), gather);  // 12..15
+    const __m128i b01_lo = _mm_unpacklo_epi32(e0, e1), b23_lo = _mm_unpackhi_epi32(e0, e1);  // entries 0..7
+    const __m128i b01_hi = _mm_unpacklo_epi32(e2, e3), b23_hi = _mm_unpackhi_epi32(e2, e3);  // entries 8..15
+    _mm_store_si128(p, _mm_unpacklo_epi64(b01_lo, b01_hi));
+    _mm_store_si128(p + 1, _mm_unpackhi_epi64(b01_lo, b01_hi));
+    _mm_store_si128(p + 2, _mm_unpacklo_epi64(b23_lo, b23_hi));
+    _mm_store_si128(p + 3, _mm_unpackhi_epi64(b23_lo, b23_hi));
+  }
+}
+
+// Plane word w of rows 8h..8h+7 as four byte vectors: bytes[b] = [byte b of
+// the low plane's 8 rows | byte b of the high plane's 8 rows]; byte b holds
+// the nibbles of groups 2b (low nibble) and 2b + 1 (high nibble).
+MOEC_AVX2 inline void plane_bytes_avx2(const uint32_t* word, int h, __m128i bytes[4]) {
+  const __m128i gather = by_byte_index();
+  const auto* lo = reinterpret_cast<const __m128i*>(word + 8 * h);
+  const auto* hi = reinterpret_cast<const __m128i*>(word + kRows + 8 * h);
+  const __m128i l0 = _mm_shuffle_epi8(_mm_loadu_si128(lo), gather), l1 = _mm_shuffle_epi8(_mm_loadu_si128(lo + 1), gather);
+  const __m128i h0 = _mm_shuffle_epi8(_mm_loadu_si128(hi), gather), h1 = _mm_shuffle_epi8(_mm_loadu_si128(hi + 1), gather);
+  const __m128i l01 = _mm_unpacklo_epi32(l0, l1), l23 = _mm_unpackhi_epi32(l0, l1);  // [byte 0 | byte 1], [2 | 3]
+  const __m128i h01 = _mm_unpacklo_epi32(h0, h1), h23 = _mm_unpackhi_epi32(h0, h1);
+  bytes[0] = _mm_unpacklo_epi64(l01, h01);
+  bytes[1] = _mm_unpackhi_epi64(l01, h01);
+  bytes[2] = _mm_unpacklo_epi64(l23, h23);
+  bytes[3] = _mm_unpackhi_epi64(l23, h23);
+}
+
+// One group's entries for 16 lanes' nibbles (idx: bytes 0..15): the low
+// plane's 8 rows' floats and the high plane's.
+MOEC_AVX2 inline void lookup_group_avx2(const float* table, __m128i idx, __m256& low, __m256& high) {
+  const auto* t = reinterpret_cast<const __m128i*>(table);
+  const __m128i v0 = _mm_shuffle_epi8(_mm_load_si128(t), idx), v1 = _mm_shuffle_epi8(_mm_load_si128(t + 1), idx);
+  const __m128i v2 = _mm_shuffle_epi8(_mm_load_si128(t + 2), idx), v3 = _mm_shuffle_epi8(_mm_load_si128(t + 3), idx);
+  const __m128i low01 = _mm_unpacklo_epi8(v0, v1), high01 = _mm_unpackhi_epi8(v0, v1);  // bytes 0, 1 of each float
+  const __m128i low23 = _mm_unpacklo_epi8(v2, v3), high23 = _mm_unpackhi_epi8(v2, v3);  // bytes 2, 3
+  low = _mm256_castsi256_ps(_mm256_set_m128i(_mm_unpackhi_epi16(low01, low23), _mm_unpacklo_epi16(low01, low23)));
+  high = _mm256_castsi256_ps(_mm256_set_m128i(_mm_unpackhi_epi16(high01, high23), _mm_unpacklo_epi16(high01, high23)));
+}
+
+// Rows h·8..h·8+7 of a block for token t (byte-sliced tables).
+MOEC_AVX2 void product_half_avx2(const uint32_t* planes, int64_t words, const float* tables, const BlockLevels& lv,
+                                 int h, float* y) {
+  __m256 al[4], ah[4];
+  for (int a = 0; a < 4; ++a) al[a] = ah[a] = _mm256_setzero_ps();
+  const __m128i nibble = _mm_set1_epi8(0x0f);
   for (int64_t w = 0; w < words; ++w) {
-    __m256i vl = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(planes + w * kPlaneStride + 8 * h));
-    __m256i vh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(planes + w * kPlaneStride + kRows + 8 * h));
-    for (int j = 0; j < kGroupsPerWord; ++j) {
-      const __m256 ml = _mm256_castsi256_ps(_mm256_slli_epi32(vl, 28)), mh = _mm256_castsi256_ps(_mm256_slli_epi32(vh, 28));
-      for (int k = 0; k < T; ++k) {
-        const float* t = tables.token_tables(t0 + k) + (kGroupsPerWord * w + j) * kTableFloats;
-        const __m256 lo = _mm256_load_ps(t), hi = _mm256_load_ps(t + 8);
-        al[k][j & 3] = _mm256_add_ps(
-            al[k][j & 3], _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, vl), _mm256_permutevar8x32_ps(hi, vl), ml));
-        ah[k][j & 3] = _mm256_add_ps(
-            ah[k][j & 3], _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, vh), _mm256_permutevar8x32_ps(hi, vh), mh));
-      }
-      vl = _mm256_srli_epi32(vl, 4);
-      vh = _mm256_srli_epi32(vh, 4);
+    __m128i bytes[4];
+    plane_bytes_avx2(planes + w * kPlaneStride, h, bytes);
+    const float* t = tables + kGroupsPerWord * w * kTableFloats;
+    for (int b = 0; b < 4; ++b) {  // groups j = 2b, 2b + 1 of the word: partial sums j & 3
+      __m256 lo, hi;
+      lookup_group_avx2(t + 2 * b * kTableFloats, _mm_and_si128(bytes[b], nibble), lo, hi);
+      al[(2 * b) & 3] = _mm256_add_ps(al[(2 * b) & 3], lo);
+      ah[(2 * b) & 3] = _mm256_add_ps(ah[(2 * b) & 3], hi);
+      lookup_group_avx2(t + (2 * b + 1) * kTableFloats, _mm_and_si128(_mm_srli_epi16(bytes[b], 4), nibble), lo, hi);
+      al[(2 * b + 1) & 3] = _mm256_add_ps(al[(2 * b + 1) & 3], lo);
+      ah[(2 * b + 1) & 3] = _mm256_add_ps(ah[(2 * b + 1) & 3], hi);
     }
   }
   const __m256 low = _mm256_load_ps(lv.low + 8 * h), high = _mm256_load_ps(lv.high + 8 * h);
-  const int n = std::min(8, lv.rows - 8 * h);
-  for (int k = 0; k < T; ++k) {
-    const __m256 sl = _mm256_add_ps(_mm256_add_ps(al[k][0], al[k][1]), _mm256_add_ps(al[k][2], al[k][3]));
-    const __m256 sh = _mm256_add_ps(_mm256_add_ps(ah[k][0], ah[k][1]), _mm256_add_ps(ah[k][2], ah[k][3]));
-    alignas(32) float out[8];
-    _mm256_store_ps(out, _mm256_add_ps(_mm256_mul_ps(low, sl), _mm256_mul_ps(high, sh)));
-    std::copy(out, out + n, y + (t0 + k) * y_stride + 8 * h);
-  }
+  const __m256 sl = _mm256_add_ps(_mm256_add_ps(al[0], al[1]), _mm256_add_ps(al[2], al[3]));
+  const __m256 sh = _mm256_add_ps(_mm256_add_ps(ah[0], ah[1]), _mm256_add_ps(ah[2], ah[3]));
+  alignas(32) float out[8];
+  _mm256_store_ps(out, _mm256_add_ps(_mm256_mul_ps(low, sl), _mm256_mul_ps(high, sh)));
+  std::copy(out, out + std::min(8, lv.rows - 8 * h), y + 8 * h);
 }
 
 MOEC_AVX2 void product_avx2(const uint32_t* planes, int64_t words, const Sub1Activations& tables, const BlockLevels& lv,
                             float* y, int64_t y_stride) {
-  for (int h = 0; h * 8 < lv.rows; ++h) {
-    int64_t t = 0;
-    for (; t + 2 <= tables.tokens(); t += 2) product_half_avx2<2>(planes, words, tables, t, lv, h, y, y_stride);
-    if (t < tables.tokens()) product_half_avx2<1>(planes, words, tables, t, lv, h, y, y_stride);
-  }
+  for (int64_t t = 0; t < tables.tokens(); ++t)
+    for (int h = 0; h * 8 < lv.rows; ++h)
+      product_half_avx2(planes, words, tables.token_tables(t), lv, h, y + t * y_stride);
 }
 
 // Batches of 2..kSub1TableMaxTokens tokens, tokens in lanes (groups of 8
@@ -783,8 +838,9 @@ void Sub1Activations::prepare(const float* x, int64_t x_stride, int64_t tokens, 
       tables_avx512(x + t * x_stride, cols, groups, out);
       continue;
     }
-    if (isa == Isa::Avx2) {
+    if (isa == Isa::Avx2) {  // one token (more go in lanes): byte-sliced for product_avx2
       tables_avx2(x + t * x_stride, cols, groups, out);
+      byte_slice_tables_avx2(out, groups);
       continue;
     }
 #endif

@@ -23,8 +23,10 @@
 // accumulated in four partial sums (group g into sum g mod 4) added as
 // (s0 + s1) + (s2 + s3); y = low · S_low + high · S_high. Lanes are rows:
 // AVX-512 looks a nibble up for 16 rows with one vpermps (its 16-entry table
-// is one register), AVX2 for 8 rows with two vpermps over the table's halves
-// and a blend on the nibble's high bit, portable C++ one row at a time.
+// is one register); AVX2 one token looks it up for 8 rows and both planes
+// with pshufb over byte-sliced tables (each group's 16 floats stored as four
+// 16-byte vectors, vector b holding byte b of every entry; 4 pshufb and
+// unpacks rebuild 16 floats), portable C++ one row at a time.
 // AVX2 with 2..16 tokens puts tokens in lanes instead (4 or 8 per xmm/ymm
 // vector; the tables interleaved [token group][g][entry][lane]): a row's
 // nibble selects one vector of that entry for 4 or 8 tokens, one add and no
@@ -95,7 +97,8 @@ class Sub1Activations {
   void prepare(const float* x, int64_t x_stride, int64_t tokens, int64_t cols, Isa isa = active_isa());
   bool fits(int64_t cols, int64_t tokens, Isa isa) const { return cols_ == cols && tokens_ == tokens && isa_ == isa; }
   bool tables() const { return tokens_ <= kSub1TableMaxTokens; }
-  const float* token_tables(int64_t t) const { return buffer_.get() + t * per_token_; }  // 64-byte aligned
+  // 64-byte aligned; AVX2 (one token): byte-sliced, as above.
+  const float* token_tables(int64_t t) const { return buffer_.get() + t * per_token_; }
   const float* lane_group(int64_t g) const { return buffer_.get() + g * per_group_; }     // lanes() tokens
   int64_t tokens() const { return tokens_; }
   int lanes() const { return lanes_; }
