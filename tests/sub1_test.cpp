@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "model/linear.h"
@@ -155,6 +156,27 @@ TEST_CASE("sub1 kernels: the same bits on every ISA and batch size", "[sub1]") {
           REQUIRE(std::equal(pair.begin(), pair.end(), first.begin() + t * rows));
         }
       }
+    }
+  }
+}
+
+TEST_CASE("sub1 kernels: every level code gives the same bits on every ISA", "[sub1]") {
+  // 133 rows (a last block of 5) whose codes, low and high, run through all 256
+  // values (0: a level of zero) at a scale that is not a power of two.
+  const int64_t rows = 133, cols = 45;
+  std::vector<uint8_t> codes(static_cast<size_t>(2 * rows));
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = uint8_t(i * 7 % 256);
+  const auto trits = random_trits(rows * cols, 0.5, 11);
+  Sub1Matrix m = encode_sub1(trits, rows, cols, codes, 0.7123f, shared_dictionary(count_trits(trits)));
+  for (int64_t tokens : {int64_t(1), int64_t(3)}) {
+    auto x = random_normals(tokens * cols, 12);
+    std::vector<float> first;
+    for (Isa isa : supported_isas()) {
+      INFO(isa_name(isa) << ", " << tokens << " tokens");
+      std::vector<float> y(static_cast<size_t>(tokens * rows));
+      sub1_linear_blocks(m.view(), 0, m.view().n_blocks(), x.data(), cols, tokens, y.data(), rows, isa);
+      if (first.empty()) first = y;
+      REQUIRE(std::memcmp(y.data(), first.data(), y.size() * sizeof(float)) == 0);
     }
   }
 }
