@@ -85,7 +85,8 @@ constexpr int64_t kSub1TableMaxTokens = 16;
 // One product's activations as the kernels read them, prepared once per
 // product and shared by the calls that split its rows (each call would
 // otherwise build them again): up to kSub1TableMaxTokens tokens, the lookup
-// tables [tokens][8 · words][16] floats (AVX2, 2+ tokens: [token groups of
+// tables [tokens][8 · words][16] floats (AVX2, one token: each group's 16
+// floats byte-sliced, [4 bytes][16 entries]; AVX2, 2+ tokens: [token groups of
 // lanes()][8 · words][16][group_lanes(g)], lane_group(g)); more, x transposed to
 // [token groups][cols + 1][lanes] (portable: [tokens][cols + 1]), column
 // `cols` zero (the lists' padding reads it).
