@@ -397,22 +397,30 @@ MOEC_AVX2 void tables_avx2(const float* x, int64_t cols, int64_t groups, float* 
 // [byte 0 of lanes 0..3 | byte 1 ... | byte 2 ... | byte 3 ...].
 MOEC_AVX2 inline __m128i by_byte_index() { return _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15); }
 
+// Four vectors of four u32 lanes each, transposed by byte: out[b] = byte b
+// of the 16 lanes (a's four, then b's, c's, d's).
+MOEC_AVX2 inline void bytes_by_index(__m128i a, __m128i b, __m128i c, __m128i d, __m128i out[4]) {
+  const __m128i gather = by_byte_index();
+  a = _mm_shuffle_epi8(a, gather);
+  b = _mm_shuffle_epi8(b, gather);
+  c = _mm_shuffle_epi8(c, gather);
+  d = _mm_shuffle_epi8(d, gather);
+  const __m128i ab01 = _mm_unpacklo_epi32(a, b), ab23 = _mm_unpackhi_epi32(a, b);  // [byte 0 | byte 1], [2 | 3]
+  const __m128i cd01 = _mm_unpacklo_epi32(c, d), cd23 = _mm_unpackhi_epi32(c, d);
+  out[0] = _mm_unpacklo_epi64(ab01, cd01);
+  out[1] = _mm_unpackhi_epi64(ab01, cd01);
+  out[2] = _mm_unpacklo_epi64(ab23, cd23);
+  out[3] = _mm_unpackhi_epi64(ab23, cd23);
+}
+
 // Each group's 16 floats (64 bytes, 16-byte aligned) rewritten in place as
 // four vectors, vector b holding byte b of entries 0..15.
 MOEC_AVX2 void byte_slice_tables_avx2(float* tables, int64_t groups) {
-  const __m128i gather = by_byte_index();
   for (int64_t g = 0; g < groups; ++g) {
     auto* p = reinterpret_cast<__m128i*>(tables + g * kTableFloats);
-    const __m128i e0 = _mm_shuffle_epi8(_mm_load_si128(p), gather);      // entries 0..3
-    const __m128i e1 = _mm_shuffle_epi8(_mm_load_si128(p + 1), gather);  // 4..7
-    const __m128i e2 = _mm_shuffle_epi8(_mm_load_si128(p + 2), gather);  // 8..11
-    const __m128i e3 = _mm_shuffle_epi8(_mm_load_si128(p + 3), gather);  // 12..15
-    const __m128i b01_lo = _mm_unpacklo_epi32(e0, e1), b23_lo = _mm_unpackhi_epi32(e0, e1);  // entries 0..7
-    const __m128i b01_hi = _mm_unpacklo_epi32(e2, e3), b23_hi = _mm_unpackhi_epi32(e2, e3);  // entries 8..15
-    _mm_store_si128(p, _mm_unpacklo_epi64(b01_lo, b01_hi));
-    _mm_store_si128(p + 1, _mm_unpackhi_epi64(b01_lo, b01_hi));
-    _mm_store_si128(p + 2, _mm_unpacklo_epi64(b23_lo, b23_hi));
-    _mm_store_si128(p + 3, _mm_unpackhi_epi64(b23_lo, b23_hi));
+    __m128i sliced[4];
+    bytes_by_index(_mm_load_si128(p), _mm_load_si128(p + 1), _mm_load_si128(p + 2), _mm_load_si128(p + 3), sliced);
+    for (int b = 0; b < 4; ++b) _mm_store_si128(p + b, sliced[b]);
   }
 }
 
@@ -420,17 +428,9 @@ MOEC_AVX2 void byte_slice_tables_avx2(float* tables, int64_t groups) {
 // the low plane's 8 rows | byte b of the high plane's 8 rows]; byte b holds
 // the nibbles of groups 2b (low nibble) and 2b + 1 (high nibble).
 MOEC_AVX2 inline void plane_bytes_avx2(const uint32_t* word, int h, __m128i bytes[4]) {
-  const __m128i gather = by_byte_index();
   const auto* lo = reinterpret_cast<const __m128i*>(word + 8 * h);
   const auto* hi = reinterpret_cast<const __m128i*>(word + kRows + 8 * h);
-  const __m128i l0 = _mm_shuffle_epi8(_mm_loadu_si128(lo), gather), l1 = _mm_shuffle_epi8(_mm_loadu_si128(lo + 1), gather);
-  const __m128i h0 = _mm_shuffle_epi8(_mm_loadu_si128(hi), gather), h1 = _mm_shuffle_epi8(_mm_loadu_si128(hi + 1), gather);
-  const __m128i l01 = _mm_unpacklo_epi32(l0, l1), l23 = _mm_unpackhi_epi32(l0, l1);  // [byte 0 | byte 1], [2 | 3]
-  const __m128i h01 = _mm_unpacklo_epi32(h0, h1), h23 = _mm_unpackhi_epi32(h0, h1);
-  bytes[0] = _mm_unpacklo_epi64(l01, h01);
-  bytes[1] = _mm_unpackhi_epi64(l01, h01);
-  bytes[2] = _mm_unpacklo_epi64(l23, h23);
-  bytes[3] = _mm_unpackhi_epi64(l23, h23);
+  bytes_by_index(_mm_loadu_si128(lo), _mm_loadu_si128(lo + 1), _mm_loadu_si128(hi), _mm_loadu_si128(hi + 1), bytes);
 }
 
 // One group's entries for 16 lanes' nibbles (idx: bytes 0..15): the low
@@ -804,6 +804,15 @@ void product(const uint32_t* planes, int64_t words, const Sub1Activations& a, co
   lanes(planes, words, a, lv, cols, y, y_stride, lane_row_portable);
 }
 
+// Block b's levels: the vector version on CPUs with AVX2 (AVX-512 ones
+// too), the same floats as the scalar one.
+BlockLevels block_levels(const Sub1View& w, int64_t b, Isa isa) {
+#if defined(__x86_64__)
+  if (isa != Isa::Portable) return block_levels_avx2(w, b);
+#endif
+  return BlockLevels(w, b);
+}
+
 // Lanes per token group of the batches above kSub1TableMaxTokens.
 int lanes_of(Isa isa) { return isa == Isa::Avx512 ? 16 : isa == Isa::Avx2 ? 8 : 1; }
 
@@ -918,13 +927,7 @@ void sub1_linear_blocks(const Sub1View& w, int64_t block0, int64_t n_blocks, con
       if (kept) kept->ready = true;
       p = out.data();
     }
-#if defined(__x86_64__)
-    if (isa != Isa::Portable) {  // AVX2 and AVX-512 CPUs: the vector levels
-      product(p, words, *a, block_levels_avx2(w, b), w.cols, y + b * kSub1BlockRows, y_stride, isa);
-      continue;
-    }
-#endif
-    product(p, words, *a, BlockLevels(w, b), w.cols, y + b * kSub1BlockRows, y_stride, isa);
+    product(p, words, *a, block_levels(w, b, isa), w.cols, y + b * kSub1BlockRows, y_stride, isa);
   }
 }
 
