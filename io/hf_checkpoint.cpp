@@ -93,6 +93,9 @@ void HfCheckpoint::index_tensors() {
   for (const auto& shard : shards_) {
     for (const auto& entry : shard->entries()) {
       const std::string file = shard->path().string();
+      // Rotary frequency buffers some older checkpoints saved: computed
+      // from the config, and skipped by Hugging Face's loader too.
+      if (entry.name.ends_with(".rotary_emb.inv_freq")) continue;
       auto key = parse_hf_name(arch, entry.name);
       if (!key) fail("{}: tensor '{}': not a {} tensor name", file, entry.name, config_.model_type);
       if (key->layer >= config_.num_layers)
@@ -117,7 +120,10 @@ void HfCheckpoint::index_tensors() {
     tensors_.push_back({key, logical_name(key), entry.name, std::string(dtype_encoding(entry.dtype)), entry.shape,
                         entry.end - entry.begin, {}, {}});
   }
-  if (locations_.size() != tensors_.size())  // e.g. lm_head in a tied model
+  // A tied model's stored lm_head: Hugging Face ties it to the embedding and
+  // never reads it, so it is not read here either.
+  if (config_.tie_word_embeddings) locations_.erase(TensorKey{TensorRole::LmHead, -1, -1});
+  if (locations_.size() != tensors_.size())
     for (const auto& located : locations_)
       if (std::find_if(tensors_.begin(), tensors_.end(), [&](auto& t) { return t.key == located.first; }) ==
           tensors_.end())

@@ -1,5 +1,6 @@
 #include "io/model_config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -62,15 +63,67 @@ void read_dense_layers(const json& config, ModelConfig& c, const std::string& so
     const json& list = config["mlp_only_layers"];
     if (!list.is_array()) fail("{}: 'mlp_only_layers' must be a list of layer indices", source);
     for (const json& v : list) {
-      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= c.num_layers)
-        fail("{}: 'mlp_only_layers' entry {} is not a layer index below {}", source, v.dump(), c.num_layers);
-      c.dense_layers[size_t(v.get<int64_t>())] = true;
+      if (!v.is_number_integer() || v.get<int64_t>() < 0)
+        fail("{}: 'mlp_only_layers' entry {} is not a layer index", source, v.dump());
+      // An index past the last layer matches no layer, as in Hugging Face's code.
+      if (v.get<int64_t>() < c.num_layers) c.dense_layers[size_t(v.get<int64_t>())] = true;
     }
   }
   bool any_dense = false;
   for (bool d : c.dense_layers) any_dense = any_dense || d;
   if (any_dense) c.dense_intermediate_size = positive_int(config, "intermediate_size", source);
   else c.dense_layers.clear();
+}
+
+// rope_scaling: null, or Hugging Face's spelling of "no scaling".
+void check_rope_scaling(const json& config, const std::string& source) {
+  if (!config.contains("rope_scaling") || config["rope_scaling"].is_null()) return;
+  const json& r = config["rope_scaling"];
+  const char* type_key = r.is_object() && r.contains("rope_type") ? "rope_type" : "type";
+  if (r.is_object() && r.contains(type_key) && r[type_key] == "default") return;
+  fail("{}: rope_scaling {} is not supported", source, r.dump());
+}
+
+// Which layers use the sliding window, as the family's modeling code reads
+// the config.
+void read_window(const json& config, const ArchitectureNames& arch, ModelConfig& c, const std::string& source) {
+  using Window = ArchitectureNames::Window;
+  if (arch.window == Window::None) return;
+  c.sliding_window = optional_int(config, "sliding_window", source);
+  if (c.sliding_window && *c.sliding_window <= 0)
+    fail("{}: 'sliding_window' must be positive or null, got {}", source, *c.sliding_window);
+  if (arch.window == Window::EveryLayer || !c.sliding_window) return;
+  // Qwen: only with use_sliding_window (false by default; its configs carry a
+  // window they do not use), on the layers layer_types marks, else on those
+  // from max_window_layers (default 28) on.
+  if (!config.contains("use_sliding_window") || config["use_sliding_window"] != true) {
+    c.sliding_window.reset();
+    return;
+  }
+  c.window_layers.assign(size_t(c.num_layers), false);
+  if (config.contains("layer_types") && !config["layer_types"].is_null()) {
+    const json& types = config["layer_types"];
+    if (!types.is_array() || int64_t(types.size()) != c.num_layers)
+      fail("{}: 'layer_types' must list the type of each of the {} layers", source, c.num_layers);
+    for (int64_t l = 0; l < c.num_layers; ++l) {
+      const json& t = types[size_t(l)];
+      if (t != "sliding_attention" && t != "full_attention")
+        fail("{}: 'layer_types' entry {} is neither \"sliding_attention\" nor \"full_attention\"", source, t.dump());
+      c.window_layers[size_t(l)] = t == "sliding_attention";
+    }
+  } else {
+    int64_t first = 28;  // Qwen2MoeConfig's and Qwen3MoeConfig's max_window_layers
+    if (config.contains("max_window_layers") && !config["max_window_layers"].is_null()) {
+      if (!config["max_window_layers"].is_number_integer() || config["max_window_layers"].get<int64_t>() < 0)
+        fail("{}: 'max_window_layers' must be a non-negative integer", source);
+      first = config["max_window_layers"].get<int64_t>();
+    }
+    for (int64_t l = first; l < c.num_layers; ++l) c.window_layers[size_t(l)] = true;
+  }
+  if (std::find(c.window_layers.begin(), c.window_layers.end(), true) == c.window_layers.end()) {
+    c.sliding_window.reset();  // no layer uses it
+    c.window_layers.clear();
+  }
 }
 
 }  // namespace
@@ -92,8 +145,14 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
   if (c.num_layers > limits::kMaxLayers)
     fail("{}: 'num_hidden_layers' = {} is implausibly large (limit {})", source, c.num_layers, limits::kMaxLayers);
   c.num_heads = positive_int(config, "num_attention_heads", source);
-  c.num_kv_heads = config.contains("num_key_value_heads") ? positive_int(config, "num_key_value_heads", source)
-                                                          : c.num_heads;
+  // Missing: the config class's default; null: the number of heads (as
+  // Hugging Face's config classes resolve them).
+  if (!config.contains("num_key_value_heads"))
+    c.num_kv_heads = arch->default_kv_heads > 0 ? arch->default_kv_heads : c.num_heads;
+  else if (config["num_key_value_heads"].is_null())
+    c.num_kv_heads = c.num_heads;
+  else
+    c.num_kv_heads = positive_int(config, "num_key_value_heads", source);
   if (config.contains("head_dim") && !config["head_dim"].is_null()) {
     c.head_dim = positive_int(config, "head_dim", source);
   } else {
@@ -103,7 +162,8 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
   }
   if (arch->moe) {
     c.num_experts = positive_int(config, arch->experts_key.c_str(), source);
-    c.top_k = positive_int(config, "num_experts_per_tok", source);
+    c.top_k = config.contains("num_experts_per_tok") ? positive_int(config, "num_experts_per_tok", source)
+                                                      : arch->default_top_k;
     c.norm_topk_prob = arch->default_norm_topk_prob;
     if (config.contains("norm_topk_prob") && !config["norm_topk_prob"].is_null()) {
       if (!config["norm_topk_prob"].is_boolean()) fail("{}: 'norm_topk_prob' must be true or false", source);
@@ -124,8 +184,7 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
   c.max_position_embeddings = positive_int(config, "max_position_embeddings", source);
   c.rms_norm_eps = positive_number(config, "rms_norm_eps", arch->default_rms_norm_eps, source);
   c.rope_theta = positive_number(config, "rope_theta", arch->default_rope_theta, source);
-  if (config.contains("rope_scaling") && !config["rope_scaling"].is_null())
-    fail("{}: rope_scaling {} is not supported", source, config["rope_scaling"].dump());
+  check_rope_scaling(config, source);
   for (const char* bias : {"attention_bias", "mlp_bias"})
     if (!arch->attention_bias && config.contains(bias) && config[bias] == true)
       fail("{}: '{}' true is not supported", source, bias);
@@ -133,11 +192,7 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
     if (!config["tie_word_embeddings"].is_boolean()) fail("{}: 'tie_word_embeddings' must be true or false", source);
     c.tie_word_embeddings = config["tie_word_embeddings"].get<bool>();
   }
-  c.sliding_window = optional_int(config, "sliding_window", source);
-  if (config.contains("use_sliding_window") && config["use_sliding_window"] == false)
-    c.sliding_window.reset();  // Qwen's configs carry a window they do not use
-  if (c.sliding_window && *c.sliding_window <= 0)
-    fail("{}: 'sliding_window' must be positive or null, got {}", source, *c.sliding_window);
+  read_window(config, *arch, c, source);
   c.bos_token_id = optional_int(config, "bos_token_id", source).value_or(1);
   if (config.contains("eos_token_id") && config["eos_token_id"].is_array()) {
     c.eos_token_ids.clear();

@@ -41,6 +41,14 @@ struct ModelConfig {
   double rope_theta = 0;
   bool tie_word_embeddings = false;
   std::optional<int64_t> sliding_window;
+  // Layers whose attention keeps to the window (Qwen's max_window_layers /
+  // layer_types); empty: every layer.
+  std::vector<bool> window_layers;
+  // Layer l's window for attention (0: none).
+  int64_t attention_window(int64_t l) const {
+    if (!sliding_window) return 0;
+    return window_layers.empty() || window_layers[size_t(l)] ? *sliding_window : 0;
+  }
   int64_t bos_token_id = 1;
   int64_t eos_token_id = 2;  // the first of eos_token_ids
   // Every id that ends a generation: config.json's eos_token_id may be a

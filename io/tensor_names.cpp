@@ -98,6 +98,9 @@ ArchitectureNames qwen3_moe() {
   a.default_norm_topk_prob = false;
   a.qk_norm = QkNorm::PerHead;
   a.dense_layer_keys = true;
+  a.default_kv_heads = 4;  // Qwen3MoeConfig's defaults
+  a.default_top_k = 8;
+  a.window = ArchitectureNames::Window::Qwen;
   a.patterns = qwen_moe_layout({
       {TensorRole::AttnQNorm, "model.layers.{L}.self_attn.q_norm.weight"},
       {TensorRole::AttnKNorm, "model.layers.{L}.self_attn.k_norm.weight"},
@@ -119,6 +122,9 @@ ArchitectureNames qwen2_moe() {
   a.attention_bias = true;
   a.shared_expert_width_key = "shared_expert_intermediate_size";
   a.dense_layer_keys = true;
+  a.default_kv_heads = 16;  // Qwen2MoeConfig's defaults
+  a.default_top_k = 4;
+  a.window = ArchitectureNames::Window::Qwen;
   a.patterns = qwen_moe_layout({
       {TensorRole::AttnQBias, "model.layers.{L}.self_attn.q_proj.bias"},
       {TensorRole::AttnKBias, "model.layers.{L}.self_attn.k_proj.bias"},
@@ -141,12 +147,17 @@ ArchitectureNames olmoe() {
   a.expert_width_key = "intermediate_size";
   a.qk_norm = QkNorm::Whole;
   a.dense_layer_keys = false;  // OLMoE's code has no dense layers
+  a.default_kv_heads = 0;      // OlmoeConfig: the number of heads
+  a.default_top_k = 8;
+  a.window = ArchitectureNames::Window::None;  // OLMoE's attention has no window
   return a;
 }
 
 ArchitectureNames mixtral() {
   ArchitectureNames a;
   a.model_type = "mixtral";
+  a.default_kv_heads = 8;  // MixtralConfig's defaults
+  a.default_top_k = 2;
   a.patterns = llama_layout({
       {TensorRole::Router, "model.layers.{L}.block_sparse_moe.gate.weight"},
       {TensorRole::ExpertW1, "model.layers.{L}.block_sparse_moe.experts.{E}.w1.weight"},
@@ -164,6 +175,9 @@ ArchitectureNames dense(const char* model_type) {
   a.moe = false;
   a.default_rope_theta = 1e4;
   a.default_rms_norm_eps = 1e-6;
+  const bool mistral = std::string_view(model_type) == "mistral";
+  a.default_kv_heads = mistral ? 8 : 0;  // MistralConfig 8; LlamaConfig: the number of heads
+  a.window = mistral ? ArchitectureNames::Window::EveryLayer : ArchitectureNames::Window::None;
   a.patterns = llama_layout({
       {TensorRole::MlpGate, "model.layers.{L}.mlp.gate_proj.weight"},
       {TensorRole::MlpUp, "model.layers.{L}.mlp.up_proj.weight"},

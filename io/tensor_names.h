@@ -82,6 +82,16 @@ struct ArchitectureNames {
   // Whether mlp_only_layers / decoder_sparse_step place dense MLP layers
   // (of width `intermediate_size`) among the MoE layers, as in Qwen's code.
   bool dense_layer_keys = false;
+  // The config class's defaults for a missing num_key_value_heads (0: the
+  // number of attention heads) and num_experts_per_tok.
+  int64_t default_kv_heads = 0;
+  int64_t default_top_k = 2;
+  // How the family reads `sliding_window` (Hugging Face's modeling code):
+  // Mistral's on every layer; Qwen's only with use_sliding_window, on the
+  // layers from max_window_layers on (or those layer_types calls
+  // "sliding_attention"); none (Llama, OLMoE ignore the key).
+  enum class Window { EveryLayer, Qwen, None };
+  Window window = Window::EveryLayer;
   // HF name patterns with {L} (layer) and {E} (expert) placeholders.
   std::vector<std::pair<TensorRole, std::string>> patterns;
 };

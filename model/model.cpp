@@ -178,7 +178,7 @@ void Model::attention_layer(int64_t index, float* x, std::span<const SequenceSpa
       std::memcpy(cache.value(cache_layer, slot, pos), &v_[row * kvd], size_t(kvd) * sizeof(float));
     }
   });
-  const AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim, c.sliding_window.value_or(0)};
+  const AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim, c.attention_window(index)};
   attention(pool_, cache, cache_layer, shape, q_.data(), spans, attn_.data());
   if (attention_tap_) attention_tap_(h_.data(), attn_.data(), n);
   linear(pool_, LinearProblem{attn_.data(), qd, n, layer.o, out_.data(), hd});

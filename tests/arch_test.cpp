@@ -238,3 +238,170 @@ TEST_CASE("every architecture generates with the KV cache exactly as full forwar
     CHECK_FALSE(fs::exists(tmp / "s"));
   }
 }
+
+namespace {
+
+// A tiny Qwen3-MoE config of test::tiny_config()'s sizes (2 layers).
+nlohmann::json tiny_qwen3_config() {
+  nlohmann::json c = test::tiny_config();
+  c["model_type"] = "qwen3_moe";
+  c["num_experts"] = c["num_local_experts"];
+  c.erase("num_local_experts");
+  c["moe_intermediate_size"] = c["intermediate_size"];
+  return c;
+}
+
+std::vector<int64_t> windows_of(const nlohmann::json& config) {
+  const ModelConfig c = parse_model_config(config, "test config");
+  std::vector<int64_t> w;
+  for (int64_t l = 0; l < c.num_layers; ++l) w.push_back(c.attention_window(l));
+  return w;
+}
+
+}  // namespace
+
+TEST_CASE("sliding_window is read as each family's modeling code reads it", "[model][arch]") {
+  nlohmann::json q = tiny_qwen3_config();
+  q["num_hidden_layers"] = 3;
+  q["sliding_window"] = 4;
+  CHECK(windows_of(q) == std::vector<int64_t>{0, 0, 0});  // Qwen: no use_sliding_window, no window
+  q["use_sliding_window"] = true;
+  CHECK(windows_of(q) == std::vector<int64_t>{0, 0, 0});  // max_window_layers defaults to 28
+  q["max_window_layers"] = 1;
+  CHECK(windows_of(q) == std::vector<int64_t>{0, 4, 4});  // layers from max_window_layers on
+  q["max_window_layers"] = 0;
+  CHECK(windows_of(q) == std::vector<int64_t>{4, 4, 4});
+  q["layer_types"] = {"sliding_attention", "full_attention", "sliding_attention"};  // authoritative
+  CHECK(windows_of(q) == std::vector<int64_t>{4, 0, 4});
+  q["layer_types"] = {"sliding_attention", "full_attention"};
+  CHECK_THROWS_WITH(parse_model_config(q, "c"), Catch::Contains("'layer_types' must list the type of each of the 3"));
+  q["use_sliding_window"] = false;
+  CHECK(windows_of(q) == std::vector<int64_t>{0, 0, 0});
+
+  nlohmann::json m = test::tiny_config();  // Mixtral: every layer
+  m["sliding_window"] = 4;
+  m["max_window_layers"] = 1;  // not a Mixtral key
+  CHECK(windows_of(m) == std::vector<int64_t>{4, 4});
+  nlohmann::json o = tiny_qwen3_config();  // OLMoE's attention has no window at all
+  o["model_type"] = "olmoe";
+  o["intermediate_size"] = o["moe_intermediate_size"];
+  o["sliding_window"] = 4;
+  o["use_sliding_window"] = true;
+  o["max_window_layers"] = 0;
+  CHECK(windows_of(o) == std::vector<int64_t>{0, 0});
+}
+
+TEST_CASE("Qwen's window reaches only the layers it names: logits equal the unwindowed model's where no layer is "
+          "windowed and differ per windowed layer", "[model][arch]") {
+  test::TempDir tmp;
+  nlohmann::json config = tiny_qwen3_config();
+  test::write_tiny_checkpoint(tmp / "none", config);  // the same weights in every folder
+  config["sliding_window"] = 2;
+  config["use_sliding_window"] = true;
+  auto write = [&](const std::string& name, const nlohmann::json& edit) {
+    nlohmann::json c = config;
+    c.update(edit);
+    test::write_tiny_checkpoint(tmp / name, c);
+  };
+  write("past_last", {{"max_window_layers", 2}});
+  write("all", {{"max_window_layers", 0}});
+  write("second", {{"max_window_layers", 1}});
+  write("second_by_type", {{"layer_types", {"full_attention", "sliding_attention"}}});
+  const std::vector<int32_t> tokens = {3, 17, 5, 9, 30, 2, 11, 8};
+  auto logits = [&](const std::string& name) {
+    auto source = open_checkpoint(tmp / name);
+    ThreadPool pool(1);
+    Model model(*source, pool);
+    KvCache cache = model.make_cache(1, 16);
+    const auto& hidden = model.forward(tokens, int64_t(tokens.size()), cache);
+    std::vector<float> out(tokens.size() * size_t(model.config().vocab_size));
+    model.logits(hidden.data(), int64_t(tokens.size()), out.data());
+    return out;
+  };
+  const auto none = logits("none"), all = logits("all"), second = logits("second");
+  CHECK(logits("past_last") == none);
+  CHECK(logits("second_by_type") == second);
+  CHECK(all != none);
+  CHECK(second != none);
+  CHECK(second != all);
+  // Within the window (the first 2 tokens) nothing changes.
+  const size_t v = size_t(test::tiny_config()["vocab_size"].get<int64_t>());
+  CHECK(std::equal(all.begin(), all.begin() + ptrdiff_t(2 * v), none.begin()));
+}
+
+TEST_CASE("config keys a config.json leaves out take the family's Hugging Face defaults", "[model][arch]") {
+  struct Family {
+    nlohmann::json config;
+    int64_t kv_heads, top_k;
+  };
+  nlohmann::json qwen2 = tiny_qwen3_config();
+  qwen2["model_type"] = "qwen2_moe";
+  qwen2["num_attention_heads"] = 16;
+  qwen2["hidden_size"] = 64;
+  nlohmann::json olmoe = tiny_qwen3_config();
+  olmoe["model_type"] = "olmoe";
+  olmoe["intermediate_size"] = olmoe["moe_intermediate_size"];
+  nlohmann::json qwen3 = tiny_qwen3_config();
+  nlohmann::json mixtral = test::tiny_config();
+  mixtral["num_attention_heads"] = 8;
+  for (auto& [config, kv_heads, top_k] : std::vector<Family>{
+           {mixtral, 8, 2}, {qwen2, 16, 4}, {qwen3, 4, 8}, {olmoe, 4 /* = heads */, 8}}) {
+    INFO(config["model_type"]);
+    config["num_experts"] = 16;
+    config["num_local_experts"] = 16;
+    config.erase("num_key_value_heads");
+    config.erase("num_experts_per_tok");
+    const ModelConfig c = parse_model_config(config, "c");
+    CHECK(c.num_kv_heads == kv_heads);
+    CHECK(c.top_k == top_k);
+    config["num_key_value_heads"] = nullptr;  // null: the number of heads
+    CHECK(parse_model_config(config, "c").num_kv_heads == config["num_attention_heads"].get<int64_t>());
+  }
+  nlohmann::json c = test::tiny_config();
+  c["rope_scaling"] = {{"rope_type", "default"}};  // Hugging Face's "no scaling"
+  CHECK_NOTHROW(parse_model_config(c, "c"));
+  c["rope_scaling"] = {{"type", "default"}};
+  CHECK_NOTHROW(parse_model_config(c, "c"));
+  c["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2.0}};
+  CHECK_THROWS_WITH(parse_model_config(c, "c"), Catch::Contains("rope_scaling") && Catch::Contains("not supported"));
+  nlohmann::json q = tiny_qwen3_config();
+  q["intermediate_size"] = 24;
+  q["mlp_only_layers"] = {1, 7};  // 7 is past the last layer: matches none, as in Hugging Face's code
+  const ModelConfig qc = parse_model_config(q, "c");
+  CHECK(qc.moe_layer(0));
+  CHECK_FALSE(qc.moe_layer(1));
+  q["mlp_only_layers"] = {-1};
+  CHECK_THROWS_WITH(parse_model_config(q, "c"), Catch::Contains("'mlp_only_layers' entry -1"));
+}
+
+TEST_CASE("tensors Hugging Face's loader skips are skipped: rotary inv_freq buffers, a tied model's stored lm_head",
+          "[model][arch]") {
+  test::TempDir tmp;
+  nlohmann::json config = test::tiny_config();
+  config["tie_word_embeddings"] = true;
+  test::write_tiny_checkpoint(tmp / "plain", config);
+  test::write_tiny_checkpoint(tmp / "extra", config, [&](std::vector<test::TinyTensor>& t) {
+    t.push_back({"model.layers.1.self_attn.rotary_emb.inv_freq", "F32", {2}});
+    t.push_back({"lm_head.weight", "BF16", {32, 16}});  // written after the others: its values differ from the embedding's
+  });
+  auto plain = open_checkpoint(tmp / "plain");
+  auto extra = open_checkpoint(tmp / "extra");
+  CHECK(extra->tensors().size() == plain->tensors().size());
+  ThreadPool pool(1);
+  Model a(*plain, pool), b(*extra, pool);
+  const std::vector<int32_t> tokens = {3, 17, 5, 9};
+  auto logits = [&](Model& m) {
+    KvCache cache = m.make_cache(1, 8);
+    const auto& hidden = m.forward(tokens, 4, cache);
+    std::vector<float> out(4 * 32);
+    m.logits(hidden.data(), 4, out.data());
+    return out;
+  };
+  CHECK(logits(a) == logits(b));  // the tied embedding, not the stored lm_head
+  // Not tied: a stored lm_head is the model's, and an unknown name is still refused.
+  test::write_tiny_checkpoint(tmp / "unknown", config, [&](std::vector<test::TinyTensor>& t) {
+    t.push_back({"model.layers.1.self_attn.rotary_emb.cos_cached", "F32", {2}});
+  });
+  CHECK_THROWS_WITH(open_checkpoint(tmp / "unknown"), Catch::Contains("rotary_emb.cos_cached") &&
+                                                          Catch::Contains("not a mixtral tensor name"));
+}
