@@ -51,6 +51,10 @@ Student Student::from_teacher(const CheckpointSource& teacher, int64_t width) {
   config["architectures"] = nlohmann::json::array({"MistralForCausalLM"});
   config["intermediate_size"] = width;
   config["head_dim"] = c.head_dim;
+  config["num_key_value_heads"] = c.num_kv_heads;  // the teacher's, resolved: Mistral's defaults differ
+  // The teacher's window, spelled out: a Mistral config without the key
+  // means MistralConfig's 4096, Mixtral's none.
+  config["sliding_window"] = c.sliding_window ? nlohmann::json(*c.sliding_window) : nlohmann::json(nullptr);
   Student s(std::move(config), "student config");
   for (Parameter& p : s.params_) {
     const TensorRole r = p.key.role;

@@ -75,31 +75,33 @@ void read_dense_layers(const json& config, ModelConfig& c, const std::string& so
   else c.dense_layers.clear();
 }
 
-// rope_scaling: null, or Hugging Face's spelling of "no scaling".
+// rope_scaling: null, or Hugging Face's spelling of "no scaling" (its
+// config classes let `type` override `rope_type`: both must say "default").
 void check_rope_scaling(const json& config, const std::string& source) {
   if (!config.contains("rope_scaling") || config["rope_scaling"].is_null()) return;
   const json& r = config["rope_scaling"];
-  const char* type_key = r.is_object() && r.contains("rope_type") ? "rope_type" : "type";
-  if (r.is_object() && r.contains(type_key) && r[type_key] == "default") return;
-  fail("{}: rope_scaling {} is not supported", source, r.dump());
+  bool none = r.is_object() && (r.contains("rope_type") || r.contains("type"));
+  for (const char* key : {"rope_type", "type"})
+    if (none && r.contains(key)) none = r[key] == "default";
+  if (!none) fail("{}: rope_scaling {} is not supported", source, r.dump());
 }
 
-// Which layers use the sliding window, as the family's modeling code reads
-// the config.
+// Which layers use the sliding window, as the family's code reads the config.
 void read_window(const json& config, const ArchitectureNames& arch, ModelConfig& c, const std::string& source) {
   using Window = ArchitectureNames::Window;
   if (arch.window == Window::None) return;
-  c.sliding_window = optional_int(config, "sliding_window", source);
+  if (arch.window != Window::EveryLayer &&
+      (!config.contains("use_sliding_window") || config["use_sliding_window"] != true))
+    return;  // Qwen: no window without use_sliding_window (its configs carry one they do not use)
+  if (!config.contains("sliding_window")) {
+    if (arch.default_sliding_window > 0) c.sliding_window = arch.default_sliding_window;
+  } else {
+    c.sliding_window = optional_int(config, "sliding_window", source);
+  }
   if (c.sliding_window && *c.sliding_window <= 0)
     fail("{}: 'sliding_window' must be positive or null, got {}", source, *c.sliding_window);
-  if (arch.window == Window::EveryLayer || !c.sliding_window) return;
-  // Qwen: only with use_sliding_window (false by default; its configs carry a
-  // window they do not use), on the layers layer_types marks, else on those
-  // from max_window_layers (default 28) on.
-  if (!config.contains("use_sliding_window") || config["use_sliding_window"] != true) {
-    c.sliding_window.reset();
-    return;
-  }
+  if (arch.window != Window::QwenFromMaxLayers || !c.sliding_window) return;
+  // The layers layer_types marks, else those from max_window_layers (default 28) on.
   c.window_layers.assign(size_t(c.num_layers), false);
   if (config.contains("layer_types") && !config["layer_types"].is_null()) {
     const json& types = config["layer_types"];
@@ -112,7 +114,7 @@ void read_window(const json& config, const ArchitectureNames& arch, ModelConfig&
       c.window_layers[size_t(l)] = t == "sliding_attention";
     }
   } else {
-    int64_t first = 28;  // Qwen2MoeConfig's and Qwen3MoeConfig's max_window_layers
+    int64_t first = 28;  // Qwen2MoeConfig's max_window_layers
     if (config.contains("max_window_layers") && !config["max_window_layers"].is_null()) {
       if (!config["max_window_layers"].is_number_integer() || config["max_window_layers"].get<int64_t>() < 0)
         fail("{}: 'max_window_layers' must be a non-negative integer", source);

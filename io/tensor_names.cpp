@@ -100,7 +100,8 @@ ArchitectureNames qwen3_moe() {
   a.dense_layer_keys = true;
   a.default_kv_heads = 4;  // Qwen3MoeConfig's defaults
   a.default_top_k = 8;
-  a.window = ArchitectureNames::Window::Qwen;
+  a.window = ArchitectureNames::Window::QwenEveryLayer;
+  a.default_sliding_window = 4096;
   a.patterns = qwen_moe_layout({
       {TensorRole::AttnQNorm, "model.layers.{L}.self_attn.q_norm.weight"},
       {TensorRole::AttnKNorm, "model.layers.{L}.self_attn.k_norm.weight"},
@@ -124,7 +125,8 @@ ArchitectureNames qwen2_moe() {
   a.dense_layer_keys = true;
   a.default_kv_heads = 16;  // Qwen2MoeConfig's defaults
   a.default_top_k = 4;
-  a.window = ArchitectureNames::Window::Qwen;
+  a.window = ArchitectureNames::Window::QwenFromMaxLayers;
+  a.default_sliding_window = 4096;
   a.patterns = qwen_moe_layout({
       {TensorRole::AttnQBias, "model.layers.{L}.self_attn.q_proj.bias"},
       {TensorRole::AttnKBias, "model.layers.{L}.self_attn.k_proj.bias"},
@@ -150,6 +152,7 @@ ArchitectureNames olmoe() {
   a.default_kv_heads = 0;      // OlmoeConfig: the number of heads
   a.default_top_k = 8;
   a.window = ArchitectureNames::Window::None;  // OLMoE's attention has no window
+  a.default_sliding_window = 0;
   return a;
 }
 
@@ -178,6 +181,7 @@ ArchitectureNames dense(const char* model_type) {
   const bool mistral = std::string_view(model_type) == "mistral";
   a.default_kv_heads = mistral ? 8 : 0;  // MistralConfig 8; LlamaConfig: the number of heads
   a.window = mistral ? ArchitectureNames::Window::EveryLayer : ArchitectureNames::Window::None;
+  a.default_sliding_window = mistral ? 4096 : 0;  // MistralConfig's default
   a.patterns = llama_layout({
       {TensorRole::MlpGate, "model.layers.{L}.mlp.gate_proj.weight"},
       {TensorRole::MlpUp, "model.layers.{L}.mlp.up_proj.weight"},

@@ -86,12 +86,17 @@ struct ArchitectureNames {
   // number of attention heads) and num_experts_per_tok.
   int64_t default_kv_heads = 0;
   int64_t default_top_k = 2;
-  // How the family reads `sliding_window` (Hugging Face's modeling code):
-  // Mistral's on every layer; Qwen's only with use_sliding_window, on the
-  // layers from max_window_layers on (or those layer_types calls
-  // "sliding_attention"); none (Llama, OLMoE ignore the key).
-  enum class Window { EveryLayer, Qwen, None };
+  // How the family reads `sliding_window` (Hugging Face's code):
+  // EveryLayer: Mistral/Mixtral; QwenEveryLayer (Qwen3-MoE): every layer,
+  // only with use_sliding_window; QwenFromMaxLayers (Qwen2-MoE, the Qwen2
+  // family's rule): only with use_sliding_window, on the layers layer_types
+  // calls "sliding_attention", else on those from max_window_layers on;
+  // None: Llama and OLMoE ignore the key.
+  enum class Window { EveryLayer, QwenEveryLayer, QwenFromMaxLayers, None };
   Window window = Window::EveryLayer;
+  // The config class's sliding_window when config.json leaves the key out
+  // (0: none): MistralConfig's and the Qwen configs' 4096, MixtralConfig's None.
+  int64_t default_sliding_window = 0;
   // HF name patterns with {L} (layer) and {E} (expert) placeholders.
   std::vector<std::pair<TensorRole, std::string>> patterns;
 };

@@ -260,17 +260,28 @@ std::vector<int64_t> windows_of(const nlohmann::json& config) {
 
 }  // namespace
 
-TEST_CASE("sliding_window is read as each family's modeling code reads it", "[model][arch]") {
-  nlohmann::json q = tiny_qwen3_config();
+// A tiny Qwen2-MoE config of the same sizes, with a small shared expert.
+nlohmann::json tiny_qwen2_config() {
+  nlohmann::json c = tiny_qwen3_config();
+  c["model_type"] = "qwen2_moe";
+  c["shared_expert_intermediate_size"] = 8;
+  return c;
+}
+
+TEST_CASE("sliding_window is read as each family's Hugging Face code reads it", "[model][arch]") {
+  nlohmann::json q = tiny_qwen2_config();  // Qwen2-MoE: layer_types, else layers from max_window_layers on
   q["num_hidden_layers"] = 3;
   q["sliding_window"] = 4;
-  CHECK(windows_of(q) == std::vector<int64_t>{0, 0, 0});  // Qwen: no use_sliding_window, no window
+  CHECK(windows_of(q) == std::vector<int64_t>{0, 0, 0});  // no use_sliding_window, no window
   q["use_sliding_window"] = true;
   CHECK(windows_of(q) == std::vector<int64_t>{0, 0, 0});  // max_window_layers defaults to 28
   q["max_window_layers"] = 1;
-  CHECK(windows_of(q) == std::vector<int64_t>{0, 4, 4});  // layers from max_window_layers on
+  CHECK(windows_of(q) == std::vector<int64_t>{0, 4, 4});
   q["max_window_layers"] = 0;
   CHECK(windows_of(q) == std::vector<int64_t>{4, 4, 4});
+  q.erase("sliding_window");
+  CHECK(windows_of(q) == std::vector<int64_t>{4096, 4096, 4096});  // Qwen2MoeConfig's default window
+  q["sliding_window"] = 4;
   q["layer_types"] = {"sliding_attention", "full_attention", "sliding_attention"};  // authoritative
   CHECK(windows_of(q) == std::vector<int64_t>{4, 0, 4});
   q["layer_types"] = {"sliding_attention", "full_attention"};
@@ -278,10 +289,23 @@ TEST_CASE("sliding_window is read as each family's modeling code reads it", "[mo
   q["use_sliding_window"] = false;
   CHECK(windows_of(q) == std::vector<int64_t>{0, 0, 0});
 
-  nlohmann::json m = test::tiny_config();  // Mixtral: every layer
+  nlohmann::json q3 = tiny_qwen3_config();  // Qwen3-MoE: every layer, with use_sliding_window only
+  q3["sliding_window"] = 4;
+  q3["max_window_layers"] = 1;  // not read by Qwen3-MoE
+  CHECK(windows_of(q3) == std::vector<int64_t>{0, 0});
+  q3["use_sliding_window"] = true;
+  CHECK(windows_of(q3) == std::vector<int64_t>{4, 4});
+
+  nlohmann::json m = test::tiny_config();  // Mixtral: every layer; no key, no window
+  CHECK(windows_of(m) == std::vector<int64_t>{0, 0});
   m["sliding_window"] = 4;
   m["max_window_layers"] = 1;  // not a Mixtral key
   CHECK(windows_of(m) == std::vector<int64_t>{4, 4});
+  nlohmann::json d = test::tiny_config();  // Mistral: MistralConfig's 4096 when the key is missing
+  d["model_type"] = "mistral";
+  CHECK(windows_of(d) == std::vector<int64_t>{4096, 4096});
+  d["sliding_window"] = nullptr;
+  CHECK(windows_of(d) == std::vector<int64_t>{0, 0});
   nlohmann::json o = tiny_qwen3_config();  // OLMoE's attention has no window at all
   o["model_type"] = "olmoe";
   o["intermediate_size"] = o["moe_intermediate_size"];
@@ -291,10 +315,10 @@ TEST_CASE("sliding_window is read as each family's modeling code reads it", "[mo
   CHECK(windows_of(o) == std::vector<int64_t>{0, 0});
 }
 
-TEST_CASE("Qwen's window reaches only the layers it names: logits equal the unwindowed model's where no layer is "
-          "windowed and differ per windowed layer", "[model][arch]") {
+TEST_CASE("Qwen2-MoE's window reaches only the layers it names: logits equal the unwindowed model's where no layer "
+          "is windowed and differ per windowed layer", "[model][arch]") {
   test::TempDir tmp;
-  nlohmann::json config = tiny_qwen3_config();
+  nlohmann::json config = tiny_qwen2_config();
   test::write_tiny_checkpoint(tmp / "none", config);  // the same weights in every folder
   config["sliding_window"] = 2;
   config["use_sliding_window"] = true;
@@ -334,16 +358,19 @@ TEST_CASE("config keys a config.json leaves out take the family's Hugging Face d
     nlohmann::json config;
     int64_t kv_heads, top_k;
   };
-  nlohmann::json qwen2 = tiny_qwen3_config();
-  qwen2["model_type"] = "qwen2_moe";
-  qwen2["num_attention_heads"] = 16;
+  // Head counts that are multiples of the defaults but differ from them, so
+  // "missing = the head count" would fail.
+  nlohmann::json qwen2 = tiny_qwen2_config();
+  qwen2["num_attention_heads"] = 32;
   qwen2["hidden_size"] = 64;
   nlohmann::json olmoe = tiny_qwen3_config();
   olmoe["model_type"] = "olmoe";
   olmoe["intermediate_size"] = olmoe["moe_intermediate_size"];
   nlohmann::json qwen3 = tiny_qwen3_config();
+  qwen3["num_attention_heads"] = 8;
   nlohmann::json mixtral = test::tiny_config();
-  mixtral["num_attention_heads"] = 8;
+  mixtral["num_attention_heads"] = 16;
+  mixtral["hidden_size"] = 32;
   for (auto& [config, kv_heads, top_k] : std::vector<Family>{
            {mixtral, 8, 2}, {qwen2, 16, 4}, {qwen3, 4, 8}, {olmoe, 4 /* = heads */, 8}}) {
     INFO(config["model_type"]);
@@ -364,6 +391,8 @@ TEST_CASE("config keys a config.json leaves out take the family's Hugging Face d
   CHECK_NOTHROW(parse_model_config(c, "c"));
   c["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2.0}};
   CHECK_THROWS_WITH(parse_model_config(c, "c"), Catch::Contains("rope_scaling") && Catch::Contains("not supported"));
+  c["rope_scaling"] = {{"rope_type", "default"}, {"type", "linear"}, {"factor", 2.0}};  // `type` wins in transformers
+  CHECK_THROWS_WITH(parse_model_config(c, "c"), Catch::Contains("not supported"));
   nlohmann::json q = tiny_qwen3_config();
   q["intermediate_size"] = 24;
   q["mlp_only_layers"] = {1, 7};  // 7 is past the last layer: matches none, as in Hugging Face's code
@@ -398,7 +427,7 @@ TEST_CASE("tensors Hugging Face's loader skips are skipped: rotary inv_freq buff
     return out;
   };
   CHECK(logits(a) == logits(b));  // the tied embedding, not the stored lm_head
-  // Not tied: a stored lm_head is the model's, and an unknown name is still refused.
+  // An unknown name is still refused.
   test::write_tiny_checkpoint(tmp / "unknown", config, [&](std::vector<test::TinyTensor>& t) {
     t.push_back({"model.layers.1.self_attn.rotary_emb.cos_cached", "F32", {2}});
   });
