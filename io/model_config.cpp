@@ -86,6 +86,19 @@ void check_rope_scaling(const json& config, const std::string& source) {
   if (!none) fail("{}: rope_scaling {} is not supported", source, r.dump());
 }
 
+// transformers 5 writes the rotary settings as rope_parameters {rope_type,
+// rope_theta, ...}, with no top-level rope_theta: its theta wins, and only
+// the plain rotary embedding is supported.
+void read_rope_parameters(const json& config, ModelConfig& c, const std::string& source) {
+  if (!config.contains("rope_parameters") || config["rope_parameters"].is_null()) return;
+  const json& p = config["rope_parameters"];
+  if (!p.is_object()) fail("{}: 'rope_parameters' must be an object, got {}", source, p.dump());
+  const bool plain = (!p.contains("rope_type") || p["rope_type"] == "default") &&
+                     (!p.contains("partial_rotary_factor") || p["partial_rotary_factor"] == 1.0);
+  if (!plain) fail("{}: rope_parameters {} is not supported", source, p.dump());
+  c.rope_theta = positive_number(p, "rope_theta", c.rope_theta, source);
+}
+
 // Which layers use the sliding window, as the family's code reads the config.
 void read_window(const json& config, const ArchitectureNames& arch, ModelConfig& c, const std::string& source) {
   using Window = ArchitectureNames::Window;
@@ -186,6 +199,7 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
   c.max_position_embeddings = positive_int(config, "max_position_embeddings", source);
   c.rms_norm_eps = positive_number(config, "rms_norm_eps", arch->default_rms_norm_eps, source);
   c.rope_theta = positive_number(config, "rope_theta", arch->default_rope_theta, source);
+  read_rope_parameters(config, c, source);
   check_rope_scaling(config, source);
   for (const char* bias : {"attention_bias", "mlp_bias"})
     if (!arch->attention_bias && config.contains(bias) && config[bias] == true)

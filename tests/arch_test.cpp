@@ -393,6 +393,12 @@ TEST_CASE("config keys a config.json leaves out take the family's Hugging Face d
   CHECK_THROWS_WITH(parse_model_config(c, "c"), Catch::Contains("rope_scaling") && Catch::Contains("not supported"));
   c["rope_scaling"] = {{"rope_type", "default"}, {"type", "linear"}, {"factor", 2.0}};  // `type` wins in transformers
   CHECK_THROWS_WITH(parse_model_config(c, "c"), Catch::Contains("not supported"));
+  c.erase("rope_scaling");
+  c.erase("rope_theta");  // transformers 5: theta inside rope_parameters
+  c["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 123456.0}};
+  CHECK(parse_model_config(c, "c").rope_theta == 123456.0);
+  c["rope_parameters"] = {{"rope_type", "yarn"}, {"rope_theta", 123456.0}, {"factor", 4.0}};
+  CHECK_THROWS_WITH(parse_model_config(c, "c"), Catch::Contains("rope_parameters") && Catch::Contains("not supported"));
   nlohmann::json q = tiny_qwen3_config();
   q["intermediate_size"] = 24;
   q["mlp_only_layers"] = {1, 7};  // 7 is past the last layer: matches none, as in Hugging Face's code
