@@ -35,7 +35,9 @@ uint64_t verify_all_tensors(const CheckpointSource& source) {
   std::vector<float> scratch;
   for (const TensorInfo& t : source.tensors()) {
     const TensorData data = source.read(t.key);
-    const std::string where = fmt::format("{}: tensor '{}'", source.path().string(), t.name);
+    // A Hugging Face folder's tensors by their names in its files; a container's by its own names.
+    const std::string& name = source.format() == "hf-safetensors" ? t.stored_name : t.name;
+    const std::string where = fmt::format("{}: tensor '{}'", source.path().string(), name);
     if (t.shape.size() != 2) {  // norms, biases: plain dense vectors
       const std::vector<float> v = data.to_f32();
       const int64_t bad = first_non_finite(v.data(), int64_t(v.size()));

@@ -419,4 +419,17 @@ TEST_CASE("inspect --verify decodes every tensor and names the first non-finite 
   auto bad = test::run_moec("inspect --verify '" + h5 + "'");
   CHECK(bad.exit_code != 0);
   CHECK_THAT(bad.err, Catch::Contains("m.h5: tensor 'norm': element 5 is nan"));
+  // The same NaN in the Hugging Face folder: named as its file names it.
+  const fs::path st = tmp / "hf" / "model.safetensors";
+  std::string bytes = test::read_file(st);
+  uint64_t header = 0;
+  std::memcpy(&header, bytes.data(), 8);
+  const auto meta = nlohmann::json::parse(bytes.substr(8, header));
+  const uint64_t at = 8 + header + meta["model.norm.weight"]["data_offsets"][0].get<uint64_t>() + 2 * 5;
+  bytes[at] = char(0xc0);  // bf16 NaN, little-endian
+  bytes[at + 1] = char(0x7f);
+  test::write_file(st, bytes);
+  auto hf = test::run_moec("inspect --verify '" + (tmp / "hf").string() + "'");
+  CHECK(hf.exit_code != 0);
+  CHECK_THAT(hf.err, Catch::Contains("tensor 'model.norm.weight': element 5 is nan"));
 }
