@@ -103,6 +103,9 @@ void HfCheckpoint::index_tensors() {
       if (key->expert >= config_.num_experts)
         fail("{}: tensor '{}': expert {} but the config has {} experts", file, entry.name, key->expert,
              config_.num_experts);
+      // A tied model's stored lm_head: Hugging Face ties it to the embedding
+      // and never reads it, so it is not read (or checked) here either.
+      if (config_.tie_word_embeddings && key->role == TensorRole::LmHead) continue;
       if (!dtype_is_float(entry.dtype))
         fail("{}: tensor '{}': dtype {} is not a floating-point weight type", file, entry.name, dtype_name(entry.dtype));
       locations_[*key] = {shard.get(), &entry};
@@ -120,9 +123,6 @@ void HfCheckpoint::index_tensors() {
     tensors_.push_back({key, logical_name(key), entry.name, std::string(dtype_encoding(entry.dtype)), entry.shape,
                         entry.end - entry.begin, {}, {}});
   }
-  // A tied model's stored lm_head: Hugging Face ties it to the embedding and
-  // never reads it, so it is not read here either.
-  if (config_.tie_word_embeddings) locations_.erase(TensorKey{TensorRole::LmHead, -1, -1});
   if (locations_.size() != tensors_.size())
     for (const auto& located : locations_)
       if (std::find_if(tensors_.begin(), tensors_.end(), [&](auto& t) { return t.key == located.first; }) ==

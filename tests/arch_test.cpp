@@ -419,6 +419,10 @@ TEST_CASE("tensors Hugging Face's loader skips are skipped: rotary inv_freq buff
     t.push_back({"model.layers.1.self_attn.rotary_emb.inv_freq", "F32", {2}});
     t.push_back({"lm_head.weight", "BF16", {32, 16}});  // written after the others: its values differ from the embedding's
   });
+  test::write_tiny_checkpoint(tmp / "int_head", config, [&](std::vector<test::TinyTensor>& t) {
+    t.push_back({"lm_head.weight", "I32", {32, 16}});  // never read, so its dtype does not matter
+  });
+  CHECK_NOTHROW(open_checkpoint(tmp / "int_head"));
   auto plain = open_checkpoint(tmp / "plain");
   auto extra = open_checkpoint(tmp / "extra");
   CHECK(extra->tensors().size() == plain->tensors().size());
