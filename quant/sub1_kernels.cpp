@@ -342,11 +342,14 @@ struct BitStreams {
   }
 };
 
+// 64-bit words that hold block b's trits, one bit each.
+int64_t block_bit_words(const Sub1View& w, int64_t b) { return (w.rows_in_block(b) * w.cols + 63) / 64; }
+
 // Words the streams of block b may write: one per codeword (each adds at
 // most 64 bits), at least the block's trits, plus the last partial word.
 int64_t bit_stream_words(const Sub1View& w, int64_t b) {
   const int64_t codewords = int64_t(w.blocks[b + 1] - w.blocks[b]);
-  return std::max(codewords, (w.rows_in_block(b) * w.cols + 63) / 64) + 1;
+  return std::max(codewords, block_bit_words(w, b)) + 1;
 }
 
 MOEC_AVX2 int64_t bit_streams_avx2(const Sub1View& w, int64_t b, uint64_t* low, uint64_t* high) {
@@ -372,7 +375,7 @@ MOEC_AVX2 void decode_planes_avx2(const Sub1View& w, int64_t b, uint32_t* planes
   if (int64_t(streams.size()) < 2 * per) streams.resize(size_t(2 * per));
   uint64_t *low = streams.data(), *high = low + per;
   const int64_t written = bit_streams_avx2(w, b, low, high);
-  const int64_t used = (w.rows_in_block(b) * w.cols + 63) / 64 + 2;  // words the rows read, with the slack
+  const int64_t used = block_bit_words(w, b) + 2;  // words the rows read, with the slack
   if (written < used) {
     std::fill(low + written, low + used, 0);
     std::fill(high + written, high + used, 0);
