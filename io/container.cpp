@@ -26,6 +26,7 @@ constexpr const char* kTensorsGroup = "/tensors";
 constexpr const char* kTokenizerDataset = "/tokenizer.model";
 constexpr const char* kTokenizerJsonDataset = "/tokenizer.json";
 constexpr const char* kTokenizerConfigDataset = "/tokenizer_config.json";
+constexpr hsize_t kAlignment = 8;  // see ContainerWriter's constructor
 
 // HDF5 has no bf16 type, so 16-bit encodings are stored as their bit
 // patterns (uint16); f32 is a native IEEE float. docs/container.md shows how
@@ -87,20 +88,30 @@ hid_t part_type(DType dtype) {
   }
 }
 
+// Object creation without modification times: libhdf5 stores four
+// timestamps in the header of every object it tracks, 16 bytes × ~700
+// objects in a sub1 container of the shipped model (0.005 bits per weight of
+// the file), and they made two runs' outputs differ byte for byte.
+Handle untimed(hid_t plist_class) {
+  Handle plist(H5Pcreate(plist_class), H5Pclose);
+  H5Pset_obj_track_times(plist.get(), 0);
+  return plist;
+}
+
 // Dataset creation for datasets that never get attributes (the parts of an
 // encoded tensor, the tokenizer's bytes): their object headers are sized for
 // what they hold. By default libhdf5 leaves room in each header for
 // attributes to come, which in a sub1 container of the shipped model was
 // 97 KB of 3.1 MB (0.05 bits per weight of the file).
 Handle no_attribute_datasets() {
-  Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  Handle dcpl = untimed(H5P_DATASET_CREATE);
   H5Pset_dset_no_attrs_hint(dcpl.get(), 1);
   return dcpl;
 }
 
 Handle create_dataset(hid_t location, const std::string& path, hid_t type, const std::vector<int64_t>& shape,
                       std::span<const std::byte> bytes, hid_t lcpl, const std::string& what, const std::string& tensor,
-                      hid_t dcpl = H5P_DEFAULT) {
+                      hid_t dcpl) {
   std::vector<hsize_t> dims(shape.begin(), shape.end());
   Handle space(dims.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(int(dims.size()), dims.data(), nullptr),
                H5Sclose);
@@ -155,12 +166,14 @@ ContainerWriter::ContainerWriter(const fs::path& target, bool overwrite, const n
     : output_(target, overwrite, AtomicOutput::Kind::File), config_(parse_model_config(config_json, target.string() + " (config)")) {
   h5::silence_errors();
   const std::string what = target.string();
-  // Every allocation aligned to 64 bytes: mapped tensors suit SIMD loads, and
-  // small parts (a sub1 tensor's u32 block offsets, u64 counts) are read in
-  // place through pointers of their element type, which must be aligned.
-  // Costs under 64 bytes per object.
+  // Every allocation aligned to 8 bytes, the largest element size of any
+  // part: small parts (a sub1 tensor's u32 block offsets, u64 counts) are
+  // read in place through pointers of their element type, which must be
+  // aligned. 64 (a cache line) cost 29 KB more padding in a sub1 container of
+  // the shipped model (0.015 bits per weight of the file); moec's kernels load
+  // mapped weights with unaligned loads.
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
-  H5Pset_alignment(fapl.get(), 1, 64);
+  H5Pset_alignment(fapl.get(), 1, kAlignment);
   // HDF5 1.8's file format: superblock 2 and object headers 2, whose
   // metadata carries checksums that libhdf5 verifies before parsing, so a
   // damaged header is an error instead of input to a parser that fuzzing
@@ -181,17 +194,33 @@ ContainerWriter::ContainerWriter(const fs::path& target, bool overwrite, const n
                       {"source_files", provenance.source_files}};
   if (!provenance.quantization.is_null()) prov["quantization"] = provenance.quantization;
   h5::write_string_attribute(root, "provenance", prov.dump(), what);
-  Handle group(H5Gcreate2(root, kTensorsGroup, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+  Handle gcpl = untimed(H5P_GROUP_CREATE);
+  Handle group(H5Gcreate2(root, kTensorsGroup, H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose);
   if (!group.valid()) fail("{}: cannot create group {}", what, kTensorsGroup);
 }
 
 ContainerWriter::~ContainerWriter() = default;
 
 namespace {
+// The tokenizer files are stored deflated (zlib level 9, one chunk): they are
+// read once through H5Dread, never mapped, and text compresses well — the
+// shipped model's sentencepiece model from 61.6 KB to 25 KB (0.019 bits per
+// weight of its sub1 file). Stored plainly when tiny or when this libhdf5
+// lacks the filter; readers cannot tell the difference.
+Handle tokenizer_dataset_creation(hsize_t n) {
+  Handle dcpl = no_attribute_datasets();
+  constexpr hsize_t kMinDeflated = 4096;
+  if (n >= kMinDeflated && H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0) {
+    H5Pset_chunk(dcpl.get(), 1, &n);
+    H5Pset_deflate(dcpl.get(), 9);
+  }
+  return dcpl;
+}
+
 void write_bytes(hid_t file, const char* name, std::span<const std::byte> bytes, const std::string& what) {
   hsize_t n = bytes.size();
   Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
-  Handle dcpl = no_attribute_datasets();
+  Handle dcpl = tokenizer_dataset_creation(n);
   Handle set(H5Dcreate2(file, name, H5T_STD_U8LE, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), H5Dclose);
   if (!set.valid() || (n && H5Dwrite(set.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0))
     fail("{}: cannot write {}", what, name);
@@ -225,8 +254,9 @@ void ContainerWriter::write_dense(const TensorInfo& info, std::string_view hf_na
     fail("{}: tensor '{}': {} bytes for shape [{}] in {}", what, info.name, bytes.size(), fmt::join(info.shape, ", "),
          info.encoding);
   Handle lcpl = link_creation_with_parents();
+  Handle dcpl = untimed(H5P_DATASET_CREATE);
   Handle set = create_dataset(file_.get(), container_path(info.key), storage_type(*dtype), info.shape, bytes,
-                              lcpl.get(), what, info.name);
+                              lcpl.get(), what, info.name, dcpl.get());
   write_tensor_attributes(set.get(), info, hf_name, what);
   ++written_;
 }
@@ -240,7 +270,8 @@ void ContainerWriter::write_encoded(const TensorInfo& info, std::string_view hf_
                                               parts.size(), info.parts.size());
   Handle lcpl = link_creation_with_parents();
   const std::string path = container_path(info.key);
-  Handle group(H5Gcreate2(file_.get(), path.c_str(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+  Handle gcpl = untimed(H5P_GROUP_CREATE);
+  Handle group(H5Gcreate2(file_.get(), path.c_str(), lcpl.get(), gcpl.get(), H5P_DEFAULT), H5Gclose);
   if (!group.valid()) fail("{}: tensor '{}': cannot create group {}", what, info.name, path);
   Handle dcpl = no_attribute_datasets();
   for (size_t i = 0; i < parts.size(); ++i) {
@@ -403,7 +434,7 @@ void ContainerReader::open_encoded(TensorInfo& info, hid_t group) {
 TensorData ContainerReader::read(const TensorKey& key) const {
   const TensorInfo& meta = info(key);
   auto it = offsets_.find(key);
-  // moec aligns every object to 64 bytes; another writer's file may not,
+  // moec aligns every object to 8 bytes; another writer's file may not,
   // and then TensorData::mapped copies the misaligned arrays.
   if (it != offsets_.end() && meta.encoded()) {
     std::vector<std::span<const std::byte>> parts;

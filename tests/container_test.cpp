@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <hdf5.h>
 
 #include "io/container.h"
 #include "io/convert.h"
@@ -49,4 +50,41 @@ TEST_CASE("f16 and f32 tensors survive the container too", "[container]") {
   CHECK(reader.info({TensorRole::FinalNorm}).encoding == "f32");
   CHECK(reader.info({TensorRole::ExpertW1, 0, 1}).encoding == "f16");
   CHECK_FALSE(reader.tokenizer_model());  // the tiny model has none
+}
+
+TEST_CASE("container: the tokenizer stored deflated and read back as it was; objects carry no timestamps",
+          "[container]") {
+  TempDir tmp;
+  auto hf = open_checkpoint(test::fixture_model_dir());
+  const auto original = hf->tokenizer_model();
+  REQUIRE(original);
+  REQUIRE(original->size() > 4096);
+  convert_to_container(*hf, tmp / "m.h5", false, "test");
+  ContainerReader reader(tmp / "m.h5");
+  CHECK(reader.tokenizer_model() == original);
+
+  const hid_t file = H5Fopen((tmp / "m.h5").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  REQUIRE(file >= 0);
+  const hid_t set = H5Dopen2(file, "/tokenizer.model", H5P_DEFAULT);
+  REQUIRE(set >= 0);
+  if (H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0) {
+    const hid_t dcpl = H5Dget_create_plist(set);
+    CHECK(H5Pget_nfilters(dcpl) == 1);
+    H5Pclose(dcpl);
+    INFO(H5Dget_storage_size(set) << " stored bytes for " << original->size());
+    CHECK(H5Dget_storage_size(set) < original->size() / 2);
+  }
+  H5Dclose(set);
+  for (const char* object : {"/tensors", "/tensors/layers/0/attn/q", "/tensors/embed"}) {
+#if H5_VERSION_GE(1, 12, 0)
+    H5O_info2_t info;
+    REQUIRE(H5Oget_info_by_name3(file, object, &info, H5O_INFO_TIME, H5P_DEFAULT) >= 0);
+#else
+    H5O_info_t info;
+    REQUIRE(H5Oget_info_by_name2(file, object, &info, H5O_INFO_TIME, H5P_DEFAULT) >= 0);
+#endif
+    INFO(object);
+    CHECK(info.mtime == 0);
+  }
+  H5Fclose(file);
 }
