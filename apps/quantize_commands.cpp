@@ -111,8 +111,8 @@ void add_quantize_commands(CLI::App& app) {
       ->capture_default_str();
   q->add_option("--non-expert", f->non_expert,
                 "Attention and lm_head (GPTQ, act-order, damp 0.01), the embedding (round-to-nearest): keep as "
-                "stored, or q8 / q4 / q3 / q2 in groups of 128")
-      ->check(CLI::IsMember({"keep", "q8", "q4", "q3", "q2"}))
+                "stored, or q8 / q4 / q3 / q2 in groups of 128, or q<bits>g<group>; per kind after a comma: "
+                "attn=, embed=, head= (e.g. q3,attn=q2g32,head=q4)")
       ->capture_default_str();
   q->add_flag("--dry-run", f->dry_run,
               "Quantize the first layer only, write nothing, and project the whole model's time, peak memory and "

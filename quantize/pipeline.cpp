@@ -4,6 +4,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <set>
@@ -108,13 +109,10 @@ QuantizedMatrix quantize_matrix(const RowMatrix& w, HessianAccumulator h, const 
   return std::move(out.matrix);
 }
 
-QuantFormat non_expert_format(NonExpert n) {
-  switch (n) {
-    case NonExpert::Q8: return QuantFormat::parse("q8g128");
-    case NonExpert::Q4: return QuantFormat::parse("q4g128");
-    case NonExpert::Q3: return QuantFormat::parse("q3g128");
-    default: return QuantFormat::parse("q2g128");
-  }
+// Bytes of an affine code of a rows × cols matrix: packed codes, an f16 scale
+// and an 8-bit zero per (row, group).
+double affine_bytes(const QuantFormat& f, int64_t rows, int64_t cols) {
+  return double(rows) * double(f.row_bytes(cols) + f.groups(cols) * (2 * f.scales_per_group() + (f.has_zeros() ? 1 : 0)));
 }
 
 // A large matrix (the embedding, lm_head) quantized `slice_rows` rows at a
@@ -247,7 +245,7 @@ double zero_share(const QuantizedMatrix& m) {
 // Whether the lm_head is quantized by GPTQ (its own pass after the layers):
 // untied, --non-expert quantizing, GPTQ the method.
 bool lm_head_by_gptq(const ModelConfig& c, const QuantizeOptions& o) {
-  return !c.tie_word_embeddings && o.non_expert != NonExpert::Keep && o.gptq;
+  return !c.tie_word_embeddings && o.non_expert.lm_head && o.gptq;
 }
 
 class LayerQuantizer {
@@ -267,11 +265,13 @@ class LayerQuantizer {
   // The embedding or lm_head: as stored, or (--non-expert) RTN-quantized.
   // Returns the quantized matrix (empty when kept).
   QuantizedMatrix write_embedding_like(const TensorKey& key) {
-    if (o_.non_expert == NonExpert::Keep) {
+    const std::optional<QuantFormat>& format =
+        key.role == TensorRole::LmHead ? o_.non_expert.lm_head : o_.non_expert.embedding;
+    if (!format) {
       write_dense(key);
       return {};
     }
-    QuantizedMatrix m = quantize_rtn_rows(source_, key, non_expert_format(o_.non_expert));
+    QuantizedMatrix m = quantize_rtn_rows(source_, key, *format);
     write_quantized(key, m);
     return m;
   }
@@ -311,7 +311,7 @@ class LayerQuantizer {
     }
     std::vector<std::string> fallbacks;
     const QuantizedMatrix m =
-        quantize_gptq_rows(source_, key, input, non_expert_format(o_.non_expert), non_expert_gptq(), fallbacks);
+        quantize_gptq_rows(source_, key, input, *o_.non_expert.lm_head, non_expert_gptq(), fallbacks);
     if (!report_.layers.empty())  // reported with the last layer's notes (the message names lm_head)
       for (auto& f : fallbacks) report_.layers.back().fallbacks.push_back(std::move(f));
     write_quantized(key, m);
@@ -325,7 +325,7 @@ class LayerQuantizer {
     layer.layer = l;
     std::vector<QuantizedMatrix> attention;
     const Model::AttentionWeights stored_attention = model_.attention_weights(l);
-    if (o_.non_expert != NonExpert::Keep) attention = quantize_attention(l, x, windows, layer.fallbacks);
+    if (o_.non_expert.attention) attention = quantize_attention(l, x, windows, layer.fallbacks);
     const bool sparse = c.moe_layer(l);
     const bool shared = sparse && c.shared_expert_size > 0 && !o_.keep_shared;
     // The MLPs quantized here: the routed experts (then the shared one), or
@@ -462,7 +462,7 @@ class LayerQuantizer {
                                                   std::vector<std::string>& fallbacks) {
     const ModelConfig& c = source_.config();
     const int64_t h = c.hidden_size, qd = c.num_heads * c.head_dim;
-    const QuantFormat format = non_expert_format(o_.non_expert);
+    const QuantFormat format = *o_.non_expert.attention;
     const auto keys = attention_keys(l);
     auto gptq = [&](const TensorKey& key, const HessianAccumulator& hessian) {
       const RowMatrix w = to_f32(source_, key);
@@ -699,21 +699,22 @@ Projection project(const CheckpointSource& source, const QuantizeReport& r, doub
   for (const LayerReport& l : r.layers) p.seconds_per_layer += l.seconds / double(r.layers.size());
   p.seconds = setup_seconds + p.seconds_per_layer * double(c.num_layers);
   p.peak_rss = peak_rss_bytes();
-  // Experts at the measured bytes per weight; the rest as stored, or at the
-  // non-expert code's bits where --non-expert quantizes it.
+  // Experts at the measured bytes per weight; the rest as stored, or in the
+  // affine code --non-expert gives its kind.
   const double expert_bytes_per_weight = double(r.expert_bytes) / double(std::max<uint64_t>(1, r.expert_params));
-  const double non_expert_bytes_per_weight = r.non_expert_bits_per_weight() / 8.0;
   double bytes = 0;
   for (const TensorInfo& t : source.tensors()) {
     const Component part = component_of(t.key.role);
     const bool expert = part == Component::Experts || part == Component::Mlp ||
                         (part == Component::SharedExperts && !o.keep_shared && t.shape.size() == 2 &&
                          t.key.role != TensorRole::SharedGate);
-    const bool coded = o.non_expert != NonExpert::Keep &&
-                       (part == Component::Attention || part == Component::Embedding || part == Component::LmHead) &&
-                       t.shape.size() == 2;
-    bytes += expert ? double(t.numel()) * expert_bytes_per_weight
-             : coded ? double(t.numel()) * non_expert_bytes_per_weight
+    const std::optional<QuantFormat>* coded = part == Component::Attention ? &o.non_expert.attention
+                                              : part == Component::Embedding ? &o.non_expert.embedding
+                                              : part == Component::LmHead    ? &o.non_expert.lm_head
+                                                                             : nullptr;
+    if (coded && !(coded->has_value() && t.shape.size() == 2)) coded = nullptr;
+    bytes += expert  ? double(t.numel()) * expert_bytes_per_weight
+             : coded ? affine_bytes(**coded, t.shape[0], t.shape[1])
                      : double(t.nbytes);
   }
   p.file_bytes = uint64_t(bytes);
@@ -722,13 +723,47 @@ Projection project(const CheckpointSource& source, const QuantizeReport& r, doub
 
 }  // namespace
 
-NonExpert parse_non_expert(std::string_view name) {
-  if (name == "keep") return NonExpert::Keep;
-  if (name == "q8") return NonExpert::Q8;
-  if (name == "q4") return NonExpert::Q4;
-  if (name == "q3") return NonExpert::Q3;
-  if (name == "q2") return NonExpert::Q2;
-  fail("--non-expert '{}': expected keep, q8, q4, q3 or q2", name);
+std::string NonExpertPlan::spec() const {
+  auto one = [](const std::optional<QuantFormat>& f) { return f ? f->spec() : std::string("keep"); };
+  if (one(attention) == one(embedding) && one(embedding) == one(lm_head)) return one(attention);
+  return fmt::format("attn={},embed={},head={}", one(attention), one(embedding), one(lm_head));
+}
+
+NonExpertPlan parse_non_expert(std::string_view spec) {
+  auto format = [&](std::string_view value) -> std::optional<QuantFormat> {
+    if (value == "keep") return std::nullopt;
+    static const std::array<std::string_view, 4> shorthand{"q8", "q4", "q3", "q2"};
+    const std::string full = std::find(shorthand.begin(), shorthand.end(), value) != shorthand.end()
+                                 ? fmt::format("{}g128", value)
+                                 : std::string(value);
+    std::optional<QuantFormat> f;
+    try {
+      f = QuantFormat::parse(full);
+    } catch (const Error&) {
+    }
+    if (!f || f->kind != GridKind::Affine)
+      fail("--non-expert '{}': '{}' is not keep, q8, q4, q3, q2 or q<bits 2-8>g<group>", spec, value);
+    return f;
+  };
+  NonExpertPlan plan;
+  if (spec.empty()) fail("--non-expert: empty; expected e.g. keep, q3 or q3,attn=q2g32,head=q4");
+  for (size_t start = 0; start <= spec.size();) {
+    const size_t end = std::min(spec.find(',', start), spec.size());
+    const std::string_view item = spec.substr(start, end - start);
+    const size_t eq = item.find('=');
+    if (eq == std::string_view::npos) {
+      plan.attention = plan.embedding = plan.lm_head = format(item);
+    } else {
+      const std::string_view kind = item.substr(0, eq);
+      const std::optional<QuantFormat> f = format(item.substr(eq + 1));
+      if (kind == "attn") plan.attention = f;
+      else if (kind == "embed") plan.embedding = f;
+      else if (kind == "head") plan.lm_head = f;
+      else fail("--non-expert '{}': unknown kind '{}' (attn, embed or head)", spec, kind);
+    }
+    start = end + 1;
+  }
+  return plan;
 }
 
 QuantizeReport quantize_model(const CheckpointSource& source, const std::filesystem::path& out,
@@ -751,7 +786,7 @@ QuantizeReport quantize_model(const CheckpointSource& source, const std::filesys
   const int64_t windows = int64_t(calib.size()) / o.ctx;
 
   QuantizeReport report;
-  report.non_expert = o.non_expert == NonExpert::Keep ? "keep" : non_expert_format(o.non_expert).spec();
+  report.non_expert = o.non_expert.spec();
   report.format = o.format.spec();
   report.method = o.gptq ? "gptq" : "rtn";
   report.calib_tokens = int64_t(calib.size());

@@ -33,13 +33,24 @@ namespace moec {
 class CheckpointSource;
 class ThreadPool;
 
-// Tensors other than the MLPs' (--non-expert): kept at their stored
-// precision, or 8/4/3/2-bit codes in groups of 128 columns — attention
-// projections and an untied lm_head by GPTQ on the calibration stream (with
-// act-order and dampening 0.01, whatever the experts use), the embedding by
-// round-to-nearest. Routers, norms and biases always stay as stored.
-enum class NonExpert : uint8_t { Keep, Q8, Q4, Q3, Q2 };
-NonExpert parse_non_expert(std::string_view name);  // "keep", "q8", "q4", "q3", "q2"
+// Tensors other than the MLPs' (--non-expert), by kind: attention
+// projections, the embedding (with a tied lm_head), an untied lm_head. Each is
+// kept at its stored precision (nullopt) or takes an affine k-bit code
+// (q<bits>g<group>) — attention and an untied lm_head by GPTQ on the
+// calibration stream (with act-order and dampening 0.01, whatever the
+// experts use), the embedding by round-to-nearest. Routers, norms and biases
+// always stay as stored.
+struct NonExpertPlan {
+  std::optional<QuantFormat> attention, embedding, lm_head;
+  bool any() const { return attention || embedding || lm_head; }
+  // "keep", one format when every kind has it ("q3g128"), else each kind:
+  // "attn=q2g32,embed=q3g128,head=q4g128".
+  std::string spec() const;
+};
+// A comma-separated list: a value alone (keep, q8, q4, q3, q2 — groups of
+// 128 — or q<bits>g<group>) sets every kind; attn=, embed=, head= set one,
+// later items overriding earlier ones: "q3,attn=q2g32,head=q4".
+NonExpertPlan parse_non_expert(std::string_view spec);
 
 struct QuantizeOptions {
   QuantFormat format;
@@ -58,7 +69,7 @@ struct QuantizeOptions {
   // model, searched on layer 0 and steered on later layers, so that the
   // experts take about target_bits per weight (quantize/rate_control.h).
   double target_bits = 0;
-  NonExpert non_expert = NonExpert::Keep;
+  NonExpertPlan non_expert;
   // Quantize layer 0 only, write nothing, and project the whole model's
   // time, peak memory and file size from it (QuantizeReport::projection).
   bool dry_run = false;

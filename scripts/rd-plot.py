@@ -28,7 +28,7 @@ except ImportError:
     sys.exit("rd-plot: matplotlib missing: apt install python3-matplotlib (and run Debian's /usr/bin/python3)")
 
 MARKERS = {"packed": "s", "packed+q8": "s", "packed+q4": "s", "sub1": "o", "sub1-rate": "^",
-           "sub1-target": "v", "sub1-fit": "D", "sub1+q8": "o", "sub1+q4": "o", "sub1+q3": "o", "sub1+q2": "o", "sub1-rate+q8": "^",
+           "sub1-target": "v", "sub1-fit": "D", "sub1+q8": "o", "sub1+q4": "o", "sub1+q3": "o", "sub1+q2": "o", "sub1+mixed": "P", "sub1-rate+q8": "^",
            "sub1-rate+q4": "^", "baseline": "*"}
 
 

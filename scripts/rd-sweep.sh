@@ -90,6 +90,7 @@ if [ $quick = 1 ]; then
   point sub1-qmoe-l0.25 sub1-rate $qmoe --rate-lambda 0.25
   point sub1-qmoe-t0.9 sub1-target $qmoe --target-bits 0.9
   point sub1-qmoe-q4 sub1+q4 $qmoe --non-expert q4
+  point sub1-qmoe-mixed sub1+mixed $qmoe --non-expert q3,attn=q2g32,head=q4
 else
   for b in 4 3 2; do point q${b}g128 packed --bits $b --group 128; done
   point ternary-qmoe packed --bits ternary
@@ -109,6 +110,11 @@ else
   point sub1-qmoe-q3 sub1+q3 $qmoe --non-expert q3
   point sub1-act-q3 sub1+q3 $act --non-expert q3
   point sub1-qmoe-q2 sub1+q2 $qmoe --non-expert q2
+  # Per kind (docs/rate-distortion.md): the lm_head is worth a 4th bit, the
+  # attention fine groups more than a 3rd bit.
+  point sub1-qmoe-q3-head4 sub1+mixed $qmoe --non-expert q3,head=q4
+  point sub1-qmoe-q3-attn2g32 sub1+mixed $qmoe --non-expert q3,attn=q2g32
+  point sub1-qmoe-mixed sub1+mixed $qmoe --non-expert q3,attn=q2g32,head=q4
 fi
 mv "$tmp_csv" "$csv"
 echo "rd-sweep: $(( $(wc -l < "$csv") - 1 )) points in $(( $(date +%s) - start )) s -> $csv" >&2

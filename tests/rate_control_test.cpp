@@ -144,8 +144,9 @@ TEST_CASE("non-expert q8/q4: attention, embedding and lm_head encoded, the file 
   const QuantizeReport keep = quantize_model(*hf, tmp / "keep.h5", o, pool);
   CHECK(keep.non_expert_params == 0);
   double last_file_bits = keep.file_bits_per_weight();
-  for (auto [mode, spec, tolerance] : {std::tuple{NonExpert::Q8, "q8g128", 1.02}, std::tuple{NonExpert::Q4, "q4g128", 1.06}}) {
-    o.non_expert = mode;
+  for (auto [mode, spec, tolerance, max_bits] :
+       {std::tuple{"q8", "q8g128", 1.02, 8.5}, std::tuple{"q4", "q4g128", 1.06, 4.5}}) {
+    o.non_expert = parse_non_expert(mode);
     const QuantizeReport r = quantize_model(*hf, tmp / "q.h5", o, pool);
     INFO(spec);
     auto q = open_checkpoint(tmp / "q.h5");
@@ -154,7 +155,7 @@ TEST_CASE("non-expert q8/q4: attention, embedding and lm_head encoded, the file 
       CHECK(s.components[size_t(c)].encodings == std::set<std::string>{spec});
     CHECK(s.components[size_t(Component::Router)].encodings != std::set<std::string>{spec});
     CHECK(r.non_expert_params > 0);
-    CHECK(r.non_expert_bits_per_weight() < (mode == NonExpert::Q8 ? 8.5 : 4.5));
+    CHECK(r.non_expert_bits_per_weight() < max_bits);
     CHECK(r.file_bits_per_weight() < last_file_bits);
     last_file_bits = r.file_bits_per_weight();
     const double ppl = eval_ppl(*q, ids);
@@ -162,6 +163,29 @@ TEST_CASE("non-expert q8/q4: attention, embedding and lm_head encoded, the file 
     CHECK(ppl < baseline * tolerance);
     fs::remove(tmp / "q.h5");
   }
+}
+
+TEST_CASE("non-expert plans (--non-expert): one code for every kind, or per kind with later items overriding", "[rate][quantize]") {
+  const NonExpertPlan keep = parse_non_expert("keep");
+  CHECK_FALSE(keep.any());
+  CHECK(keep.spec() == "keep");
+  const NonExpertPlan q3 = parse_non_expert("q3");
+  REQUIRE((q3.attention && q3.embedding && q3.lm_head));
+  CHECK(q3.attention->bits == 3);
+  CHECK(q3.attention->group_size == 128);
+  CHECK(q3.spec() == "q3g128");
+  const NonExpertPlan mixed = parse_non_expert("q3,attn=q2g32,head=q4,attn=q2g64");
+  REQUIRE((mixed.attention && mixed.embedding && mixed.lm_head));
+  CHECK(mixed.attention->spec() == "q2g64");
+  CHECK(mixed.embedding->spec() == "q3g128");
+  CHECK(mixed.lm_head->spec() == "q4g128");
+  CHECK(mixed.spec() == "attn=q2g64,embed=q3g128,head=q4g128");
+  const NonExpertPlan head_only = parse_non_expert("head=q8g64");
+  CHECK_FALSE(head_only.attention);
+  CHECK_FALSE(head_only.embedding);
+  REQUIRE(head_only.lm_head);
+  CHECK(head_only.spec() == "attn=keep,embed=keep,head=q8g64");
+  CHECK(parse_non_expert("q3,embed=keep").spec() == "attn=q3g128,embed=keep,head=q3g128");
 }
 
 // Σ over rows h of ‖(W − M)·h‖², W and M [rows, cols] row-major.
@@ -180,19 +204,43 @@ double output_error(const std::vector<float>& w, const std::vector<float>& m, in
 
 // The fixture with 4-bit experts and `non_expert` attention, embedding and
 // lm_head, written to `out`.
-void quantize_non_expert(const CheckpointSource& hf, const fs::path& out, NonExpert non_expert) {
+QuantizeReport quantize_non_expert(const CheckpointSource& hf, const fs::path& out, std::string_view non_expert) {
   ThreadPool pool(2);
   QuantizeOptions o = sub1_run();
   o.format = QuantFormat::parse("q4g128");
-  o.non_expert = non_expert;
-  quantize_model(hf, out, o, pool);
+  o.non_expert = parse_non_expert(non_expert);
+  return quantize_model(hf, out, o, pool);
+}
+
+TEST_CASE("non-expert per kind: each kind in its own code, bits counted from the codes", "[rate][quantize]") {
+  test::TempDir tmp;
+  auto hf = open_checkpoint(test::fixture_model_dir());
+  const QuantizeReport r = quantize_non_expert(*hf, tmp / "q.h5", "q3,attn=q2g32,head=q4,embed=q8g64");
+  CHECK(r.non_expert == "attn=q2g32,embed=q8g64,head=q4g128");
+  auto q = open_checkpoint(tmp / "q.h5");
+  const CheckpointSummary s = summarize(*q);
+  CHECK(s.components[size_t(Component::Attention)].encodings == std::set<std::string>{"q2g32"});
+  CHECK(s.components[size_t(Component::Embedding)].encodings == std::set<std::string>{"q8g64"});
+  CHECK(s.components[size_t(Component::LmHead)].encodings == std::set<std::string>{"q4g128"});
+  // Bytes per kind from the formats: codes, an f16 scale and a u8 zero per group.
+  uint64_t params = 0;
+  double bits = 0;
+  for (Component c : {Component::Attention, Component::Embedding, Component::LmHead}) {
+    params += s.components[size_t(c)].params;
+    bits += s.components[size_t(c)].bits_per_weight() * double(s.components[size_t(c)].params);
+  }
+  CHECK(r.non_expert_params == params);
+  CHECK(r.non_expert_bits_per_weight() == Approx(bits / double(params)).epsilon(1e-9));
+  const double attention = s.components[size_t(Component::Attention)].bits_per_weight();
+  CHECK(attention == Approx(2.0 + 24.0 / 32).epsilon(1e-9));
+  CHECK(s.components[size_t(Component::Embedding)].bits_per_weight() == Approx(8.0 + 24.0 / 64).epsilon(1e-9));
 }
 
 TEST_CASE("non-expert lm_head: GPTQ on the final-normed stream beats round-to-nearest on held-out text",
           "[rate][quantize]") {
   test::TempDir tmp;
   auto hf = open_checkpoint(test::fixture_model_dir());
-  quantize_non_expert(*hf, tmp / "q.h5", NonExpert::Q3);
+  quantize_non_expert(*hf, tmp / "q.h5", "q3");
   auto q = open_checkpoint(tmp / "q.h5");
   ThreadPool pool(2);
 
@@ -222,7 +270,7 @@ TEST_CASE("non-expert lm_head: GPTQ on the final-normed stream beats round-to-ne
 TEST_CASE("container: the parts of encoded tensors leave no room for attributes in their headers",
           "[quantize][container]") {
   test::TempDir tmp;
-  quantize_non_expert(*open_checkpoint(test::fixture_model_dir()), tmp / "q.h5", NonExpert::Q4);
+  quantize_non_expert(*open_checkpoint(test::fixture_model_dir()), tmp / "q.h5", "q4");
   const hid_t file = H5Fopen((tmp / "q.h5").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   REQUIRE(file >= 0);
   for (const char* part : {"/tensors/lm_head/codes", "/tensors/layers/0/experts/0/w1/scales", "/tokenizer.model"}) {
@@ -258,9 +306,10 @@ TEST_CASE("rate and level options refuse what they cannot do", "[rate][quantize]
   o.format = QuantFormat::parse("q4g128");
   o.gptq_options.level_fits = 1;
   CHECK_THROWS_WITH(quantize_model(*hf, tmp / "q.h5", o, pool), Catch::Contains("--fit-levels"));
-  CHECK_THROWS_WITH(parse_non_expert("q1"), Catch::Contains("expected keep, q8, q4, q3 or q2"));
-  CHECK(parse_non_expert("q3") == NonExpert::Q3);
-  CHECK(parse_non_expert("q2") == NonExpert::Q2);
+  for (const char* bad : {"q1", "attn=q1", "q3,attn=sub1", "ternary-qmoe", "q9g128", "q4g"})
+    CHECK_THROWS_WITH(parse_non_expert(bad), Catch::Contains("is not keep, q8, q4, q3, q2 or q<bits 2-8>g<group>"));
+  CHECK_THROWS_WITH(parse_non_expert("q3,mlp=q4"), Catch::Contains("unknown kind 'mlp'"));
+  CHECK_THROWS_WITH(parse_non_expert(""), Catch::Contains("empty"));
   CHECK_FALSE(fs::exists(tmp / "q.h5"));
   const std::string base = "quantize '" + test::fixture_model_dir().string() + "' -o '" + (tmp / "x.h5").string() +
                            "' --calib '" + test::text_file("validation").string() + "' --calib-windows 2 ";

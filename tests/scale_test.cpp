@@ -133,7 +133,7 @@ TEST_CASE("quantize --dry-run with --non-expert runs the lm_head's GPTQ and coun
   REQUIRE_FALSE(source->config().tie_word_embeddings);
   QuantizeOptions o;
   o.format = QuantFormat::parse("q4g128");
-  o.non_expert = NonExpert::Q4;
+  o.non_expert = parse_non_expert("q4");
   o.calib = test::text_file("validation");
   o.calib_windows = 8;
   o.ctx = 128;
