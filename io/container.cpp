@@ -40,13 +40,6 @@ std::string utc_now() {
   return text;
 }
 
-// Creates every missing group on the way to `path`'s parent.
-Handle link_creation_with_parents() {
-  Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
-  H5Pset_create_intermediate_group(lcpl.get(), 1);
-  return lcpl;
-}
-
 bool same_type(hid_t a, hid_t b) { return H5Tequal(a, b) > 0; }
 
 // Encoded tensors: an HDF5 group whose member datasets are the parts. The
@@ -96,6 +89,18 @@ Handle untimed(hid_t plist_class) {
   Handle plist(H5Pcreate(plist_class), H5Pclose);
   H5Pset_obj_track_times(plist.get(), 0);
   return plist;
+}
+
+// Creates every missing group on the way to `path`'s parent, untimed
+// (libhdf5's own intermediate-group creation always uses timed defaults).
+void create_parents(hid_t file, const std::string& path, const std::string& what) {
+  Handle gcpl = untimed(H5P_GROUP_CREATE);
+  for (size_t pos = path.find('/', 1); pos != std::string::npos; pos = path.find('/', pos + 1)) {
+    const std::string parent = path.substr(0, pos);
+    if (H5Lexists(file, parent.c_str(), H5P_DEFAULT) > 0) continue;
+    Handle group(H5Gcreate2(file, parent.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose);
+    if (!group.valid()) fail("{}: cannot create group {}", what, parent);
+  }
 }
 
 // Dataset creation for datasets that never get attributes (the parts of an
@@ -179,7 +184,8 @@ ContainerWriter::ContainerWriter(const fs::path& target, bool overwrite, const n
   // damaged header is an error instead of input to a parser that fuzzing
   // showed to read freed memory (docs/reliability.md). h5py reads it.
   H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_V18);
-  file_ = Handle(H5Fcreate(output_.temp_path().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose);
+  Handle fcpl = untimed(H5P_FILE_CREATE);  // the root group's
+  file_ = Handle(H5Fcreate(output_.temp_path().c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose);
   if (!file_.valid()) fail("{}: cannot create HDF5 file", output_.temp_path().string());
   hid_t root = file_.get();
   h5::write_string_attribute(root, "moec_format", kContainerMagic, what);
@@ -206,7 +212,8 @@ namespace {
 // read once through H5Dread, never mapped, and text compresses well — the
 // shipped model's sentencepiece model from 61.6 KB to 25 KB (0.019 bits per
 // weight of its sub1 file). Stored plainly when tiny or when this libhdf5
-// lacks the filter; readers cannot tell the difference.
+// lacks the filter. Readers get the bytes through H5Dread, which needs a
+// libhdf5 with the filter for a deflated dataset (Debian's always has it).
 Handle tokenizer_dataset_creation(hsize_t n) {
   Handle dcpl = no_attribute_datasets();
   constexpr hsize_t kMinDeflated = 4096;
@@ -253,10 +260,11 @@ void ContainerWriter::write_dense(const TensorInfo& info, std::string_view hf_na
   if (bytes.size() != info.numel() * dtype_size(*dtype))
     fail("{}: tensor '{}': {} bytes for shape [{}] in {}", what, info.name, bytes.size(), fmt::join(info.shape, ", "),
          info.encoding);
-  Handle lcpl = link_creation_with_parents();
+  const std::string path = container_path(info.key);
+  create_parents(file_.get(), path, what);
   Handle dcpl = untimed(H5P_DATASET_CREATE);
-  Handle set = create_dataset(file_.get(), container_path(info.key), storage_type(*dtype), info.shape, bytes,
-                              lcpl.get(), what, info.name, dcpl.get());
+  Handle set = create_dataset(file_.get(), path, storage_type(*dtype), info.shape, bytes, H5P_DEFAULT, what,
+                              info.name, dcpl.get());
   write_tensor_attributes(set.get(), info, hf_name, what);
   ++written_;
 }
@@ -268,10 +276,10 @@ void ContainerWriter::write_encoded(const TensorInfo& info, std::string_view hf_
   if (!layout) fail("{}: tensor '{}': unknown encoding '{}'", what, info.name, info.encoding);
   if (parts.size() != info.parts.size()) fail("{}: tensor '{}': {} part buffers for {} parts", what, info.name,
                                               parts.size(), info.parts.size());
-  Handle lcpl = link_creation_with_parents();
   const std::string path = container_path(info.key);
+  create_parents(file_.get(), path, what);
   Handle gcpl = untimed(H5P_GROUP_CREATE);
-  Handle group(H5Gcreate2(file_.get(), path.c_str(), lcpl.get(), gcpl.get(), H5P_DEFAULT), H5Gclose);
+  Handle group(H5Gcreate2(file_.get(), path.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose);
   if (!group.valid()) fail("{}: tensor '{}': cannot create group {}", what, info.name, path);
   Handle dcpl = no_attribute_datasets();
   for (size_t i = 0; i < parts.size(); ++i) {
