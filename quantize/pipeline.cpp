@@ -723,10 +723,18 @@ Projection project(const CheckpointSource& source, const QuantizeReport& r, doub
 
 }  // namespace
 
+static std::string spec_or_keep(const std::optional<QuantFormat>& f) { return f ? f->spec() : "keep"; }
+
 std::string NonExpertPlan::spec() const {
-  auto one = [](const std::optional<QuantFormat>& f) { return f ? f->spec() : std::string("keep"); };
-  if (one(attention) == one(embedding) && one(embedding) == one(lm_head)) return one(attention);
-  return fmt::format("attn={},embed={},head={}", one(attention), one(embedding), one(lm_head));
+  const std::string a = spec_or_keep(attention), e = spec_or_keep(embedding), h = spec_or_keep(lm_head);
+  if (a == e && e == h) return a;
+  return fmt::format("attn={},embed={},head={}", a, e, h);
+}
+
+NonExpertPlan NonExpertPlan::tied() const {
+  NonExpertPlan plan = *this;
+  plan.lm_head = embedding;
+  return plan;
 }
 
 NonExpertPlan parse_non_expert(std::string_view spec) {
@@ -749,7 +757,10 @@ NonExpertPlan parse_non_expert(std::string_view spec) {
   if (spec.empty()) fail("--non-expert: empty; expected e.g. keep, q3 or q3,attn=q2g32,head=q4");
   for (size_t start = 0; start <= spec.size();) {
     const size_t end = std::min(spec.find(',', start), spec.size());
-    const std::string_view item = spec.substr(start, end - start);
+    std::string_view item = spec.substr(start, end - start);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (item.empty()) fail("--non-expert '{}': an empty item (two commas, or one at an end)", spec);
     const size_t eq = item.find('=');
     if (eq == std::string_view::npos) {
       plan.attention = plan.embedding = plan.lm_head = format(item);
@@ -758,7 +769,7 @@ NonExpertPlan parse_non_expert(std::string_view spec) {
       const std::optional<QuantFormat> f = format(item.substr(eq + 1));
       if (kind == "attn") plan.attention = f;
       else if (kind == "embed") plan.embedding = f;
-      else if (kind == "head") plan.lm_head = f;
+      else if (kind == "head") plan.lm_head = f, plan.lm_head_given = true;
       else fail("--non-expert '{}': unknown kind '{}' (attn, embed or head)", spec, kind);
     }
     start = end + 1;
@@ -786,7 +797,14 @@ QuantizeReport quantize_model(const CheckpointSource& source, const std::filesys
   const int64_t windows = int64_t(calib.size()) / o.ctx;
 
   QuantizeReport report;
-  report.non_expert = o.non_expert.spec();
+  // A tied lm_head is the embedding: it takes embed='s code, and head= may
+  // not ask for another.
+  const ModelConfig& config = source.config();
+  if (config.tie_word_embeddings && o.non_expert.lm_head_given &&
+      spec_or_keep(o.non_expert.lm_head) != spec_or_keep(o.non_expert.embedding))
+    fail("--non-expert '{}': {}'s lm_head is its embedding (tie_word_embeddings): set both with embed=",
+         o.non_expert.spec(), source.path().string());
+  report.non_expert = (config.tie_word_embeddings ? o.non_expert.tied() : o.non_expert).spec();
   report.format = o.format.spec();
   report.method = o.gptq ? "gptq" : "rtn";
   report.calib_tokens = int64_t(calib.size());

@@ -20,6 +20,7 @@
 #include "quant/tunstall.h"
 #include "quantize/pipeline.h"
 #include "quantize/rate_control.h"
+#include "tests/arch_fixtures.h"
 #include "tests/test_paths.h"
 #include "tests/test_random.h"
 
@@ -186,6 +187,34 @@ TEST_CASE("non-expert plans (--non-expert): one code for every kind, or per kind
   REQUIRE(head_only.lm_head);
   CHECK(head_only.spec() == "attn=keep,embed=keep,head=q8g64");
   CHECK(parse_non_expert("q3,embed=keep").spec() == "attn=q3g128,embed=keep,head=q3g128");
+  CHECK(parse_non_expert(" q3 , attn=q2g32 ").spec() == "attn=q2g32,embed=q3g128,head=q3g128");
+  CHECK_FALSE(parse_non_expert("q3,embed=q4").lm_head_given);
+  CHECK(parse_non_expert("q3,head=q4").lm_head_given);
+  CHECK(parse_non_expert("q3,embed=q4").tied().spec() == "attn=q3g128,embed=q4g128,head=q4g128");
+}
+
+TEST_CASE("non-expert plans on a tied model: the lm_head follows embed=, a different head= is refused",
+          "[rate][quantize]") {
+  bool ran = false;
+  for (const auto& [name, dir] : test::arch_fixtures()) {
+    auto source = open_checkpoint(dir);
+    if (!source->config().tie_word_embeddings) continue;
+    INFO(name);
+    ran = true;
+    test::TempDir tmp;
+    ThreadPool pool(2);
+    QuantizeOptions o = sub1_run();
+    o.format = QuantFormat::parse("q4g128");
+    o.calib_windows = 4;
+    o.dry_run = true;
+    o.non_expert = parse_non_expert("q3,head=q4");
+    CHECK_THROWS_WITH(quantize_model(*source, tmp / "q.h5", o, pool), Catch::Contains("set both with embed="));
+    o.non_expert = parse_non_expert("q3,embed=q4");
+    CHECK(quantize_model(*source, tmp / "q.h5", o, pool).non_expert == "attn=q3g128,embed=q4g128,head=q4g128");
+    o.non_expert = parse_non_expert("q3,embed=q4,head=q4");  // the same code: allowed
+    CHECK(quantize_model(*source, tmp / "q.h5", o, pool).non_expert == "attn=q3g128,embed=q4g128,head=q4g128");
+  }
+  if (!ran) WARN("no tied architecture fixture (../shared/fixtures/arch): skipped");
 }
 
 // Σ over rows h of ‖(W − M)·h‖², W and M [rows, cols] row-major.
@@ -309,7 +338,11 @@ TEST_CASE("rate and level options refuse what they cannot do", "[rate][quantize]
   for (const char* bad : {"q1", "attn=q1", "q3,attn=sub1", "ternary-qmoe", "q9g128", "q4g"})
     CHECK_THROWS_WITH(parse_non_expert(bad), Catch::Contains("is not keep, q8, q4, q3, q2 or q<bits 2-8>g<group>"));
   CHECK_THROWS_WITH(parse_non_expert("q3,mlp=q4"), Catch::Contains("unknown kind 'mlp'"));
+  CHECK_THROWS_WITH(parse_non_expert("=q4"), Catch::Contains("unknown kind ''"));
   CHECK_THROWS_WITH(parse_non_expert(""), Catch::Contains("empty"));
+  for (const char* bad : {"q3,", ",q3", "q3,,attn=q2", " "})
+    CHECK_THROWS_WITH(parse_non_expert(bad), Catch::Contains("an empty item"));
+  CHECK_THROWS_WITH(parse_non_expert("attn="), Catch::Contains("'' is not keep"));
   CHECK_FALSE(fs::exists(tmp / "q.h5"));
   const std::string base = "quantize '" + test::fixture_model_dir().string() + "' -o '" + (tmp / "x.h5").string() +
                            "' --calib '" + test::text_file("validation").string() + "' --calib-windows 2 ";
