@@ -115,12 +115,12 @@ Handle no_attribute_datasets() {
 }
 
 Handle create_dataset(hid_t location, const std::string& path, hid_t type, const std::vector<int64_t>& shape,
-                      std::span<const std::byte> bytes, hid_t lcpl, const std::string& what, const std::string& tensor,
+                      std::span<const std::byte> bytes, const std::string& what, const std::string& tensor,
                       hid_t dcpl) {
   std::vector<hsize_t> dims(shape.begin(), shape.end());
   Handle space(dims.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(int(dims.size()), dims.data(), nullptr),
                H5Sclose);
-  Handle set(H5Dcreate2(location, path.c_str(), type, space.get(), lcpl, dcpl, H5P_DEFAULT), H5Dclose);
+  Handle set(H5Dcreate2(location, path.c_str(), type, space.get(), H5P_DEFAULT, dcpl, H5P_DEFAULT), H5Dclose);
   if (!set.valid()) fail("{}: tensor '{}': cannot create dataset {}", what, tensor, path);
   if (!bytes.empty() && H5Dwrite(set.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0)
     fail("{}: tensor '{}': write failed", what, tensor);
@@ -263,8 +263,7 @@ void ContainerWriter::write_dense(const TensorInfo& info, std::string_view hf_na
   const std::string path = container_path(info.key);
   create_parents(file_.get(), path, what);
   Handle dcpl = untimed(H5P_DATASET_CREATE);
-  Handle set = create_dataset(file_.get(), path, storage_type(*dtype), info.shape, bytes, H5P_DEFAULT, what,
-                              info.name, dcpl.get());
+  Handle set = create_dataset(file_.get(), path, storage_type(*dtype), info.shape, bytes, what, info.name, dcpl.get());
   write_tensor_attributes(set.get(), info, hf_name, what);
   ++written_;
 }
@@ -287,8 +286,7 @@ void ContainerWriter::write_encoded(const TensorInfo& info, std::string_view hf_
     if (parts[i].size() != part.nbytes())
       fail("{}: tensor '{}': part '{}' has {} bytes, its dims need {}", what, info.name, part.name, parts[i].size(),
            part.nbytes());
-    create_dataset(group.get(), part.name, part_type(part.dtype), part.dims, parts[i], H5P_DEFAULT, what, info.name,
-                   dcpl.get());
+    create_dataset(group.get(), part.name, part_type(part.dtype), part.dims, parts[i], what, info.name, dcpl.get());
   }
   write_tensor_attributes(group.get(), info, hf_name, what);
   h5::write_string_attribute(group.get(), "format", info.format, what);

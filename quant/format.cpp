@@ -49,6 +49,10 @@ int64_t QuantFormat::groups(int64_t cols) const {
 
 int64_t QuantFormat::row_bytes(int64_t cols) const { return ternary() ? (cols + 4) / 5 : (cols * bits + 7) / 8; }
 
+uint64_t QuantFormat::stored_bytes(int64_t rows, int64_t cols) const {
+  return uint64_t(rows) * uint64_t(row_bytes(cols) + groups(cols) * (2 * scales_per_group() + (has_zeros() ? 1 : 0)));
+}
+
 int QuantFormat::scales_per_group() const { return kind == GridKind::TernarySym || kind == GridKind::Affine ? 1 : 2; }
 
 }  // namespace moec

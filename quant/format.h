@@ -42,6 +42,9 @@ struct QuantFormat {
   int64_t group_columns(int64_t cols) const;  // columns in every group but maybe the last
   int64_t row_bytes(int64_t cols) const;      // packed code bytes of one row
   int scales_per_group() const;               // f16 values per (row, group)
+  // Bytes a rows × cols matrix takes in this format: packed codes, f16
+  // scales, and (affine) an 8-bit zero per (row, group).
+  uint64_t stored_bytes(int64_t rows, int64_t cols) const;
   bool has_zeros() const { return kind == GridKind::Affine; }
   int max_code() const { return ternary() ? 2 : (1 << bits) - 1; }
 };

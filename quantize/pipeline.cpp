@@ -109,12 +109,6 @@ QuantizedMatrix quantize_matrix(const RowMatrix& w, HessianAccumulator h, const 
   return std::move(out.matrix);
 }
 
-// Bytes of an affine code of a rows × cols matrix: packed codes, an f16 scale
-// and an 8-bit zero per (row, group).
-double affine_bytes(const QuantFormat& f, int64_t rows, int64_t cols) {
-  return double(rows) * double(f.row_bytes(cols) + f.groups(cols) * (2 * f.scales_per_group() + (f.has_zeros() ? 1 : 0)));
-}
-
 // A large matrix (the embedding, lm_head) quantized `slice_rows` rows at a
 // time by `quantize_slice(rows f32, n, cols)`, for quantizers whose rows do
 // not depend on the other rows: no f32 copy of the whole matrix is made
@@ -702,19 +696,20 @@ Projection project(const CheckpointSource& source, const QuantizeReport& r, doub
   // Experts at the measured bytes per weight; the rest as stored, or in the
   // affine code --non-expert gives its kind.
   const double expert_bytes_per_weight = double(r.expert_bytes) / double(std::max<uint64_t>(1, r.expert_params));
+  const std::optional<QuantFormat> kept;
   double bytes = 0;
   for (const TensorInfo& t : source.tensors()) {
     const Component part = component_of(t.key.role);
     const bool expert = part == Component::Experts || part == Component::Mlp ||
                         (part == Component::SharedExperts && !o.keep_shared && t.shape.size() == 2 &&
                          t.key.role != TensorRole::SharedGate);
-    const std::optional<QuantFormat>* coded = part == Component::Attention ? &o.non_expert.attention
-                                              : part == Component::Embedding ? &o.non_expert.embedding
-                                              : part == Component::LmHead    ? &o.non_expert.lm_head
-                                                                             : nullptr;
-    if (coded && !(coded->has_value() && t.shape.size() == 2)) coded = nullptr;
+    const std::optional<QuantFormat>& code = part == Component::Attention ? o.non_expert.attention
+                                             : part == Component::Embedding ? o.non_expert.embedding
+                                             : part == Component::LmHead    ? o.non_expert.lm_head
+                                                                            : kept;
+    const bool coded = code && t.shape.size() == 2;
     bytes += expert  ? double(t.numel()) * expert_bytes_per_weight
-             : coded ? affine_bytes(**coded, t.shape[0], t.shape[1])
+             : coded ? double(code->stored_bytes(t.shape[0], t.shape[1]))
                      : double(t.nbytes);
   }
   p.file_bytes = uint64_t(bytes);

@@ -43,7 +43,6 @@ class ThreadPool;
 struct NonExpertPlan {
   std::optional<QuantFormat> attention, embedding, lm_head;
   bool lm_head_given = false;  // head= was written (a tied lm_head follows embed=, and must not differ)
-  bool any() const { return attention || embedding || lm_head; }
   // The plan of a model whose lm_head is its embedding (tied): head = embed.
   NonExpertPlan tied() const;
   // "keep", one format when every kind has it ("q3g128"), else each kind:

@@ -91,6 +91,15 @@ TEST_CASE("format specs parse and print", "[quant]") {
   CHECK(QuantFormat::parse("ternary-sym").row_bytes(256) == 52);
 }
 
+TEST_CASE("a format's stored bytes are what a matrix in it holds", "[quant]") {
+  for (const char* spec : {"q8g128", "q4g128", "q3g64", "q2g32", "q5g40", "q4g0", "ternary-qmoe", "ternary-sym"})
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{3, 7}, {64, 256}, {5, 90}, {1, 1000}}) {
+      const QuantFormat f = QuantFormat::parse(spec);
+      INFO(spec << " " << rows << "x" << cols);
+      CHECK(f.stored_bytes(rows, cols) == QuantizedMatrix(f, rows, cols).bytes());
+    }
+}
+
 TEST_CASE("packing and unpacking codes is exact for every grid", "[quant]") {
   std::mt19937 rng(1);
   for (const char* spec : kSpecs) {
