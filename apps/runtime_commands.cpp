@@ -12,6 +12,7 @@
 #include "io/cpu_isa.h"
 #include "io/process_stats.h"
 #include "io/text_file.h"
+#include "model/forward_cost.h"
 #include "model/generate.h"
 #include "model/model.h"
 #include "model/perplexity.h"
@@ -61,12 +62,17 @@ void run_eval(const RuntimeFlags& f) {
   if (::isatty(STDERR_FILENO) && !f.json) options.progress = print_progress;
   PerplexityResult r = evaluate_perplexity(model, ids, options);
   const double peak_mib = double(peak_rss_bytes()) / (1 << 20);
+  // Work per second, comparable across model shapes (model/forward_cost.h).
+  const double flops_per_token = forward_cost(model.config(), f.ctx).flops();
+  const double gflops = r.tokens_per_second * flops_per_token * 1e-9;
   if (f.json) {
     nlohmann::ordered_json j{{"model", f.model},          {"text", f.text},
                              {"ctx", f.ctx},              {"tokens_in_text", r.tokens_in_text},
                              {"windows", r.windows},      {"scored_tokens", r.scored},
                              {"ppl", r.ppl},              {"mean_nll", r.mean_nll},
                              {"seconds", r.seconds},      {"tokens_per_second", r.tokens_per_second},
+                             {"flops_per_token", flops_per_token},
+                             {"gflop_per_second", gflops},
                              {"threads", pool.size()},    {"isa", isa_name(active_isa())},
                              {"peak_rss_bytes", peak_rss_bytes()}};
     if (f.routing) j["expert_load"] = r.expert_load;
@@ -75,8 +81,8 @@ void run_eval(const RuntimeFlags& f) {
   }
   fmt::print("perplexity {:.4f} over {} scored tokens ({} windows of {}, {} tokens in the text)\n", r.ppl, r.scored,
              r.windows, f.ctx, r.tokens_in_text);
-  fmt::print("{:.0f} tokens/s with {} threads ({} kernels), eval {:.2f} s, peak memory {:.1f} MiB\n",
-             r.tokens_per_second, pool.size(), isa_name(active_isa()), r.seconds, peak_mib);
+  fmt::print("{:.0f} tokens/s ({:.1f} GFLOP/s) with {} threads ({} kernels), eval {:.2f} s, peak memory {:.1f} MiB\n",
+             r.tokens_per_second, gflops, pool.size(), isa_name(active_isa()), r.seconds, peak_mib);
   if (f.routing) {
     for (size_t l = 0; l < r.expert_load.size(); ++l) {
       uint64_t total = 0;
