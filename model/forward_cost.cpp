@@ -9,11 +9,12 @@ ForwardCost forward_cost(const ModelConfig& c, int64_t ctx) {
   const double hidden = double(c.hidden_size), hd = double(c.head_dim);
   const double q = double(c.num_heads) * hd, kv = double(c.num_kv_heads) * hd;
   for (int64_t l = 0; l < c.num_layers; ++l) {
-    cost.linear_macs += hidden * (q + 2 * kv) + q * hidden;
+    cost.linear_macs += hidden * (q + 2 * kv) + q * hidden;  // q, k, v; o
     if (c.moe_layer(l)) {
       cost.linear_macs += hidden * double(c.num_experts);                                   // router
       cost.linear_macs += double(c.top_k) * 3 * hidden * double(c.intermediate_size);       // experts run
-      if (c.shared_expert_size > 0) cost.linear_macs += 3 * hidden * double(c.shared_expert_size) + hidden;
+      if (c.shared_expert_size > 0)  // the shared expert and its sigmoid gate's dot product
+        cost.linear_macs += 3 * hidden * double(c.shared_expert_size) + hidden;
     } else {
       cost.linear_macs += 3 * hidden * double(c.dense_intermediate_size);
     }

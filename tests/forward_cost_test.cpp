@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include "io/checkpoint.h"
 #include "io/summary.h"
 #include "model/forward_cost.h"
@@ -30,13 +32,25 @@ TEST_CASE("a token's weight products are the active parameters it multiplies", "
   const ForwardCost m = forward_cost(mixtral->config(), 256);
   CHECK(m.linear_macs == 4'857'856);  // 5,908,736 active − 1,048,576 embedding − 2,304 norm weights
   CHECK(m.linear_macs == multiplied_params(*mixtral));
-  // Qwen2-MoE (shared expert and gate, a dense layer, biases), Qwen3-MoE (tied
-  // lm_head, q/k norms, explicit head_dim), OLMoE (whole-projection q/k norms).
+  // The config's count equals the stored tensors' on Qwen2-MoE (shared
+  // expert and gate, a dense layer, biases), Qwen3-MoE (tied lm_head, q/k
+  // norms, explicit head_dim) and OLMoE (whole-projection q/k norms); each is
+  // skipped, with a warning, without ../shared/fixtures/arch.
   for (const auto& [name, dir] : test::arch_fixtures()) {
     INFO(name);
     auto source = open_checkpoint(dir);
     CHECK(forward_cost(source->config(), 256).linear_macs == multiplied_params(*source));
   }
+  // A dense model (no experts: every layer one SwiGLU MLP), written here.
+  test::TempDir tmp;
+  nlohmann::json config = test::tiny_config();
+  config["model_type"] = "mistral";
+  config.erase("num_local_experts");
+  config.erase("num_experts_per_tok");
+  test::write_tiny_checkpoint(tmp / "dense", config);
+  auto dense = open_checkpoint(tmp / "dense");
+  REQUIRE_FALSE(dense->config().moe());
+  CHECK(forward_cost(dense->config(), 256).linear_macs == multiplied_params(*dense));
 }
 
 TEST_CASE("attention's cost is the keys each position sees, causal and windowed", "[runtime]") {
