@@ -52,10 +52,7 @@ TEST_CASE("dense Llama/Mistral: convert and export round trip, merge refuses", "
   test::TempDir tmp;
   for (const char* type : {"llama", "mistral"}) {
     INFO(type);
-    nlohmann::json config = test::tiny_config();
-    config["model_type"] = type;
-    config.erase("num_local_experts");
-    config.erase("num_experts_per_tok");
+    const nlohmann::json config = test::tiny_dense_config(type);
     const fs::path hf = tmp / (std::string(type) + "-hf"), h5 = tmp / (std::string(type) + ".h5"),
                    back = tmp / (std::string(type) + "-back");
     test::write_tiny_checkpoint(hf, config);
@@ -85,10 +82,7 @@ TEST_CASE("dense Llama/Mistral: convert and export round trip, merge refuses", "
 
 TEST_CASE("sliding_window: a query sees only the last `window` positions, as Hugging Face masks them", "[model][dense]") {
   test::TempDir tmp;
-  nlohmann::json config = test::tiny_config();
-  config["model_type"] = "mistral";
-  config.erase("num_local_experts");
-  config.erase("num_experts_per_tok");
+  nlohmann::json config = test::tiny_dense_config();
   config["num_hidden_layers"] = 1;
   test::write_tiny_checkpoint(tmp / "full", config);
   config["sliding_window"] = 3;

@@ -54,11 +54,7 @@ namespace {
 // A tiny dense Mistral with weights scaled up so that gradients are large
 // enough to see through f32 rounding.
 Student tiny_student(const test::TempDir& tmp) {
-  nlohmann::json config = test::tiny_config();
-  config["model_type"] = "mistral";
-  config.erase("num_local_experts");
-  config.erase("num_experts_per_tok");
-  test::write_tiny_checkpoint(tmp / "student", config);
+  test::write_tiny_checkpoint(tmp / "student", test::tiny_dense_config());
   auto source = open_checkpoint(tmp / "student");
   Student s = Student::from_dense(*source);
   for (Parameter& p : s.parameters())
@@ -235,11 +231,7 @@ TEST_CASE("distill: bad input gets a one-line error and no output", "[distill][c
   no_text.replace(no_text.find(test::text_file("train").string()), test::text_file("train").string().size(),
                   (tmp / "empty.txt").string());
   expect_error(no_text, "empty.txt");
-  nlohmann::json dense = test::tiny_config();
-  dense["model_type"] = "mistral";
-  dense.erase("num_local_experts");
-  dense.erase("num_experts_per_tok");
-  test::write_tiny_checkpoint(tmp / "dense", dense);
+  test::write_tiny_checkpoint(tmp / "dense", test::tiny_dense_config());
   std::string dense_teacher = quick_distill(out);
   dense_teacher.replace(dense_teacher.find(test::fixture_model_dir().string()), test::fixture_model_dir().string().size(),
                         (tmp / "dense").string());

@@ -1,7 +1,5 @@
 #include <catch2/catch.hpp>
 
-#include <nlohmann/json.hpp>
-
 #include "io/checkpoint.h"
 #include "io/summary.h"
 #include "model/forward_cost.h"
@@ -43,11 +41,7 @@ TEST_CASE("a token's weight products are the active parameters it multiplies", "
   }
   // A dense model (no experts: every layer one SwiGLU MLP), written here.
   test::TempDir tmp;
-  nlohmann::json config = test::tiny_config();
-  config["model_type"] = "mistral";
-  config.erase("num_local_experts");
-  config.erase("num_experts_per_tok");
-  test::write_tiny_checkpoint(tmp / "dense", config);
+  test::write_tiny_checkpoint(tmp / "dense", test::tiny_dense_config());
   auto dense = open_checkpoint(tmp / "dense");
   REQUIRE_FALSE(dense->config().moe());
   CHECK(forward_cost(dense->config(), 256).linear_macs == multiplied_params(*dense));

@@ -65,6 +65,14 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);
 }
 
+nlohmann::json tiny_dense_config(const std::string& model_type) {
+  nlohmann::json config = tiny_config();
+  config["model_type"] = model_type;
+  config.erase("num_local_experts");
+  config.erase("num_experts_per_tok");
+  return config;
+}
+
 nlohmann::json tiny_config() {
   return {{"model_type", "mixtral"},     {"vocab_size", 32},          {"hidden_size", 16},
           {"intermediate_size", 24},     {"num_hidden_layers", 2},    {"num_attention_heads", 4},

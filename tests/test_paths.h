@@ -36,6 +36,8 @@ class TempDir {
 
 // A tiny Mixtral config (hidden 16, 2 layers, 4 experts, vocab 32).
 nlohmann::json tiny_config();
+// The same shape as a dense model (`model_type` mistral or llama, no experts).
+nlohmann::json tiny_dense_config(const std::string& model_type = "mistral");
 // Writes a complete, valid HF folder for `config` with deterministic bf16
 // weights. `edit` may change the tensor list (names, dtypes, shapes) before
 // the safetensors file is written.
