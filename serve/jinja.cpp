@@ -17,9 +17,7 @@ using Json = JinjaTemplate::Json;
 namespace {
 
 // Bounds on what a template may cost (a checkpoint's template is input).
-constexpr int64_t kMaxSteps = 4'000'000;       // statements, loop iterations and calls
-constexpr size_t kMaxOutputBytes = 16u << 20;  // rendered text
-constexpr int kMaxDepth = 200;                 // parser nesting and macro recursion
+constexpr int kMaxDepth = 200;  // parser nesting and macro recursion (steps and output: JinjaLimits)
 
 [[noreturn]] void fail(int line, const std::string& what) {
   throw JinjaError(fmt::format("chat template line {}: {}", line, what));
@@ -1031,7 +1029,7 @@ bool is_builtin(const std::string& name) {
 
 class Renderer {
  public:
-  Renderer(const Json& variables) {
+  Renderer(const Json& variables, const JinjaLimits& limits) : limits_(limits) {
     frames_.emplace_back();
     if (variables.is_object())
       for (auto it = variables.begin(); it != variables.end(); ++it) frames_.back()[it.key()] = Value(it.value());
@@ -1045,12 +1043,16 @@ class Renderer {
  private:
   using Frame = std::map<std::string, Value>;
 
-  void step(int line) {
-    if (++steps_ > kMaxSteps) fail(line, "the template ran too long (a runaway loop?)");
+  void step(int line, int64_t n = 1) {
+    steps_ += n;
+    if (steps_ > limits_.steps) fail(line, fmt::format("the template ran too long: over {} steps (a runaway loop?)", limits_.steps));
   }
   void emit(const std::string& s, int line) {
     out_ += s;
-    if (out_.size() > kMaxOutputBytes) fail(line, "the rendered text is over 16 MiB");
+    check_size(out_.size(), line, "the rendered text");
+  }
+  void check_size(size_t bytes, int line, const char* what) {
+    if (bytes > limits_.output_bytes) fail(line, fmt::format("{} is over {} bytes", what, limits_.output_bytes));
   }
 
   Value* lookup(const std::string& name) {
@@ -1116,16 +1118,22 @@ class Renderer {
     // The `if` filter runs before `loop` counts items (as in Jinja).
     std::vector<const Json*> items;
     for (const Json& x : all) {
-      bind_targets(n, x);
+      if (n.has_filter) bind_targets(n, x);
       if (!n.has_filter || truthy(eval(*n.exprs[1]))) items.push_back(&x);
       step(n.line);
     }
     const int64_t len = int64_t(items.size());
     for (int64_t i = 0; i < len; ++i) {
       step(n.line);
-      frames_.back().clear();
+      // What the body set in the last iteration goes; the loop variables
+      // stay, to be overwritten: re-creating them (map nodes, the `loop`
+      // object) cost ~3 µs an iteration, and fuzzing found nested loops
+      // that spent seconds on it within the step bound.
+      Frame& frame = frames_.back();
+      for (auto it = frame.begin(); it != frame.end();)
+        it = it->first == "loop" || is_target(n, it->first) ? std::next(it) : frame.erase(it);
       bind_targets(n, *items[size_t(i)]);
-      frames_.back()["loop"] = Value(make_loop(i, len, items));
+      update_loop(frame["loop"].j, i, len, items);
       if (exec(n.bodies[0]) == Flow::Break) break;
     }
     frames_.pop_back();
@@ -1140,6 +1148,33 @@ class Renderer {
     if (i > 0) loop["previtem"] = *items[size_t(i - 1)];  // absent: undefined, as in Jinja
     if (i + 1 < len) loop["nextitem"] = *items[size_t(i + 1)];
     return loop;
+  }
+
+  // `loop` for item i, updated in place from item i − 1's (the same keys in
+  // the same order as make_loop's); built anew where its keys change (the
+  // first two items) or the body replaced it.
+  static void update_loop(Json& loop, int64_t i, int64_t len, const std::vector<const Json*>& items) {
+    // Item i − 1 ≥ 1 had every key: the 7 counters, previtem and nextitem.
+    if (i < 2 || !loop.is_object() || loop.size() != 9 || !loop.contains("previtem") || !loop.contains("nextitem")) {
+      loop = make_loop(i, len, items);
+      return;
+    }
+    loop["index"] = i + 1;
+    loop["index0"] = i;
+    loop["revindex"] = len - i;
+    loop["revindex0"] = len - i - 1;
+    loop["first"] = false;
+    loop["last"] = i == len - 1;
+    loop["length"] = len;
+    loop["previtem"] = *items[size_t(i - 1)];
+    if (i + 1 < len)
+      loop["nextitem"] = *items[size_t(i + 1)];
+    else
+      loop.erase("nextitem");
+  }
+
+  static bool is_target(const Node& n, const std::string& name) {
+    return std::find(n.targets.begin(), n.targets.end(), name) != n.targets.end();
   }
 
   void bind_targets(const Node& n, const Json& x) {
@@ -1159,7 +1194,15 @@ class Renderer {
     switch (e.kind) {
       case Expr::Literal: return Value(e.literal);
       case Expr::Name: {
-        if (Value* v = lookup(e.name)) return *v;
+        if (Value* v = lookup(e.name)) {
+          // The copy below costs as much as the value is large: a loop that
+          // reads `messages | length` each time is quadratic in messages.
+          if (v->j.is_array() || v->j.is_object())
+            step(e.line, int64_t(v->j.size() / 8));
+          else if (v->j.is_string())
+            step(e.line, int64_t(v->j.get_ref<const std::string&>().size() / 1024));
+          return *v;
+        }
         if (is_builtin(e.name)) return Value(Json("<built-in function " + e.name + ">"));  // `is defined`
         return Value::undef();
       }
@@ -1176,8 +1219,15 @@ class Renderer {
         }
         return Value(std::move(o));
       }
-      case Expr::Attr: return attribute(defined(*e.kids[0]), e.name);
-      case Expr::Index: return index(defined(*e.kids[0]), eval(*e.kids[1]), e.line);
+      case Expr::Attr: {
+        Value held;
+        return attribute(defined(*e.kids[0], held), e.name);
+      }
+      case Expr::Index: {
+        Value held;
+        const Value& v = defined(*e.kids[0], held);
+        return index(v, eval(*e.kids[1]), e.line);
+      }
       case Expr::Slice: return slice(e);
       case Expr::Call: return call(e);
       case Expr::Filter: return filter(e);
@@ -1198,7 +1248,25 @@ class Renderer {
 
   // A subject of . or [] must be defined (Jinja raises UndefinedError).
   Value defined(const Expr& e) {
-    Value v = eval(e);
+    Value held;
+    return defined(e, held);
+  }
+
+  // The value of an expression that is only read (the subject of ., [], a
+  // filter, a test or a method): a named variable in place, without the copy
+  // eval makes (reading `messages | length` in the message loop copied every
+  // message on every iteration); anything else evaluated into `held`. The
+  // reference stays valid while the subject is used: expressions set nothing
+  // (a macro called meanwhile sets names in its own frame), and a map keeps
+  // its nodes where they are when the vector of frames grows.
+  const Value& subject(const Expr& e, Value& held) {
+    if (e.kind == Expr::Name)
+      if (const Value* v = lookup(e.name)) return *v;
+    held = eval(e);
+    return held;
+  }
+  const Value& defined(const Expr& e, Value& held) {
+    const Value& v = subject(e, held);
     if (v.undefined)
       fail(e.line, e.kind == Expr::Name ? fmt::format("'{}' is undefined", e.name)
                                         : std::string("an attribute or item of an undefined value"));
@@ -1296,7 +1364,7 @@ class Renderer {
       const int64_t n = as_int(a.j.is_string() ? b : a, e.line, "a repeat count");
       for (int64_t i = 0; i < n; ++i) {
         out += text.j.get<std::string>();
-        if (out.size() > kMaxOutputBytes) fail(e.line, "a repeated string is over 16 MiB");
+        check_size(out.size(), e.line, "a repeated string");
       }
       return Value(Json(out));
     }
@@ -1361,7 +1429,10 @@ class Renderer {
     step(e.line);
     const Expr& callee = *e.kids[0];
     Args a = arguments(e, 1);
-    if (callee.kind == Expr::Attr) return method(defined(*callee.kids[0]), callee.name, a, e.line);
+    if (callee.kind == Expr::Attr) {
+      Value held;
+      return method(defined(*callee.kids[0], held), callee.name, a, e.line);
+    }
     if (callee.kind != Expr::Name) fail(e.line, "only names and methods can be called");
     const std::string& f = callee.name;
     if (Value* v = lookup(f); v && v->macro) return call_macro(*v->macro, a, e.line);
@@ -1531,7 +1602,8 @@ class Renderer {
 
   Value filter(const Expr& e) {
     step(e.line);
-    const Value v = eval(*e.kids[0]);
+    Value held;
+    const Value& v = subject(*e.kids[0], held);
     Args a = arguments(e, 1);
     return apply_filter(e.name, v, a, e.line);
   }
@@ -1715,7 +1787,8 @@ class Renderer {
   }
 
   bool test(const Expr& e) {
-    const Value v = eval(*e.kids[0]);
+    Value held;
+    const Value& v = subject(*e.kids[0], held);
     Args a = arguments(e, 1);
     return run_test(e.name, v, a.pos, e.line);
   }
@@ -1765,6 +1838,7 @@ class Renderer {
     fail(line, fmt::format("unknown test '{}'", t));
   }
 
+  const JinjaLimits limits_;
   std::vector<Frame> frames_;
   std::string out_;
   int64_t steps_ = 0;
@@ -1785,6 +1859,8 @@ JinjaTemplate::~JinjaTemplate() = default;
 JinjaTemplate::JinjaTemplate(JinjaTemplate&&) noexcept = default;
 JinjaTemplate& JinjaTemplate::operator=(JinjaTemplate&&) noexcept = default;
 
-std::string JinjaTemplate::render(const Json& variables) const { return Renderer(variables).run(program_->body); }
+std::string JinjaTemplate::render(const Json& variables, const JinjaLimits& limits) const {
+  return Renderer(variables, limits).run(program_->body);
+}
 
 }  // namespace moec

@@ -49,6 +49,19 @@ class JinjaError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// How much one render may do before it fails with JinjaError. Steps count
+// statements, loop iterations, calls, range() items, and the values a name
+// lookup copies (an array or object of n items costs n/8 more, a string of
+// n bytes n/1024; the subject of ., [], a filter or a test is read in place,
+// uncharged), so work stays proportional to the steps even where a loop
+// copies a large variable. The defaults serve real chat templates over
+// conversations of the server's default 1 MiB request body; fuzzing renders
+// with much smaller ones to keep every input fast.
+struct JinjaLimits {
+  int64_t steps = 4'000'000;
+  size_t output_bytes = size_t(16) << 20;  // rendered text, and any string built on the way
+};
+
 class JinjaTemplate {
  public:
   using Json = nlohmann::ordered_json;
@@ -61,7 +74,7 @@ class JinjaTemplate {
 
   // Renders with `variables` (an object: name -> value). raise_exception()
   // in the template throws JinjaError with its message.
-  std::string render(const Json& variables) const;
+  std::string render(const Json& variables, const JinjaLimits& limits = {}) const;
 
   struct Program;
 

@@ -130,6 +130,52 @@ TEST_CASE("rendering is bounded: runaway loops and huge output stop with an erro
   CHECK_THROWS_AS(JinjaTemplate("{{ 'x' * 100000000 }}").render(Json::object()), JinjaError);
   CHECK_THROWS_AS(JinjaTemplate("{{ 1 // 0 }}").render(Json::object()), JinjaError);
   CHECK_THROWS_AS(JinjaTemplate("{{ nothing.attr }}").render(Json::object()), JinjaError);
+  // Reading a large variable in a loop copies nothing (Qwen3's template reads
+  // `messages | length` in its message loop)...
+  CHECK(JinjaTemplate("{% set a = range(20000) %}{% for i in a %}{% if a | length > a[i] + a[0] %}{% endif %}{% endfor %}"
+                      "{{ a | length }}")
+            .render(Json::object()) == "20000");
+  // ...and a loop that does copy one every time is charged for the copies:
+  // 20,000 copies of 20,000 items would be 4·10^8 within 60,000 steps.
+  CHECK_THROWS_WITH(JinjaTemplate("{% set a = range(20000) %}{% for i in a %}{% set b = a %}{% endfor %}")
+                        .render(Json::object()),
+                    Catch::Contains("over 4000000 steps"));
+  // Fuzzing found nested loops spending seconds inside the bounds; they end
+  // at the output bound now, within a fraction of that.
+  CHECK_THROWS_WITH(JinjaTemplate("{% for i in range(1659) %}{t.la{% for i in range(1659) %}{t.last }}18) %}{t.last "
+                                  "}}{% endfor %}st }}18) %}{t.last }}{% endfor %}")
+                        .render(Json::object()),
+                    Catch::Contains("the rendered text is over 16777216 bytes"));
+}
+
+TEST_CASE("rendering limits are the caller's", "[chat_template]") {
+  const JinjaTemplate t("{% for i in range(100) %}xy{% endfor %}");
+  std::string want;
+  for (int i = 0; i < 100; ++i) want += "xy";
+  CHECK(t.render(Json::object()) == want);
+  CHECK_THROWS_WITH(t.render(Json::object(), {50, size_t(1) << 20}), Catch::Contains("over 50 steps"));
+  CHECK_THROWS_WITH(t.render(Json::object(), {1000, 150}), Catch::Contains("the rendered text is over 150 bytes"));
+  CHECK_THROWS_WITH(JinjaTemplate("{{ 'ab' * 100 }}").render(Json::object(), {1000, 150}),
+                    Catch::Contains("a repeated string is over 150 bytes"));
+}
+
+// Expected strings as jinja2 3.1 renders them (trim_blocks, lstrip_blocks).
+TEST_CASE("loop variables, item after item, and what the body sets stays in its iteration", "[chat_template]") {
+  const std::string each = "{{ loop.index }}{{ loop.index0 }}{{ loop.revindex }}{{ loop.revindex0 }}{{ loop.first }}"
+                           "{{ loop.last }}{{ loop.length }}{{ loop.previtem | default('-') }}"
+                           "{{ loop.nextitem | default('-') }};";
+  CHECK(JinjaTemplate("{% for x in ['a', 'b', 'c', 'd'] %}" + each + "{% endfor %}").render(Json::object()) ==
+        "1043TrueFalse4-b;2132FalseFalse4ac;3221FalseFalse4bd;4310FalseTrue4c-;");
+  CHECK(JinjaTemplate("{% for x in [1, 2, 3] %}{% if loop.first %}{% set y = 5 %}{% endif %}{{ y | default('u') }}"
+                      "{% endfor %}")
+            .render(Json::object()) == "5uu");
+  // The body replacing a loop variable does not carry over (as jinja2 3.1 renders it).
+  CHECK(JinjaTemplate("{% for x in [1, 2, 3] %}{{ x }}{{ loop.index }}{% set x = 9 %}{{ x }}{% endfor %}")
+            .render(Json::object()) == "119229339");
+  // Nested loops over the same name keep their own variables.
+  CHECK(JinjaTemplate("{% for i in [1, 2] %}{% for i in [7, 8, 9] %}{{ i }}{{ loop.length }}{% endfor %}{{ i }}"
+                      "{{ loop.length }}|{% endfor %}")
+            .render(Json::object()) == "738393" "12|738393" "22|");
 }
 
 TEST_CASE("tokenizer_config.json: template forms and special tokens", "[chat_template]") {
