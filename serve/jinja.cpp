@@ -4,6 +4,7 @@
 #include <cmath>
 #include <ctime>
 #include <map>
+#include <type_traits>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -269,14 +270,29 @@ std::vector<std::string> split(const std::string& s, const std::optional<std::st
   return out;
 }
 
-std::string replace_all(std::string s, const std::string& from, const std::string& to, int64_t count) {
+// s with the first `count` (all when negative) occurrences of `from`
+// replaced, built in one pass (replacing in place moved the tail at every
+// match: minutes for a megabyte); nullopt when the result would be over
+// max_bytes, found before building it.
+std::optional<std::string> replace_all(const std::string& s, const std::string& from, const std::string& to,
+                                       int64_t count, size_t max_bytes) {
   if (from.empty()) return s;
-  size_t at = 0;
+  size_t size = s.size(), at = 0;
   for (int64_t n = 0; (count < 0 || n < count) && (at = s.find(from, at)) != std::string::npos; ++n) {
-    s.replace(at, from.size(), to);
-    at += to.size();
+    size = size - from.size() + to.size();
+    if (size > max_bytes) return std::nullopt;
+    at += from.size();
   }
-  return s;
+  std::string out;
+  out.reserve(size);
+  size_t start = 0;
+  for (int64_t n = 0; (count < 0 || n < count) && (at = s.find(from, start)) != std::string::npos; ++n) {
+    out.append(s, start, at - start);
+    out += to;
+    start = at + from.size();
+  }
+  out.append(s, start, std::string::npos);
+  return out;
 }
 
 // ---- lexing: template text into segments -------------------------------------
@@ -1029,6 +1045,11 @@ bool is_builtin(const std::string& name) {
 
 class Renderer {
  public:
+  using Frame = std::map<std::string, Value>;
+  // subject() holds references into frames while the vector of frames may
+  // grow: moving a map must keep its nodes where they are.
+  static_assert(std::is_nothrow_move_constructible_v<Frame>);
+
   Renderer(const Json& variables, const JinjaLimits& limits) : limits_(limits) {
     frames_.emplace_back();
     if (variables.is_object())
@@ -1041,7 +1062,6 @@ class Renderer {
   }
 
  private:
-  using Frame = std::map<std::string, Value>;
 
   void step(int line, int64_t n = 1) {
     steps_ += n;
@@ -1053,6 +1073,39 @@ class Renderer {
   }
   void check_size(size_t bytes, int line, const char* what) {
     if (bytes > limits_.output_bytes) fail(line, fmt::format("{} is over {} bytes", what, limits_.output_bytes));
+  }
+  std::string replaced(const std::string& s, const std::string& from, const std::string& to, int64_t count, int line) {
+    std::optional<std::string> out = replace_all(s, from, to, count, limits_.output_bytes);
+    if (!out) check_size(limits_.output_bytes + 1, line, "a replaced string");
+    return std::move(*out);
+  }
+  // Every value an expression makes is charged for its size, since building
+  // or copying it cost that much (one step per 4 items of an array or object,
+  // nested ones included, and per KiB of string), and no string may outgrow
+  // the output bound: so a loop that copies a large variable, or doubles a
+  // string, ends with JinjaError instead of running for minutes or out of
+  // memory.
+  void charge(const Json& j, int line) {
+    if (j.is_string()) {
+      const size_t bytes = j.get_ref<const std::string&>().size();
+      check_size(bytes, line, "a string");
+      if (bytes >= 1024) step(line, int64_t(bytes >> 10));
+      return;
+    }
+    if (!j.is_structured() || j.empty()) return;
+    int64_t items = 0, bytes = 0;
+    std::vector<const Json*> todo{&j};  // no recursion: request JSON may nest deeply
+    while (!todo.empty()) {
+      const Json* x = todo.back();
+      todo.pop_back();
+      if (x->is_structured()) {
+        items += int64_t(x->size());
+        for (const Json& child : *x) todo.push_back(&child);
+      } else if (x->is_string()) {
+        bytes += int64_t(x->get_ref<const std::string&>().size());
+      }
+    }
+    step(line, items / 4 + (bytes >> 10));
   }
 
   Value* lookup(const std::string& name) {
@@ -1154,8 +1207,16 @@ class Renderer {
   // the same order as make_loop's); built anew where its keys change (the
   // first two items) or the body replaced it.
   static void update_loop(Json& loop, int64_t i, int64_t len, const std::vector<const Json*>& items) {
-    // Item i − 1 ≥ 1 had every key: the 7 counters, previtem and nextitem.
-    if (i < 2 || !loop.is_object() || loop.size() != 9 || !loop.contains("previtem") || !loop.contains("nextitem")) {
+    // Item i − 1 ≥ 1 had every key: the 7 counters, previtem and nextitem
+    // (unless the body replaced `loop`).
+    static const char* const kKeys[] = {"index", "index0", "revindex", "revindex0", "first",
+                                        "last",  "length", "previtem", "nextitem"};
+    bool same = i >= 2 && loop.is_object() && loop.size() == 9;
+    if (same) {
+      int k = 0;
+      for (auto it = loop.begin(); same && it != loop.end(); ++it) same = it.key() == kKeys[k++];
+    }
+    if (!same) {
       loop = make_loop(i, len, items);
       return;
     }
@@ -1191,18 +1252,16 @@ class Renderer {
   // ---- expressions ----
 
   Value eval(const Expr& e) {
+    Value v = evaluate(e);
+    charge(v.j, e.line);
+    return v;
+  }
+
+  Value evaluate(const Expr& e) {
     switch (e.kind) {
       case Expr::Literal: return Value(e.literal);
       case Expr::Name: {
-        if (Value* v = lookup(e.name)) {
-          // The copy below costs as much as the value is large: a loop that
-          // reads `messages | length` each time is quadratic in messages.
-          if (v->j.is_array() || v->j.is_object())
-            step(e.line, int64_t(v->j.size() / 8));
-          else if (v->j.is_string())
-            step(e.line, int64_t(v->j.get_ref<const std::string&>().size() / 1024));
-          return *v;
-        }
+        if (Value* v = lookup(e.name)) return *v;  // a copy, charged by eval
         if (is_builtin(e.name)) return Value(Json("<built-in function " + e.name + ">"));  // `is defined`
         return Value::undef();
       }
@@ -1359,14 +1418,17 @@ class Renderer {
       }
     }
     if (op == "*" && (a.j.is_string() || b.j.is_string()) && (is_int(a.j) || is_int(b.j))) {
-      const Value& text = a.j.is_string() ? a : b;
+      const std::string& text = (a.j.is_string() ? a : b).j.get_ref<const std::string&>();
+      const int64_t n = std::max<int64_t>(0, as_int(a.j.is_string() ? b : a, e.line, "a repeat count"));
+      // Refused before it is built when too long, and charged for its copies
+      // (a one-character text repeated a million times is a million appends).
+      if (!text.empty() && uint64_t(n) > limits_.output_bytes / text.size())
+        check_size(limits_.output_bytes + 1, e.line, "a repeated string");
+      step(e.line, n / 64);
       std::string out;
-      const int64_t n = as_int(a.j.is_string() ? b : a, e.line, "a repeat count");
-      for (int64_t i = 0; i < n; ++i) {
-        out += text.j.get<std::string>();
-        check_size(out.size(), e.line, "a repeated string");
-      }
-      return Value(Json(out));
+      out.reserve(text.size() * size_t(n));
+      for (int64_t i = 0; i < n; ++i) out += text;
+      return Value(Json(std::move(out)));
     }
     if ((!a.j.is_number() && !a.j.is_boolean()) || (!b.j.is_number() && !b.j.is_boolean()))
       fail(e.line, fmt::format("'{}' between {} and {}", op, a.undefined ? "undefined" : a.j.type_name(),
@@ -1497,7 +1559,7 @@ class Renderer {
     return Value(Json(std::move(result)));
   }
 
-  static Value method(const Value& v, const std::string& m, const Args& a, int line) {
+  Value method(const Value& v, const std::string& m, const Args& a, int line) {
     const Json& j = v.j;
     if (j.is_string()) {
       const std::string& s = j.get_ref<const std::string&>();
@@ -1531,7 +1593,7 @@ class Renderer {
       if (m == "replace") {
         const Value* n = a.get(2, "count");
         if (a.pos.size() < 2) fail(line, "replace() needs two arguments");
-        return Value(Json(replace_all(s, to_str(a.pos[0]), to_str(a.pos[1]), n ? as_int(*n, line, "count") : -1)));
+        return Value(Json(replaced(s, to_str(a.pos[0]), to_str(a.pos[1]), n ? as_int(*n, line, "count") : -1, line)));
       }
       if (m == "find") {
         if (a.pos.empty()) fail(line, "find() needs an argument");
@@ -1678,7 +1740,7 @@ class Renderer {
     if (f == "replace") {
       if (a.pos.size() < 2) fail(line, "replace needs two arguments");
       const Value* n = a.get(2, "count");
-      return Value(Json(replace_all(to_str(v), to_str(a.pos[0]), to_str(a.pos[1]), n ? as_int(*n, line, "count") : -1)));
+      return Value(Json(replaced(to_str(v), to_str(a.pos[0]), to_str(a.pos[1]), n ? as_int(*n, line, "count") : -1, line)));
     }
     if (f == "int") {
       if (is_int(j)) return Value(Json(as_int(v, line, "value")));

@@ -148,6 +148,24 @@ TEST_CASE("rendering is bounded: runaway loops and huge output stop with an erro
                     Catch::Contains("the rendered text is over 16777216 bytes"));
 }
 
+TEST_CASE("rendering is bounded: strings and lists that double, replacements that grow", "[chat_template]") {
+  const Json none = Json::object();
+  CHECK_THROWS_WITH(JinjaTemplate("{% set ns = namespace(s='x') %}{% for i in range(100) %}{% set ns.s = ns.s ~ ns.s %}"
+                                  "{% endfor %}")
+                        .render(none),
+                    Catch::Contains("a string is over 16777216 bytes"));
+  CHECK_THROWS_WITH(JinjaTemplate("{% set ns = namespace(a=[1]) %}{% for i in range(100) %}{% set ns.a = ns.a + ns.a %}"
+                                  "{% endfor %}")
+                        .render(none),
+                    Catch::Contains("over 4000000 steps"));
+  // A replacement is built in one pass (in place it took minutes for this)
+  // and refused before it is built when it would be too long.
+  CHECK(JinjaTemplate("{{ ('x' * 1000000) | replace('x', 'yy') }}").render(none) == std::string(2000000, 'y'));
+  CHECK(JinjaTemplate("{{ 'a-b-c'.replace('-', '+', 1) }}{{ 'a-b-c' | replace('-', '') }}").render(none) == "a+b-cabc");
+  CHECK_THROWS_WITH(JinjaTemplate("{{ ('x' * 1000000) | replace('x', 'y' * 100) }}").render(none),
+                    Catch::Contains("a replaced string is over 16777216 bytes"));
+}
+
 TEST_CASE("rendering limits are the caller's", "[chat_template]") {
   const JinjaTemplate t("{% for i in range(100) %}xy{% endfor %}");
   std::string want;
