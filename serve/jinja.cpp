@@ -194,16 +194,32 @@ void dump_json(const Json& j, int indent, int depth, std::string& out) {
 
 // ---- UTF-8 code points (Python strings index by code point) ------------------
 
+// Bytes of the code point at s[i] (a stray byte counts as one).
+size_t code_point_bytes(const std::string& s, size_t i) {
+  const unsigned char c = static_cast<unsigned char>(s[i]);
+  const size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+  return std::min(n, s.size() - i);
+}
+
 std::vector<std::string> code_points(const std::string& s) {
   std::vector<std::string> out;
-  for (size_t i = 0; i < s.size();) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-    n = std::min(n, s.size() - i);
+  for (size_t i = 0, n; i < s.size(); i += n) {
+    n = code_point_bytes(s, i);
     out.push_back(s.substr(i, n));
-    i += n;
   }
   return out;
+}
+
+// len() and s[k] without splitting the string into a vector of code points.
+int64_t code_point_count(const std::string& s) {
+  int64_t count = 0;
+  for (size_t i = 0; i < s.size(); i += code_point_bytes(s, i)) ++count;
+  return count;
+}
+std::string code_point_at(const std::string& s, int64_t k) {  // 0 <= k < code_point_count(s)
+  size_t i = 0;
+  for (; k > 0; --k) i += code_point_bytes(s, i);
+  return s.substr(i, code_point_bytes(s, i));
 }
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
@@ -1318,11 +1334,17 @@ class Renderer {
   // reference stays valid while the subject is used: expressions set nothing
   // (a macro called meanwhile sets names in its own frame), and a map keeps
   // its nodes where they are when the vector of frames grows.
+  // A string subject is charged one step per 64 bytes: what is done to it
+  // (an index, `length`, a method) may read all of it, one UTF-8 code point
+  // at a time, and `s[i]` in a loop over a megabyte was otherwise free.
   const Value& subject(const Expr& e, Value& held) {
-    if (e.kind == Expr::Name)
-      if (const Value* v = lookup(e.name)) return *v;
-    held = eval(e);
-    return held;
+    const Value* v = e.kind == Expr::Name ? lookup(e.name) : nullptr;
+    if (!v) {
+      held = eval(e);
+      v = &held;
+    }
+    if (v->j.is_string()) step(e.line, int64_t(v->j.get_ref<const std::string&>().size() / 64));
+    return *v;
   }
   const Value& defined(const Expr& e, Value& held) {
     const Value& v = subject(e, held);
@@ -1361,10 +1383,10 @@ class Renderer {
         if (i < 0) i += n;
         return i >= 0 && i < n ? Value(v.j[size_t(i)]) : Value::undef();
       }
-      const auto cps = code_points(v.j.get<std::string>());
-      const int64_t n = int64_t(cps.size());
+      const std::string& s = v.j.get_ref<const std::string&>();
+      const int64_t n = code_point_count(s);
       if (i < 0) i += n;
-      return i >= 0 && i < n ? Value(Json(cps[size_t(i)])) : Value::undef();
+      return i >= 0 && i < n ? Value(Json(code_point_at(s, i))) : Value::undef();
     }
     return Value::undef();
   }
@@ -1598,7 +1620,7 @@ class Renderer {
       if (m == "find") {
         if (a.pos.empty()) fail(line, "find() needs an argument");
         const size_t at = s.find(to_str(a.pos[0]));
-        return Value(Json(at == std::string::npos ? int64_t(-1) : int64_t(code_points(s.substr(0, at)).size())));
+        return Value(Json(at == std::string::npos ? int64_t(-1) : code_point_count(s.substr(0, at))));
       }
       if (m == "count") {
         if (a.pos.empty() || to_str(a.pos[0]).empty()) fail(line, "count() needs a non-empty argument");
@@ -1683,7 +1705,7 @@ class Renderer {
     if (f == "title") return Value(Json(title_case(to_str(v))));
     if (f == "capitalize") return Value(Json(capitalize(to_str(v))));
     if (f == "length" || f == "count") {
-      if (j.is_string()) return Value(Json(int64_t(code_points(j.get<std::string>()).size())));
+      if (j.is_string()) return Value(Json(code_point_count(j.get_ref<const std::string&>())));
       if (j.is_array() || j.is_object()) return Value(Json(int64_t(j.size())));
       if (v.undefined) return Value(Json(int64_t(0)));
       fail(line, fmt::format("length of {}", j.type_name()));

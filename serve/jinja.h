@@ -53,7 +53,8 @@ class JinjaError : public std::runtime_error {
 // statements, loop iterations, calls, range() items, and the size of every
 // value an expression makes (one step per 4 items of an array or object,
 // nested ones included, and per KiB of string; the subject of ., [], a
-// filter, a test or a method is read in place, uncharged). output_bytes
+// filter, a test or a method is read in place, a string one charged a step
+// per 64 bytes for what reading it may scan). output_bytes
 // bounds the rendered text and every string an expression makes. The
 // defaults render the 15 public templates tested over conversations well
 // past the server's default 1 MiB request body (Qwen3's, 40,000 messages,

@@ -164,6 +164,14 @@ TEST_CASE("rendering is bounded: strings and lists that double, replacements tha
   CHECK(JinjaTemplate("{{ 'a-b-c'.replace('-', '+', 1) }}{{ 'a-b-c' | replace('-', '') }}").render(none) == "a+b-cabc");
   CHECK_THROWS_WITH(JinjaTemplate("{{ ('x' * 1000000) | replace('x', 'y' * 100) }}").render(none),
                     Catch::Contains("a replaced string is over 16777216 bytes"));
+  // Strings index and count by code point (as jinja2 3.1 renders this).
+  CHECK(JinjaTemplate("{{ 'h\u00e9llo'[1] }}{{ 'h\u00e9llo' | length }}{{ 'h\u00e9llo'[-1] }}"
+                      "{{ 'a\u00e9\u20acx'.find('x') }}{{ '\u20ac'[0] }}{{ 'ab'[5] is undefined }}")
+            .render(none) == "\u00e95o3\u20acTrue");
+  // Reading a large string item by item is charged for what each read scans.
+  CHECK_THROWS_WITH(JinjaTemplate("{% set s = 'x' * 1000000 %}{% for i in range(100000) %}{{ s[i] }}{% endfor %}")
+                        .render(none),
+                    Catch::Contains("over 4000000 steps"));
 }
 
 TEST_CASE("rendering limits are the caller's", "[chat_template]") {
