@@ -64,8 +64,9 @@ nlohmann::ordered_json run_runtime_bench(const RuntimeBenchOptions& o) {
   j["threads"] = pool.size();
   j["eval_tokens_per_s"] = median(batched);
   // The same as work per second, comparable across model shapes.
-  j["eval_flops_per_token"] = forward_cost(model.config(), o.ctx).flops();
-  j["eval_gflop_per_s"] = median(batched) * j["eval_flops_per_token"].get<double>() * 1e-9;
+  const double flops_per_token = forward_cost(model.config(), o.ctx).flops();
+  j["eval_flops_per_token"] = flops_per_token;
+  j["eval_gflop_per_s"] = median(batched) * flops_per_token * 1e-9;
   j["eval_per_token_baseline_tokens_per_s"] = median(per_token);
   j["eval_speedup_vs_per_token"] = median(batched) / median(per_token);
   j["generate_tokens_per_s"] = median(generation);
@@ -98,8 +99,8 @@ std::string format_runtime_bench(const nlohmann::ordered_json& j) {
   out += fmt::format("  {:<44} {:>10} {:>10}\n", "", "tokens/s", "ratio");
   out += fmt::format("  {:<44} {:>10.0f} {:>9.2f}x\n", "eval, expert-grouped batched prefill", eval, eval / base);
   out += fmt::format("  {:<44} {:>10.0f} {:>9.2f}x\n", "eval, per-token baseline (same run)", base, 1.0);
-  out += fmt::format("  eval work: {:.2f} MFLOP per token, {:.1f} GFLOP/s\n", j["eval_flops_per_token"].get<double>() * 1e-6,
-                     j["eval_gflop_per_s"].get<double>());
+  const double flops = j["eval_flops_per_token"], gflops = j["eval_gflop_per_s"];
+  out += fmt::format("  eval work: {:.2f} MFLOP per token, {:.1f} GFLOP/s\n", flops * 1e-6, gflops);
   out += fmt::format("  {:<44} {:>10.0f}\n", "generation (KV cache, greedy)", gen);
   if (j.contains("sub1_expert_cache")) {
     const auto& c = j["sub1_expert_cache"];

@@ -4,8 +4,8 @@
 #include <cmath>
 #include <ctime>
 #include <map>
-#include <type_traits>
 #include <optional>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -288,26 +288,20 @@ std::vector<std::string> split(const std::string& s, const std::optional<std::st
 
 // s with the first `count` (all when negative) occurrences of `from`
 // replaced, built in one pass (replacing in place moved the tail at every
-// match: minutes for a megabyte); nullopt when the result would be over
-// max_bytes, found before building it.
+// match: minutes for a megabyte); nullopt as soon as it grows past max_bytes.
 std::optional<std::string> replace_all(const std::string& s, const std::string& from, const std::string& to,
                                        int64_t count, size_t max_bytes) {
   if (from.empty()) return s;
-  size_t size = s.size(), at = 0;
-  for (int64_t n = 0; (count < 0 || n < count) && (at = s.find(from, at)) != std::string::npos; ++n) {
-    size = size - from.size() + to.size();
-    if (size > max_bytes) return std::nullopt;
-    at += from.size();
-  }
   std::string out;
-  out.reserve(size);
-  size_t start = 0;
+  size_t start = 0, at;
   for (int64_t n = 0; (count < 0 || n < count) && (at = s.find(from, start)) != std::string::npos; ++n) {
     out.append(s, start, at - start);
     out += to;
     start = at + from.size();
+    if (out.size() > max_bytes) return std::nullopt;
   }
   out.append(s, start, std::string::npos);
+  if (out.size() > max_bytes) return std::nullopt;
   return out;
 }
 
@@ -1081,18 +1075,22 @@ class Renderer {
 
   void step(int line, int64_t n = 1) {
     steps_ += n;
-    if (steps_ > limits_.steps) fail(line, fmt::format("the template ran too long: over {} steps (a runaway loop?)", limits_.steps));
+    if (steps_ > limits_.steps)
+      fail(line, fmt::format("the template ran too long: over {} steps (a runaway loop?)", limits_.steps));
   }
   void emit(const std::string& s, int line) {
     out_ += s;
     check_size(out_.size(), line, "the rendered text");
   }
   void check_size(size_t bytes, int line, const char* what) {
-    if (bytes > limits_.output_bytes) fail(line, fmt::format("{} is over {} bytes", what, limits_.output_bytes));
+    if (bytes > limits_.output_bytes) too_large(line, what);
+  }
+  [[noreturn]] void too_large(int line, const char* what) {
+    fail(line, fmt::format("{} is over {} bytes", what, limits_.output_bytes));
   }
   std::string replaced(const std::string& s, const std::string& from, const std::string& to, int64_t count, int line) {
     std::optional<std::string> out = replace_all(s, from, to, count, limits_.output_bytes);
-    if (!out) check_size(limits_.output_bytes + 1, line, "a replaced string");
+    if (!out) too_large(line, "a replaced string");
     return std::move(*out);
   }
   // Every value an expression makes is charged for its size, since building
@@ -1444,8 +1442,7 @@ class Renderer {
       const int64_t n = std::max<int64_t>(0, as_int(a.j.is_string() ? b : a, e.line, "a repeat count"));
       // Refused before it is built when too long, and charged for its copies
       // (a one-character text repeated a million times is a million appends).
-      if (!text.empty() && uint64_t(n) > limits_.output_bytes / text.size())
-        check_size(limits_.output_bytes + 1, e.line, "a repeated string");
+      if (!text.empty() && uint64_t(n) > limits_.output_bytes / text.size()) too_large(e.line, "a repeated string");
       step(e.line, n / 64);
       std::string out;
       out.reserve(text.size() * size_t(n));
@@ -1762,7 +1759,8 @@ class Renderer {
     if (f == "replace") {
       if (a.pos.size() < 2) fail(line, "replace needs two arguments");
       const Value* n = a.get(2, "count");
-      return Value(Json(replaced(to_str(v), to_str(a.pos[0]), to_str(a.pos[1]), n ? as_int(*n, line, "count") : -1, line)));
+      const int64_t count = n ? as_int(*n, line, "count") : -1;
+      return Value(Json(replaced(to_str(v), to_str(a.pos[0]), to_str(a.pos[1]), count, line)));
     }
     if (f == "int") {
       if (is_int(j)) return Value(Json(as_int(v, line, "value")));

@@ -132,8 +132,8 @@ TEST_CASE("rendering is bounded: runaway loops and huge output stop with an erro
   CHECK_THROWS_AS(JinjaTemplate("{{ nothing.attr }}").render(Json::object()), JinjaError);
   // Reading a large variable in a loop copies nothing (Qwen3's template reads
   // `messages | length` in its message loop)...
-  CHECK(JinjaTemplate("{% set a = range(20000) %}{% for i in a %}{% if a | length > a[i] + a[0] %}{% endif %}{% endfor %}"
-                      "{{ a | length }}")
+  CHECK(JinjaTemplate("{% set a = range(20000) %}{% for i in a %}{% if a | length > a[i] + a[0] %}{% endif %}"
+                      "{% endfor %}{{ a | length }}")
             .render(Json::object()) == "20000");
   // ...and a loop that does copy one every time is charged for the copies:
   // 20,000 copies of 20,000 items would be 4·10^8 within 60,000 steps.

@@ -166,7 +166,8 @@ TEST_CASE("non-expert q8/q4: attention, embedding and lm_head encoded, the file 
   }
 }
 
-TEST_CASE("non-expert plans (--non-expert): one code for every kind, or per kind with later items overriding", "[rate][quantize]") {
+TEST_CASE("non-expert plans (--non-expert): one code for every kind, or per kind with later items overriding",
+          "[rate][quantize]") {
   const NonExpertPlan keep = parse_non_expert("keep");
   CHECK_FALSE((keep.attention || keep.embedding || keep.lm_head));
   CHECK(keep.spec() == "keep");
